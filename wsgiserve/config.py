@@ -14,6 +14,7 @@ import ipaddress
 import math
 import os
 import shutil
+import textwrap
 import tomllib
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -875,9 +876,9 @@ def dump_toml(config: Config, *, annotate: bool = False) -> str:
         for setting in (s for s in SETTINGS if s.section == section):
             if annotate:
                 flags = ", ".join(setting.flags) or f"positional {setting.metavar}"
-                lines.append(f"# {setting.help}.")
+                lines.append("")
+                lines += textwrap.wrap(setting.help + ".", 86, initial_indent="# ",
+                                       subsequent_indent="# ")
                 lines.append(f"# Flag: {flags}. Variable: {setting.env_var}.")
             lines.append(_setting_toml(setting, getattr(values, setting.key)))
-            if annotate and setting is not SETTINGS[-1]:
-                lines.append("")
     return "\n".join(lines) + "\n"
