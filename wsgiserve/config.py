@@ -85,7 +85,8 @@ def _show(value: object) -> str:
     try:
         return _toml_value(value)
     except TypeError:
-        return repr(value)
+        isoformat = getattr(value, "isoformat", None)  # TOML dates and times
+        return str(isoformat()) if callable(isoformat) else repr(value)
 
 
 def _at_least(low: float) -> _Check:
