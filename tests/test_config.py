@@ -9,9 +9,22 @@ from typing import Any
 
 import pytest
 
-from wsgiserve.config import (SETTINGS, BindAddress, CommandLine, Config, ConfigError, Server,
-                              UsageError, Workers, dump_toml, load, parse_bind,
-                              parse_command_line, resolve, unknown_environment)
+from wsgiserve.config import (
+    SETTINGS,
+    BindAddress,
+    CommandLine,
+    Config,
+    ConfigError,
+    Server,
+    UsageError,
+    Workers,
+    dump_toml,
+    load,
+    parse_bind,
+    parse_command_line,
+    resolve,
+    unknown_environment,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_FILES = sorted((ROOT / "conf").glob("*.toml"))

@@ -1,6 +1,7 @@
 """Access-log lines byte for byte (text and JSON), escaping, and reopening after rename."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -12,8 +13,14 @@ import pytest
 
 from wsgiserve.cli import configure_logging
 from wsgiserve.config import Logging
-from wsgiserve.log import (ACCESS_LOGGER, ERROR_LOGGER, AccessFormatter, AccessLog, AccessRecord,
-                           reopen_log_files)
+from wsgiserve.log import (
+    ACCESS_LOGGER,
+    ERROR_LOGGER,
+    AccessFormatter,
+    AccessLog,
+    AccessRecord,
+    reopen_log_files,
+)
 
 COMBINED = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 # 2024-01-01T00:00:00Z plus 250 ms.
@@ -46,19 +53,19 @@ def restore_loggers() -> Iterator[None]:
         target.propagate = propagate
 
 
+BASE_RECORD = AccessRecord(
+    remote_addr="192.0.2.7", remote_port=51234, method="GET", target="/a/b?x=1&y=2",
+    version="HTTP/1.1", status=200, response_bytes=1234, start_time=START, duration_s=0.0123456,
+    request_headers=[(b"host", b"example.test"), (b"referer", b"http://r.test/"),
+                     (b"user-agent", b"curl/8.0"), (b"x-forwarded-for", b"10.0.0.1"),
+                     (b"x-forwarded-for", b"10.0.0.2")],
+    response_headers=[("Content-Type", "text/plain"), ("Set-Cookie", "a=1"),
+                      ("Set-Cookie", "b=2")],
+    pid=4242)
+
+
 def record(**changes: Any) -> AccessRecord:
-    fields: dict[str, Any] = dict(
-        remote_addr="192.0.2.7", remote_port=51234, method="GET", target="/a/b?x=1&y=2",
-        version="HTTP/1.1", status=200, response_bytes=1234, start_time=START,
-        duration_s=0.0123456,
-        request_headers=[(b"host", b"example.test"), (b"referer", b"http://r.test/"),
-                         (b"user-agent", b"curl/8.0"), (b"x-forwarded-for", b"10.0.0.1"),
-                         (b"x-forwarded-for", b"10.0.0.2")],
-        response_headers=[("Content-Type", "text/plain"), ("Set-Cookie", "a=1"),
-                          ("Set-Cookie", "b=2")],
-        pid=4242)
-    fields.update(changes)
-    return AccessRecord(**fields)
+    return dataclasses.replace(BASE_RECORD, **changes)
 
 
 LINES = [

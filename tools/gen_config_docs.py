@@ -12,8 +12,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wsgiserve.config import (  # noqa: E402  (needs the sys.path entry above)
-    ACCESS_LOG_JSON, SECTIONS, SETTINGS, Config, Setting, dump_toml, _setting_toml)
+from wsgiserve.config import (
+    ACCESS_LOG_JSON,
+    SECTIONS,
+    SETTINGS,
+    Config,
+    Setting,
+    _setting_toml,
+    dump_toml,
+)
 
 DOC_PATH = ROOT / "docs" / "configuration.md"
 CONF_PATH = ROOT / "conf" / "wsgiserve.toml"

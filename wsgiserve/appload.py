@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import importlib
 from typing import Any, Final, cast
-
 from wsgiref.types import WSGIApplication
 
 __all__ = ["DEMO_APP", "AppLoadError", "load_app", "load_object"]

@@ -13,11 +13,26 @@ from collections.abc import Mapping, Sequence
 from typing import Final, TextIO
 
 from wsgiserve import __version__
-from wsgiserve.config import (Config, ConfigError, Logging, UsageError, build_parser, dump_toml,
-                              parse_command_line, resolve, unknown_environment)
+from wsgiserve.config import (
+    Config,
+    ConfigError,
+    Logging,
+    UsageError,
+    build_parser,
+    dump_toml,
+    parse_command_line,
+    resolve,
+    unknown_environment,
+)
 from wsgiserve.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from wsgiserve.log import (ACCESS_LOGGER, ERROR_LOG_DATE_FORMAT, ERROR_LOG_FORMAT, ERROR_LOGGER,
-                           AccessFormatter, ReopenableFileHandler)
+from wsgiserve.log import (
+    ACCESS_LOGGER,
+    ERROR_LOG_DATE_FORMAT,
+    ERROR_LOG_FORMAT,
+    ERROR_LOGGER,
+    AccessFormatter,
+    ReopenableFileHandler,
+)
 
 __all__ = ["configure_logging", "main", "prepare_process"]
 
@@ -91,7 +106,8 @@ def prepare_process(config: Config, environ: dict[str, str] | None = None) -> No
     target = os.environ if environ is None else environ
     if config.server.chdir:
         os.chdir(config.server.chdir)
-    for directory in reversed((os.getcwd(), *config.server.pythonpath)):
+    # Inserted in reverse so that sys.path reads pythonpath..., then the working directory.
+    for directory in reversed((*config.server.pythonpath, os.getcwd())):
         directory = os.path.abspath(directory)
         if directory in sys.path:
             sys.path.remove(directory)

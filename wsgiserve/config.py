@@ -543,7 +543,7 @@ def _from_toml(setting: Setting, value: object) -> Any:
     if kind == "mode" and isinstance(value, str):
         return _checked(setting, _parse_mode(value))
     if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _checked(setting, float(value))
+        return float(_checked(setting, value))  # checked first: "got -1", not "got -1.0"
     if kind == "bool" and isinstance(value, bool):
         return value
     if kind == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):

@@ -12,7 +12,6 @@ import sys
 import urllib.parse
 from collections.abc import Iterable
 from typing import Final
-
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from wsgiserve import __version__

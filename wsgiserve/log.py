@@ -184,7 +184,7 @@ class AccessFormatter:
     @staticmethod
     def _format_json(record: AccessRecord) -> str:
         path, query = _split_target(record.target)
-        moment = datetime.datetime.fromtimestamp(record.start_time, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(record.start_time, datetime.UTC)
         # ensure_ascii also escapes U+2028/U+2029, which some line splitters treat as EOL.
         return json.dumps({
             "time": moment.isoformat(timespec="milliseconds"),
