@@ -1,0 +1,137 @@
+"""Bytes for heads and bodies we send, in either role, framed by ``framing.Framing``.
+
+The writer refuses to emit invalid bytes: a CR, LF, NUL or other control character in a
+header name or value handed over by an application is a ``LocalProtocolError``, never a
+header injection on the wire. Used by the server (responses) and the client (requests).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from wsgiserve.http.errors import LocalProtocolError
+from wsgiserve.http.framing import BodyKind, Framing
+from wsgiserve.http.headers import BAD_VALUE_STR_RE, TCHAR
+
+_NAMES_RE: Final = re.compile("(?:[" + TCHAR.decode("ascii") + "]+\x00)*")
+_STATUS_RE: Final = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
+_METHOD_RE: Final = re.compile("[" + TCHAR.decode("ascii") + "]+")
+_TARGET_RE: Final = re.compile(r"[^\x00-\x20\x7f-\uffff]+")
+
+Fields = Sequence[tuple[str, str]]
+
+
+def check_fields(headers: Fields) -> None:
+    """Raise ``LocalProtocolError`` unless every name is a token and every value clean."""
+    names = "\x00".join([name for name, _ in headers])
+    if headers and _NAMES_RE.fullmatch(names + "\x00") is None:
+        bad = next(name for name, _ in headers if _METHOD_RE.fullmatch(name) is None)
+        raise LocalProtocolError(f"invalid header name {bad!r}")
+    values = "".join([value for _, value in headers])
+    if BAD_VALUE_STR_RE.search(values) is not None:
+        bad = next(v for _, v in headers if BAD_VALUE_STR_RE.search(v) is not None)
+        raise LocalProtocolError(f"invalid character in header value {bad[:60]!r}")
+
+
+def _encode_fields(headers: Fields) -> str:
+    check_fields(headers)
+    return "".join([f"{name}: {value}\r\n" for name, value in headers])
+
+
+def encode_response_head(status: str, headers: Fields, http_version: str = "1.1") -> bytes:
+    """Return the head of a response: status line, fields, blank line.
+
+    Args:
+        status: a WSGI status string, ``"200 OK"``.
+        headers: (name, value) pairs of latin-1 str, as WSGI hands them over.
+
+    Raises:
+        LocalProtocolError: the status or a field is invalid; nothing was produced.
+    """
+    if _STATUS_RE.fullmatch(status) is None:
+        raise LocalProtocolError(f"invalid status {status[:60]!r}")
+    text = f"HTTP/{http_version} {status}\r\n{_encode_fields(headers)}\r\n"
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError("a header is not latin-1 text") from exc
+
+
+def encode_request_head(method: str, target: str, headers: Fields,
+                        http_version: str = "1.1") -> bytes:
+    """Return the head of a request: request line, fields, blank line.
+
+    Raises:
+        LocalProtocolError: the method, target or a field is invalid.
+    """
+    if _METHOD_RE.fullmatch(method) is None:
+        raise LocalProtocolError(f"invalid method {method[:40]!r}")
+    if _TARGET_RE.fullmatch(target) is None:
+        raise LocalProtocolError(f"invalid request target {target[:60]!r}")
+    text = f"{method} {target} HTTP/{http_version}\r\n{_encode_fields(headers)}\r\n"
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError("a header is not latin-1 text") from exc
+
+
+class BodyWriter:
+    """Frames body bytes for one message.
+
+    ``write`` returns the bytes to send for a piece of body (with NONE framing, nothing:
+    a body for HEAD, 204 or 304 is dropped); ``end`` returns the closing bytes.
+
+    Raises ``LocalProtocolError`` when a Content-Length body would get more bytes than
+    declared (nothing is produced for that call) or ends short.
+    """
+
+    __slots__ = ("framing", "_kind", "_remaining", "bytes_written", "is_finished")
+
+    def __init__(self, framing: Framing):
+        self.framing = framing
+        self._kind = framing.kind
+        self._remaining = framing.length
+        self.bytes_written = 0      # body bytes, before framing
+        self.is_finished = False
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still owed to a Content-Length body."""
+        return self._remaining
+
+    def write(self, data: bytes) -> bytes:
+        size = len(data)
+        if not size:
+            return b""
+        kind = self._kind
+        if kind is BodyKind.LENGTH:
+            if size > self._remaining:
+                raise LocalProtocolError(
+                    f"body is longer than its Content-Length ({self.framing.length})")
+            self._remaining -= size
+            self.bytes_written += size
+            return data
+        if kind is BodyKind.CHUNKED:
+            self.bytes_written += size
+            return b"%x\r\n%b\r\n" % (size, data)
+        if kind is BodyKind.NONE:
+            return b""
+        self.bytes_written += size
+        return data
+
+    def write_many(self, pieces: Iterable[bytes]) -> list[bytes]:
+        return [self.write(piece) for piece in pieces]
+
+    def end(self, trailers: Fields = ()) -> bytes:
+        """Return the bytes that end the body (the last chunk and trailers, if chunked)."""
+        self.is_finished = True
+        kind = self._kind
+        if kind is BodyKind.LENGTH and self._remaining:
+            raise LocalProtocolError(
+                f"body ended {self._remaining} bytes short of its Content-Length")
+        if kind is BodyKind.CHUNKED:
+            if trailers:
+                return ("0\r\n" + _encode_fields(trailers) + "\r\n").encode("latin-1")
+            return b"0\r\n\r\n"
+        return b""
