@@ -482,8 +482,9 @@ class RequestParser(_Parser):
         pos = self._pos
         end = buf.find(b"\r\n\r\n", self._scan if self._scan > pos else pos)
         limits = self.limits
-        if end > pos and end + 4 - pos <= limits.max_head_bytes:
-            # The fast path: a whole head, no leading empty lines, within the limit.
+        if end > pos and buf[pos] != 13 and end + 4 - pos <= limits.max_head_bytes:
+            # The fast path: a whole head, no leading empty lines (RFC 9112 §2.2: those
+            # are skipped by _find_head), within the limit.
             self._pos = self._scan = end + 4
             head = bytes(buf[pos:end + 2])
         else:
