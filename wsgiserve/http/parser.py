@@ -517,7 +517,7 @@ class RequestParser(_Parser):
         if lines <= limits.max_fields and len(block) <= limits.max_field_bytes \
                 and block.translate(None, _FIELD_BYTES) == _CRLF * lines \
                 and block.count(b": ") == lines and b" \r\n" not in block \
-                and b"\t\r\n" not in block and b": \t" not in block:
+                and b"\t\r\n" not in block and b": \t" not in block and b":  " not in block:
             split = block.split(b"\r\n")
             split.pop()
             fields = [(name, value) for name, _, value in [line.partition(b": ") for line in split]]
