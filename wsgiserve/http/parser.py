@@ -530,7 +530,7 @@ class RequestParser(_Parser):
         else:
             headers = self._parse_fields(block)
         names = headers.names
-        if target[0] != 47:  # b"/"
+        if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
             self._check_target_form(method, target)
         if names.count(b"host") != 1:
             # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request
