@@ -120,6 +120,23 @@ class BodyWriter:
         self.bytes_written += size
         return data
 
+    def account(self, size: int) -> None:
+        """Count ``size`` body bytes the caller sent by other means (``os.sendfile``).
+
+        Only for Content-Length and close-delimited bodies, whose bytes go out unframed.
+
+        Raises:
+            LocalProtocolError: more than the Content-Length, or a chunked body.
+        """
+        if self._kind is BodyKind.CHUNKED:
+            raise LocalProtocolError("a chunked body cannot be sent unframed")
+        if self._kind is BodyKind.LENGTH:
+            if size > self._remaining:
+                raise LocalProtocolError(
+                    f"body is longer than its Content-Length ({self.framing.length})")
+            self._remaining -= size
+        self.bytes_written += size
+
     def write_many(self, pieces: Iterable[bytes]) -> list[bytes]:
         return [self.write(piece) for piece in pieces]
 
