@@ -282,11 +282,13 @@ class _Parser:
             # Nearly every client writes "Name: value" with one space and no trailing
             # whitespace: partition on ": " and skip stripping. A line that is not of that
             # shape leaves a colon in its "name", which fails the token check below, and
-            # the block is then split the general way.
-            fields = [(name, value) for name, _, value in [line.partition(b": ") for line in split]]
+            # the block is then split the general way. A line with no ": " at all is
+            # dropped here, so the count no longer matches and the general way reports it.
+            fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
+                      if sep]
         joined = b"\n".join([name for name, _ in fields])
-        if joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) or b"\n\n" in joined \
-                or joined[:1] == b"\n" or joined[-1:] == b"\n":
+        if len(fields) != lines or joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) \
+                or b"\n\n" in joined or joined[:1] == b"\n" or joined[-1:] == b"\n":
             fields = self._split_fields_slow(split, block)
             joined = b"\n".join([name for name, _ in fields])
             if joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) or b"\n\n" in joined \
@@ -520,10 +522,12 @@ class RequestParser(_Parser):
                 and b"\t\r\n" not in block and b": \t" not in block and b":  " not in block:
             split = block.split(b"\r\n")
             split.pop()
-            fields = [(name, value) for name, _, value in [line.partition(b": ") for line in split]]
+            # A line without ": " is dropped (if sep) and sent to the general path below.
+            fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
+                      if sep]
             joined = b"\n".join([name for name, _ in fields])
-            if joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) or b"\n\n" in joined \
-                    or joined[:1] == b"\n" or joined[-1:] == b"\n":
+            if len(fields) != lines or joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) \
+                    or b"\n\n" in joined or joined[:1] == b"\n" or joined[-1:] == b"\n":
                 headers = self._parse_fields(block)
             else:
                 headers = Headers(fields, joined.lower().split(b"\n") if lines else [])
