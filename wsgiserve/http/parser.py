@@ -237,18 +237,16 @@ class _Parser:
         self._pos = end + 4
         self._scan = end + 4
         if end + 4 - pos > self.limits.max_head_bytes:
+            self._check_line_length(buf, pos)
             raise HeadTooLarge("the request head is larger than the limit")
         return bytes(buf[pos:end + 2])
 
     def _check_incomplete_head(self, buf: bytearray, pos: int) -> None:
         if self._peer_closed and len(buf) == pos:
             raise _Closed
-        size = len(buf) - pos
-        if size > self.limits.max_head_bytes:
+        self._check_line_length(buf, pos)
+        if len(buf) - pos > self.limits.max_head_bytes:
             raise HeadTooLarge("the message head is larger than the limit")
-        line_end = buf.find(b"\r\n", pos)
-        if line_end < 0 and size > self.limits.max_request_line_bytes:
-            raise RequestLineTooLong("the request line is longer than the limit")
         # A bare LF line ending (RFC 9112 §2.2 lets us refuse it) would otherwise make us
         # wait forever for a CRLF CRLF that never comes: answer at once instead.
         lf = buf.find(b"\n", max(pos, self._scan - 3))
@@ -258,6 +256,17 @@ class _Parser:
             lf = buf.find(b"\n", lf + 1)
         if self._peer_closed:
             raise IncompleteMessage("the peer closed the connection inside a message head")
+
+    def _check_line_length(self, buf: bytearray, pos: int) -> None:
+        # The first line is checked before the head size so that the answer (414 or 431)
+        # does not depend on how the bytes were split: fed slowly, a long line is seen
+        # before the head grows past its limit. A lone CR at the end may start the CRLF.
+        limit = self.limits.max_request_line_bytes
+        line_end = buf.find(b"\r\n", pos, pos + limit + 2)
+        if line_end < 0:
+            size = min(len(buf), pos + limit + 2) - pos
+            if size > limit + 1 or (size == limit + 1 and buf[pos + limit] != 13):
+                raise RequestLineTooLong("the request line is longer than the limit")
 
     def _parse_fields(self, block: bytes) -> Headers:
         """Parse a field block (each line ending in CRLF) into Headers.
