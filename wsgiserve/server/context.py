@@ -1,0 +1,77 @@
+"""What every connection of a worker shares: the app, limits, timeouts, logs and hooks.
+
+Built once per worker process by ``server.worker`` from the configuration sections it needs,
+then read (never changed, apart from the stop flag and counters) by ``server.connection``.
+"""
+from __future__ import annotations
+
+import email.utils
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from wsgiserve import __version__
+from wsgiserve.http import HttpLimits
+from wsgiserve.log import AccessLog
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
+SERVER_HEADER: Final = f"wsgiserve/{__version__}"
+# A request body up to this size is read in full by the event loop before a thread runs the
+# app, so a slow uploader never holds a thread (nginx buffers bodies the same way).
+PREBUFFER_MAX_BYTES: Final = 65536
+# Unread request body we read and drop to keep a connection alive after the response;
+# past it we close instead (gunicorn and waitress drain without a bound).
+DRAIN_MAX_BYTES: Final = 65536
+# How long a closed-for-writing connection may still send before we close it: the
+# lingering close of RFC 9112 §9.6, done in the event loop (nginx lingering_time is 30 s,
+# lingering_timeout 5 s; we allow 2 s).
+LINGER_S: Final = 2.0
+
+
+class DateCache:
+    """The ``Date`` header value, formatted once per second (RFC 9110 §6.6.1)."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._value = email.utils.formatdate(second, usegmt=True)
+            self._second = second
+        return self._value
+
+
+@dataclass
+class ServerContext:
+    """Per-worker state shared by connections. Mutable parts: ``is_stopping``, counters."""
+
+    app: WSGIApplication
+    limits: HttpLimits
+    keepalive_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    script_name: str
+    access_log: AccessLog | None
+    proxy: Any = None  # trusted-proxy handling (issue 6)
+    hooks: Mapping[str, Callable[..., object]] = field(default_factory=dict)
+    multithread: bool = False
+    multiprocess: bool = True
+    is_stopping: bool = False
+    dates: DateCache = field(default_factory=DateCache)
+    pid: int = field(default_factory=os.getpid)
+    # Connections whose app code is running now, with the monotonic time it started: the
+    # worker stops its heartbeat when one has run longer than the timeout.
+    in_app: dict[object, float] = field(default_factory=dict)
+    requests_served: int = 0
+    on_request_done: Callable[[], None] | None = None
+    worker: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,0 +1,409 @@
+"""A worker process: one epoll set, served by ``threads`` threads, and a housekeeping loop.
+
+Every connection sits in the epoll set with EPOLLONESHOT, so exactly one thread owns it
+at a time and no thread ever hands a request to another: the thread that reads a complete
+head runs the app and writes the response itself (PEERS.md: the loop-to-pool hand-off is
+what makes gunicorn's gthread worker slow). Idle keep-alive connections cost no thread; a
+response that fills the socket buffer parks the connection until it is writable.
+
+The main thread only does housekeeping: signals (recorded by handlers, acted on here),
+the heartbeat, deadlines (slowloris, keep-alive, lingering close), and the numbered stop
+sequence. Imported by ``server.arbiter``; imports ``server.connection`` and below.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import faulthandler
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from wsgiserve.config import Config
+from wsgiserve.http import HttpLimits
+from wsgiserve.log import AccessLog, reopen_log_files
+from wsgiserve.server.connection import Connection, Outcome, make_base_environ
+from wsgiserve.server.context import ServerContext
+from wsgiserve.server.heartbeat import Heartbeat
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
+_log = logging.getLogger(__name__)
+
+# Housekeeping period: deadlines are checked and the heartbeat sent this often.
+TICK_S: Final = 0.25
+# Connections accepted per listener wake-up before serving others (nginx multi_accept).
+ACCEPT_BATCH: Final = 64
+EXIT_ABORTED: Final = 134  # 128 + SIGABRT, what a shell reports for an aborted process
+_READ: Final = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+_WRITE: Final = select.EPOLLOUT | select.EPOLLONESHOT
+_LISTEN: Final = select.EPOLLIN | select.EPOLLEXCLUSIVE
+
+
+def limits_from_config(config: Config) -> HttpLimits:
+    limits = config.limits
+    return HttpLimits(
+        max_request_line_bytes=limits.limit_request_line,
+        max_fields=limits.limit_request_fields,
+        max_field_bytes=limits.limit_request_field_size,
+        max_head_bytes=limits.limit_request_head,
+        max_chunk_line_bytes=limits.limit_chunk_ext,
+        max_trailer_bytes=limits.limit_trailer,
+        max_body_bytes=limits.limit_request_body,
+    )
+
+
+class Worker:
+    """Serves the inherited listeners until told to stop. See the module docstring."""
+
+    def __init__(self, *, config: Config, listeners: Sequence[socket.socket],
+                 app: WSGIApplication, heartbeat: Heartbeat, worker_id: int,
+                 max_requests: int = 0,
+                 hooks: Mapping[str, Callable[..., object]] | None = None) -> None:
+        self.config = config
+        self.listeners = list(listeners)
+        self.app = app
+        self.heartbeat = heartbeat
+        self.worker_id = worker_id
+        self.max_requests = max_requests
+        self.hooks = dict(hooks or {})
+        self.pid = os.getpid()
+        self.ppid = os.getppid()
+        self.threads = max(1, config.workers.threads)
+        workers = config.workers
+        logging_settings = config.logging
+        access_log = AccessLog(logging_settings.access_logformat) \
+            if logging_settings.access_logfile else None
+        self.context = ServerContext(
+            app=app, limits=limits_from_config(config), keepalive_s=workers.keep_alive,
+            header_timeout_s=workers.header_timeout,
+            body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
+            script_name=config.server.script_name.rstrip("/"), access_log=access_log,
+            hooks=self.hooks, multithread=self.threads > 1,
+            multiprocess=workers.workers > 1, worker=self)
+        self.context.on_request_done = self._count_request
+        self._epoll = select.epoll()
+        self._parked: dict[int, Connection] = {}
+        self._connections: set[Connection] = set()
+        self._listener_by_fd: dict[int, tuple[socket.socket, dict[str, Any]]] = {}
+        self._accepting = False
+        self._accept_lock = threading.Lock()
+        self._signals: collections.deque[int] = collections.deque()
+        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._is_done = False
+        self._stop_deadline = 0.0
+        self._served = 0
+        self._is_hung_reported = False
+
+    # -- the process -----------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stopped; returns the exit code."""
+        self._install_signals()
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self._listener_by_fd[listener.fileno()] = (listener, self._base_environ(listener))
+        self._resume_accepting()
+        threads = [threading.Thread(target=self._serve_forever, name=f"wsgiserve-{i}",
+                                    daemon=True) for i in range(self.threads)]
+        for thread in threads:
+            thread.start()
+        if "post_worker_init" in self.hooks:
+            self.hooks["post_worker_init"](self)
+        _log.info("Booting worker with pid: %d", self.pid)
+        try:
+            code = self._housekeep_forever()
+        finally:
+            self._is_done = True
+            for conn in list(self._connections):
+                conn.close()
+            if "worker_exit" in self.hooks:
+                try:
+                    self.hooks["worker_exit"](None, self)
+                except Exception:  # noqa: BLE001 - exiting anyway
+                    _log.exception("worker_exit hook failed")
+        return code
+
+    def _base_environ(self, listener: socket.socket) -> dict[str, Any]:
+        address = listener.getsockname()
+        if isinstance(address, tuple):
+            host, port = str(address[0]), str(address[1])
+        else:
+            host, port = "localhost", ""
+        scheme = "https" if getattr(listener, "is_tls", False) else "http"
+        return make_base_environ(host, port, scheme, multithread=self.threads > 1,
+                                 multiprocess=self.config.workers.workers > 1)
+
+    def _install_signals(self) -> None:
+        def record(signum: int, frame: object) -> None:
+            self._signals.append(signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                       signal.SIGABRT):
+            signal.signal(signum, record)
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH,
+                       signal.SIGUSR2):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    # -- housekeeping (main thread) ------------------------------------------------------
+    def _housekeep_forever(self) -> int:
+        while True:
+            try:
+                select.select([self._wakeup_r], [], [], TICK_S)
+            except InterruptedError:
+                pass
+            try:
+                while os.read(self._wakeup_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            while self._signals:
+                code = self._handle_signal(self._signals.popleft())
+                if code is not None:
+                    return code
+            now = time.monotonic()
+            self._beat(now)
+            self._expire(now)
+            if os.getppid() != self.ppid and not self.context.is_stopping:
+                _log.warning("Parent changed (master gone); worker %d stopping", self.pid)
+                self._begin_graceful_stop(min(5.0, self.config.workers.graceful_timeout))
+            if self.context.is_stopping:
+                self._close_idle()
+                if not self._connections:
+                    return 0
+                if now >= self._stop_deadline:
+                    _log.info("Graceful timeout: closing %d connections", len(self._connections))
+                    return 0
+
+    def _handle_signal(self, signum: int) -> int | None:
+        if signum == signal.SIGTERM:
+            self._begin_graceful_stop(self.config.workers.graceful_timeout)
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            return 0
+        elif signum == signal.SIGUSR1:
+            reopen_log_files()
+        elif signum == signal.SIGABRT:
+            self._dump_and_abort()
+        return None
+
+    def _dump_and_abort(self) -> None:
+        """SIGABRT from the arbiter: this worker stopped beating. Say where every thread is."""
+        _log.critical("WORKER TIMEOUT (pid:%d): stacks of all threads follow", self.pid)
+        stream = _error_log_stream()
+        try:
+            faulthandler.dump_traceback(file=stream, all_threads=True)
+            stream.flush()
+        except (OSError, ValueError):
+            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        hook = self.hooks.get("worker_abort")
+        if hook is not None:
+            try:
+                hook(self)
+            except Exception:  # noqa: BLE001 - aborting anyway
+                _log.exception("worker_abort hook failed")
+        for handler in logging.getLogger().handlers + logging.getLogger("wsgiserve").handlers:
+            handler.flush()
+        os._exit(EXIT_ABORTED)
+
+    def _beat(self, now: float) -> None:
+        """Beat unless some request has run longer than the timeout (then the arbiter acts)."""
+        timeout = self.config.workers.timeout
+        if timeout > 0:
+            started = list(self.context.in_app.values())
+            if started and now - min(started) > timeout:
+                if not self._is_hung_reported:
+                    self._is_hung_reported = True
+                    _log.warning("A request has run for more than %.0f s; withholding the "
+                                 "heartbeat", timeout)
+                return
+        self._is_hung_reported = False
+        self.heartbeat.beat()
+
+    def _expire(self, now: float) -> None:
+        parked = self._parked
+        for fd, conn in list(parked.items()):
+            if conn.deadline <= now and parked.pop(fd, None) is conn:
+                self._unregister(fd)
+                conn.on_timeout()
+                self._forget(conn)
+
+    def _close_idle(self) -> None:
+        parked = self._parked
+        for fd, conn in list(parked.items()):
+            if conn.is_idle and parked.pop(fd, None) is conn:
+                self._dispatch(conn, conn.start_graceful_close())
+
+    def _begin_graceful_stop(self, timeout_s: float) -> None:
+        """The stop sequence: 1. stop accepting; 2. close idle keep-alive connections;
+        3. let in-flight requests finish (they answer with Connection: close); 4. at the
+        deadline, force-close the rest (the caller returns and the process exits)."""
+        context = self.context
+        if context.is_stopping:
+            return
+        context.is_stopping = True
+        self._stop_deadline = time.monotonic() + timeout_s
+        _log.info("Worker %d stopping gracefully (%d connections)", self.pid,
+                  len(self._connections))
+        # 1. Take what is already in the backlog (those clients connected before the
+        # stop and deserve an answer), then close our copies of the listeners.
+        with self._accept_lock:
+            self._pause_accepting()
+            for listener, base in self._listener_by_fd.values():
+                self._accept_some(listener, base, limit=1024)
+            for listener, _ in self._listener_by_fd.values():
+                listener.close()
+            self._listener_by_fd.clear()
+        self._close_idle()
+
+    def _count_request(self) -> None:
+        self._served += 1
+        if self.max_requests and self._served >= self.max_requests \
+                and not self.context.is_stopping:
+            _log.info("Worker %d reached max_requests (%d)", self.pid, self.max_requests)
+            self._signals.append(signal.SIGTERM)
+            try:
+                os.write(self._wakeup_w, b"\0")
+            except BlockingIOError:
+                pass
+
+    # -- serving (server threads) ----------------------------------------------------------
+    def _serve_forever(self) -> None:
+        poll = self._epoll.poll
+        parked = self._parked
+        listeners = self._listener_by_fd
+        max_events = 64 if self.threads == 1 else 1
+        while not self._is_done:
+            try:
+                events = poll(TICK_S, max_events)
+            except InterruptedError:
+                continue
+            except OSError:
+                if self._is_done:
+                    return
+                raise
+            for fd, mask in events:
+                conn = parked.pop(fd, None)
+                if conn is None:
+                    entry = listeners.get(fd)
+                    if entry is not None:
+                        self._accept_ready(*entry)
+                    continue
+                try:
+                    if mask & select.EPOLLOUT:
+                        outcome = conn.on_writable()
+                    else:
+                        outcome = conn.on_readable()
+                except OSError as exc:
+                    _log.debug("connection from %s failed: %s", conn.remote_addr, exc)
+                    outcome = Outcome.CLOSE
+                except Exception:  # noqa: BLE001 - never let one connection kill a thread
+                    _log.exception("Unexpected error on a connection")
+                    outcome = Outcome.CLOSE
+                self._dispatch(conn, outcome)
+
+    def _dispatch(self, conn: Connection, outcome: Outcome) -> None:
+        if outcome is Outcome.CLOSE:
+            self._unregister(conn.fileno)
+            conn.close()
+            self._forget(conn)
+            return
+        if self.context.is_stopping and conn.is_idle:
+            outcome = conn.start_graceful_close()
+            if outcome is Outcome.CLOSE:
+                self._dispatch(conn, outcome)
+                return
+        if outcome is Outcome.WAIT_WRITABLE:
+            conn.deadline = time.monotonic() + self.context.body_timeout_s
+            mask = _WRITE
+        else:
+            mask = _READ
+        fd = conn.fileno
+        self._parked[fd] = conn
+        try:
+            self._epoll.modify(fd, mask)
+        except OSError:
+            if self._parked.pop(fd, None) is conn:
+                conn.close()
+                self._forget(conn)
+
+    def _accept_ready(self, listener: socket.socket, base: dict[str, Any]) -> None:
+        with self._accept_lock:
+            if self._accepting:
+                self._accept_some(listener, base, ACCEPT_BATCH)
+
+    def _accept_some(self, listener: socket.socket, base: dict[str, Any], limit: int) -> None:
+        cap = self.config.workers.worker_connections
+        for _ in range(limit):
+            if len(self._connections) >= cap:
+                # Leave further clients in the kernel backlog rather than fail them.
+                self._pause_accepting()
+                return
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    _log.error("accept() failed: %s; pausing accepts", exc)
+                    self._pause_accepting()
+                    return
+                if exc.errno == errno.EBADF:
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, peer, self.context, base.copy())
+            self._connections.add(conn)
+            self._parked[conn.fileno] = conn
+            self._epoll.register(conn.fileno, _READ)
+
+    def _pause_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            for fd in self._listener_by_fd:
+                self._unregister(fd)
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and not self.context.is_stopping:
+            self._accepting = True
+            for fd in self._listener_by_fd:
+                try:
+                    self._epoll.register(fd, _LISTEN)
+                except FileExistsError:
+                    pass
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+    def _forget(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        if not self._accepting and not self.context.is_stopping \
+                and len(self._connections) < self.config.workers.worker_connections:
+            with self._accept_lock:
+                self._resume_accepting()
+
+
+def _error_log_stream() -> Any:
+    """The stream the error log writes to (for faulthandler), else stderr."""
+    for handler in logging.getLogger("wsgiserve").handlers + logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None:
+            try:
+                stream.fileno()
+                return stream
+            except (OSError, ValueError, AttributeError):
+                continue
+    return sys.stderr
