@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from wsgiserve.http import (
     NEED_DATA,
@@ -29,8 +28,8 @@ from wsgiserve.http import (
 from wsgiserve.http.events import Sentinel
 from wsgiserve.http.framing import NO_BODY, BodyKind, Framing
 
-Parser = Union[RequestParser, ResponseParser]
-Event = Union[Request, Response, InformationalResponse, Data, EndOfMessage, ConnectionClosed]
+Parser = RequestParser | ResponseParser
+Event = Request | Response | InformationalResponse | Data | EndOfMessage | ConnectionClosed
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Trailing:
     data: bytes
 
 
-Item = Union[Event, Sentinel, Err, Trailing]
+Item = Event | Sentinel | Err | Trailing
 
 
 class Closing(bytes):
