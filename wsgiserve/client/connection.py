@@ -1,0 +1,500 @@
+"""A blocking HTTP/1.1 client connection: one socket, one ``ResponseParser``, one state.
+
+Imported by the pool (and usable alone). It connects (TCP, optionally through a proxy's
+CONNECT tunnel, optionally TLS), sends one request at a time and reads the response
+through the sans-IO core; ``Response`` pulls the body with ``next_body_event``.
+
+State machine (``ConnectionState``); a transition not in ``_TRANSITIONS`` raises::
+
+    NEW ──> IDLE ──> SENDING ──> AWAITING ──> READING_BODY ──> IDLE (keep-alive)
+                       │  ↑         ↑                    └──> CLOSED
+                       ↓  │         │
+                     EXPECTING ─────┘  (final status before 100: the body is not sent)
+    any state ──> CLOSED (close(), an error, or a response that ends the connection)
+"""
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from wsgiserve.client.body import RequestBody
+from wsgiserve.client.errors import (
+    ClientError,
+    InvalidRequest,
+    Phase,
+    ProtocolError,
+    ProxyError,
+    ReadError,
+    ServerDisconnected,
+    TotalTimeout,
+    TransportError,
+    translate_os_errors,
+    translate_protocol_error,
+)
+from wsgiserve.client.response import Response
+from wsgiserve.client.url import Origin
+from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
+from wsgiserve.http.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+)
+from wsgiserve.http.events import Response as ResponseHead
+from wsgiserve.http.framing import BodyKind, Framing, choose_request_framing
+from wsgiserve.http.limits import HttpLimits
+from wsgiserve.http.parser import ParserState, ResponseParser
+from wsgiserve.http.writer import BodyWriter, encode_request_head
+
+# Bytes asked of recv() at a time: what one loopback or TLS record read usually yields.
+RECV_BYTES: Final = 65536
+# A body this small goes out in the same send() as the head (one packet, no Nagle stall).
+_COALESCE_BYTES: Final = 16384
+_METHODS_WITH_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
+
+InformationalCallback = Callable[[InformationalResponse], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Time limits in seconds; None means no limit.
+
+    ``read_s`` and ``write_s`` bound each wait for the socket; ``total_s`` bounds a whole
+    exchange (connect, request, redirects, and the body). ``expect_continue_s`` is how long
+    a request with ``Expect: 100-continue`` holds its body back (curl waits 1 s).
+    """
+
+    connect_s: float | None = 10.0
+    read_s: float | None = 60.0
+    write_s: float | None = 60.0
+    total_s: float | None = None
+    expect_continue_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy: ``origin`` to connect to, and its Proxy-Authorization value."""
+
+    origin: Origin
+    authorization: str | None = None
+
+
+class ConnectionState(Enum):
+    NEW = "new"
+    IDLE = "idle"
+    SENDING = "sending"
+    EXPECTING = "expecting"        # head sent with Expect: 100-continue, body held back
+    AWAITING = "awaiting"          # request sent, waiting for the final response head
+    READING_BODY = "reading-body"
+    CLOSED = "closed"
+
+
+_C = ConnectionState
+_TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
+    _C.NEW: frozenset({_C.IDLE, _C.CLOSED}),
+    _C.IDLE: frozenset({_C.SENDING, _C.CLOSED}),
+    _C.SENDING: frozenset({_C.EXPECTING, _C.AWAITING, _C.CLOSED}),
+    _C.EXPECTING: frozenset({_C.SENDING, _C.READING_BODY, _C.CLOSED}),
+    _C.AWAITING: frozenset({_C.READING_BODY, _C.CLOSED}),
+    _C.READING_BODY: frozenset({_C.IDLE, _C.CLOSED}),
+    _C.CLOSED: frozenset({_C.CLOSED}),
+}
+
+
+class Connection:
+    """One HTTP/1.1 connection to ``origin``, directly or through ``proxy``.
+
+    With a proxy and an http origin, requests are forwarded (the caller passes an
+    absolute-form target); with an https origin, a CONNECT tunnel is opened and TLS runs
+    inside it. Not thread-safe: one request at a time.
+    """
+
+    def __init__(self, origin: Origin, *, ssl_context: ssl.SSLContext | None = None,
+                 timeouts: Timeouts = Timeouts(), proxy: Proxy | None = None,
+                 limits: HttpLimits | None = None):
+        if origin.is_tls and ssl_context is None:
+            raise InvalidRequest("an https connection needs an ssl_context")
+        self.origin = origin
+        self.proxy = proxy
+        self.timeouts = timeouts
+        self.requests_sent = 0
+        self._ssl_context = ssl_context
+        self._limits = limits
+        self._sock: socket.socket | None = None
+        self._parser = ResponseParser(limits)
+        self._state = ConnectionState.NEW
+        self._socket_timeout: float | None = -1.0   # what settimeout() was last given
+        self._must_close = False
+        self._has_response_bytes = False
+        self._where = origin.host_port
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def is_idle(self) -> bool:
+        return self._state is ConnectionState.IDLE
+
+    def _set_state(self, new: ConnectionState) -> None:
+        if new not in _TRANSITIONS[self._state]:
+            raise AssertionError(f"connection transition {self._state} -> {new} is not in the table")
+        self._state = new
+
+    def is_reusable(self) -> bool:
+        """True when idle and the server has neither closed nor sent anything since."""
+        sock = self._sock
+        if self._state is not ConnectionState.IDLE or sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        if isinstance(sock, ssl.SSLSocket):
+            # A TLS 1.3 session ticket can arrive late and make the socket readable.
+            sock.setblocking(False)
+            self._socket_timeout = 0.0
+            try:
+                sock.recv(1)
+            except ssl.SSLWantReadError:
+                return True
+            except OSError:
+                pass
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Close the socket; idempotent."""
+        self._state = ConnectionState.CLOSED
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # -- connecting ---------------------------------------------------------------------------
+    def connect(self, deadline: float | None = None) -> None:
+        """Open the TCP connection (and CONNECT tunnel, and TLS handshake).
+
+        Raises:
+            ConnectError (NameResolutionError, ConnectTimeout, TLSError, CertificateError,
+            ProxyError), TotalTimeout. The connection is then CLOSED.
+        """
+        if self._state is not ConnectionState.NEW:
+            raise AssertionError(f"connect() in state {self._state}")
+        target = self.proxy.origin if self.proxy is not None else self.origin
+        where = target.host_port
+        try:
+            timeout = self._limit(self.timeouts.connect_s, deadline)
+            with translate_os_errors(Phase.CONNECT, where):
+                sock = socket.create_connection((target.host, target.port), timeout=timeout)
+            self._sock = sock
+            self._socket_timeout = timeout
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy is not None and self.origin.is_tls:
+                self._open_tunnel(deadline)
+            if self.origin.is_tls:
+                assert self._ssl_context is not None
+                self._set_timeout(self._limit(self.timeouts.connect_s, deadline))
+                with translate_os_errors(Phase.TLS, self._where):
+                    self._sock = self._ssl_context.wrap_socket(
+                        sock, server_hostname=self.origin.host)
+        except BaseException:
+            self.close()
+            raise
+        self._set_state(ConnectionState.IDLE)
+
+    def _open_tunnel(self, deadline: float | None) -> None:
+        """RFC 9110 §9.3.6: CONNECT host:port, then raw bytes once a 2xx arrives."""
+        assert self.proxy is not None
+        authority = self.origin.host_port
+        headers = [("Host", authority)]
+        if self.proxy.authorization:
+            headers.append(("Proxy-Authorization", self.proxy.authorization))
+        self._parser.expect_response(b"CONNECT")
+        self._send(encode_request_head("CONNECT", authority, headers), deadline)
+        event = self._next_event(deadline)
+        while isinstance(event, InformationalResponse):
+            event = self._next_event(deadline)
+        if not isinstance(event, ResponseHead) or not 200 <= event.status < 300:
+            status = event.status if isinstance(event, ResponseHead) else "no response"
+            raise ProxyError(f"proxy {self.proxy.origin.host_port} refused CONNECT "
+                             f"{authority}: {status}")
+        if self._parser.trailing_data:
+            # TLS has not started: the origin cannot have sent anything yet.
+            raise ProxyError("the proxy sent bytes before the TLS handshake")
+        self._parser = ResponseParser(self._limits)
+
+    # -- one exchange -------------------------------------------------------------------------
+    def request(self, method: str, target: str, headers: Sequence[tuple[str, str]],
+                body: RequestBody | None = None, *, url: str = "",
+                deadline: float | None = None, expect_continue: bool = False,
+                on_informational: InformationalCallback | None = None,
+                on_release: Callable[[Connection], None] | None = None,
+                on_head_sent: Callable[[bytes], None] | None = None) -> Response:
+        """Send a request and return the response with its head read, its body not yet.
+
+        ``headers`` must not hold Content-Length or Transfer-Encoding: the framing is
+        chosen here from ``body`` (``body.content_length`` known: Content-Length, else
+        chunked). Connects first if the connection is NEW.
+
+        Raises:
+            InvalidRequest: a field or the target is invalid (nothing was sent).
+            ServerDisconnected: the server closed before the first response byte.
+            ProtocolError, TimeoutError, TransportError: the connection is CLOSED.
+        """
+        if self._state is ConnectionState.NEW:
+            self.connect(deadline)
+        framing = choose_request_framing(
+            body.content_length if body is not None else None, body is not None)
+        fields = list(headers)
+        if framing.kind is BodyKind.LENGTH:
+            fields.append(("Content-Length", str(framing.length)))
+        elif body is None and method in _METHODS_WITH_CONTENT:
+            # RFC 9110 §8.6: a user agent SHOULD send Content-Length when the method
+            # defines a meaning for content, even when there is none.
+            fields.append(("Content-Length", "0"))
+        elif framing.kind is BodyKind.CHUNKED:
+            fields.append(("Transfer-Encoding", "chunked"))
+        try:
+            head = encode_request_head(method, target, fields)
+        except LocalProtocolError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if on_head_sent is not None:
+            on_head_sent(head)
+        self._set_state(ConnectionState.SENDING)
+        self._has_response_bytes = False
+        self._must_close = any(name.lower() == "connection" and "close" in value.lower()
+                               for name, value in fields)
+        interim: list[InformationalResponse] = []
+        try:
+            self._parser.expect_response(method.encode("ascii"))
+            self.requests_sent += 1
+            final = self._send_request(head, body, framing, deadline, expect_continue,
+                                       interim, on_informational)
+            if final is None:
+                final = self._await_final(deadline, interim, on_informational)
+        except BaseException:
+            self.close()
+            raise
+        if not final.keep_alive:
+            self._must_close = True
+        self._set_state(ConnectionState.READING_BODY)
+        return Response(final, self, url=url, interim=interim, deadline=deadline,
+                        on_release=on_release)
+
+    def _send_request(self, head: bytes, body: RequestBody | None, framing: Framing,
+                      deadline: float | None, expect_continue: bool,
+                      interim: list[InformationalResponse],
+                      on_informational: InformationalCallback | None) -> ResponseHead | None:
+        """Send head and body; return a final response that arrived before the body."""
+        if body is None or not framing.has_body:
+            self._set_state(ConnectionState.AWAITING)
+            self._send(head, deadline)
+            return None
+        writer = BodyWriter(framing)
+        pieces = body.pieces()
+        if expect_continue:
+            self._send(head, deadline)
+            self._set_state(ConnectionState.EXPECTING)
+            final = self._await_continue(deadline, interim, on_informational)
+            if final is not None:
+                # RFC 9110 §10.1.1: the body is not sent; the server may still be waiting
+                # for those bytes, so the connection cannot carry another request.
+                self._must_close = True
+                return final
+            self._set_state(ConnectionState.SENDING)
+        else:
+            first = next(pieces, b"")
+            if len(first) <= _COALESCE_BYTES:
+                head += self._frame(writer, first)
+                first = b""
+            self._send(head, deadline)
+            if first:
+                self._send_body_piece(self._frame(writer, first), deadline)
+        try:
+            for piece in pieces:
+                self._send_body_piece(self._frame(writer, piece), deadline)
+            self._send_body_piece(self._end(writer), deadline)
+        except _EarlyResponse:
+            pass  # the response is read next, as usual; the connection then closes
+        self._set_state(ConnectionState.AWAITING)
+        return None
+
+    @staticmethod
+    def _frame(writer: BodyWriter, piece: bytes) -> bytes:
+        try:
+            return writer.write(piece)
+        except LocalProtocolError as exc:
+            raise InvalidRequest(f"request body: {exc}") from exc
+
+    @staticmethod
+    def _end(writer: BodyWriter) -> bytes:
+        try:
+            return writer.end()
+        except LocalProtocolError as exc:
+            raise InvalidRequest(f"request body: {exc}") from exc
+
+    def _send_body_piece(self, data: bytes, deadline: float | None) -> None:
+        try:
+            self._send(data, deadline)
+        except TransportError:
+            # The server may have answered early (413, 401...) and closed: that answer is
+            # worth more than the write error. Nothing more can be sent either way.
+            if self._sock is None or not self._peer_has_answered():
+                raise
+            self._must_close = True
+            raise _EarlyResponse() from None
+
+    def _peer_has_answered(self) -> bool:
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0) if self._sock else ([], [], [])
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
+
+    def _await_continue(self, deadline: float | None, interim: list[InformationalResponse],
+                        on_informational: InformationalCallback | None) -> ResponseHead | None:
+        """Wait for 100 (send the body), a final status (do not), or the timeout (send)."""
+        wait_until = time.monotonic() + self.timeouts.expect_continue_s
+        while True:
+            remaining = wait_until - time.monotonic()
+            if remaining <= 0 or self._sock is None:
+                return None
+            if self._parser.buffered_bytes == 0:
+                readable, _, _ = select.select([self._sock], [], [], remaining)
+                if not readable and not (isinstance(self._sock, ssl.SSLSocket)
+                                         and self._sock.pending()):
+                    return None
+            event = self._next_event(deadline)
+            if isinstance(event, InformationalResponse):
+                self._report(event, interim, on_informational)
+                if event.status == 100:
+                    return None
+                continue
+            assert isinstance(event, ResponseHead)
+            return event
+
+    def _await_final(self, deadline: float | None, interim: list[InformationalResponse],
+                     on_informational: InformationalCallback | None) -> ResponseHead:
+        if self._state is not ConnectionState.AWAITING:
+            self._set_state(ConnectionState.AWAITING)
+        while True:
+            event = self._next_event(deadline)
+            if isinstance(event, InformationalResponse):
+                self._report(event, interim, on_informational)
+                continue
+            if isinstance(event, ResponseHead):
+                return event
+            raise ProtocolError(f"{self._where}: unexpected {event!r} before the response")
+
+    @staticmethod
+    def _report(event: InformationalResponse, interim: list[InformationalResponse],
+                on_informational: InformationalCallback | None) -> None:
+        interim.append(event)
+        if on_informational is not None:
+            on_informational(event)
+
+    def next_body_event(self, deadline: float | None) -> Data | EndOfMessage:
+        """Return the next piece of the response body, or its end (for ``Response``)."""
+        try:
+            event = self._next_event(deadline)
+        except BaseException:
+            self.close()
+            raise
+        if type(event) is Data or type(event) is EndOfMessage:
+            return event
+        self.close()
+        raise ProtocolError(f"{self._where}: unexpected {event!r} inside a response body")
+
+    def finish_response(self) -> None:
+        """After EndOfMessage: go IDLE for the next request, or close."""
+        # Bytes already waiting after a complete response were never asked for: whatever
+        # they are, the next response could not be told apart from them.
+        if self._must_close or self._parser.buffered_bytes \
+                or self._parser.state is not ParserState.HEAD:
+            self.close()
+        else:
+            self._set_state(ConnectionState.IDLE)
+
+    # -- socket edge --------------------------------------------------------------------------
+    def _next_event(self, deadline: float | None) -> object:
+        parser = self._parser
+        while True:
+            try:
+                event = parser.next_event()
+            except RemoteProtocolError as exc:
+                raise translate_protocol_error(exc) from exc
+            if event is not NEED_DATA:
+                if type(event) is ConnectionClosed and not self._has_response_bytes:
+                    raise ServerDisconnected(
+                        f"{self._where}: the server closed the connection without a response")
+                return event
+            data = self._recv(deadline)
+            if data:
+                self._has_response_bytes = True
+            parser.feed(data)
+
+    def _recv(self, deadline: float | None) -> bytes:
+        sock = self._sock
+        if sock is None:
+            raise ReadError(f"{self._where}: the connection is closed")
+        self._set_timeout(self._limit(self.timeouts.read_s, deadline))
+        try:
+            with translate_os_errors(Phase.READ, self._where):
+                return sock.recv(RECV_BYTES)
+        except ReadError as exc:
+            if not self._has_response_bytes:
+                raise ServerDisconnected(str(exc)) from exc.__cause__
+            raise
+        except ClientError as exc:
+            if self._deadline_passed(deadline):
+                raise TotalTimeout("the total time limit was reached") from exc
+            raise
+
+    def _send(self, data: bytes, deadline: float | None) -> None:
+        sock = self._sock
+        if sock is None:
+            raise ReadError(f"{self._where}: the connection is closed")
+        self._set_timeout(self._limit(self.timeouts.write_s, deadline))
+        try:
+            with translate_os_errors(Phase.WRITE, self._where):
+                sock.sendall(data)
+        except ClientError as exc:
+            if self._deadline_passed(deadline):
+                raise TotalTimeout("the total time limit was reached") from exc
+            raise
+
+    def _set_timeout(self, timeout: float | None) -> None:
+        if timeout != self._socket_timeout and self._sock is not None:
+            self._sock.settimeout(timeout)
+            self._socket_timeout = timeout
+
+    @staticmethod
+    def _limit(timeout_s: float | None, deadline: float | None) -> float | None:
+        """The smaller of a per-operation timeout and what is left before ``deadline``."""
+        if deadline is None:
+            return timeout_s
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TotalTimeout("the total time limit was reached")
+        return remaining if timeout_s is None else min(timeout_s, remaining)
+
+    @staticmethod
+    def _deadline_passed(deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline - 0.001
+
+
+class _EarlyResponse(Exception):
+    """Internal: the server answered (and closed) while the body was being sent."""

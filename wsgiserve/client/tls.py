@@ -1,0 +1,52 @@
+"""Client-side ``SSLContext``: built once per pool (never per connection), verifying by default.
+
+Imported by ``pool.py`` and ``cli.py``. The server's TLS lives in ``wsgiserve/tls.py``;
+the two never import each other.
+"""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from wsgiserve.client.errors import TLSError
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """What the client's TLS context is built from.
+
+    ``verify`` False (curl ``-k``) skips both the chain and the host name check.
+    ``cafile`` replaces the system trust store; ``certfile``/``keyfile`` is a client
+    certificate (the key may sit in ``certfile``).
+    """
+
+    verify: bool = True
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+def create_client_context(settings: TLSSettings = TLSSettings()) -> ssl.SSLContext:
+    """Return an ``SSLContext`` for connecting to servers.
+
+    Verification uses the system trust store (``ssl.create_default_context``) unless
+    ``cafile`` is given; host names are checked, SNI is sent by ``wrap_socket`` from the
+    ``server_hostname`` the connection passes. ALPN offers only ``http/1.1``.
+
+    Raises:
+        TLSError: a file cannot be read or does not hold what it should.
+    """
+    try:
+        if settings.cafile is not None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.cafile)
+        else:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if not settings.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if settings.certfile is not None:
+            context.load_cert_chain(settings.certfile, settings.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load TLS files: {exc}") from exc
+    context.set_alpn_protocols(["http/1.1"])
+    return context
