@@ -5,7 +5,6 @@ The only module that installs log handlers. Nothing in wsgiserve imports it exce
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -129,13 +128,13 @@ def _check_runtime(config: Config) -> None:
 def _run_arbiter(config: Config) -> int:
     try:
         # Imported here: the server is optional for config tools (--check-config) and tests.
-        arbiter_module = importlib.import_module(_ARBITER_MODULE)
+        from wsgiserve.server.arbiter import Arbiter
     except ModuleNotFoundError as exc:
         if exc.name not in (_ARBITER_MODULE, "wsgiserve.server"):
             raise
         logger.error("cannot serve: %s is not available in this installation", _ARBITER_MODULE)
         return EXIT_USAGE
-    return int(arbiter_module.Arbiter(config).run())
+    return Arbiter(config).run()
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
