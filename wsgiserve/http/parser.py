@@ -63,6 +63,10 @@ ParserEvent = Request | Response | InformationalResponse | Data | EndOfMessage |
 
 
 class ParserState(Enum):
+    # Members are singletons: identity hashing keeps table lookups at C speed (Enum's
+    # own __hash__ is Python code, and the state table is consulted on every message).
+    __hash__ = object.__hash__
+
     HEAD = "head"
     BODY_LENGTH = "body-length"
     CHUNK_SIZE = "chunk-size"
@@ -491,6 +495,8 @@ class RequestParser(_Parser):
     def _next_head(self) -> ParserEvent:
         buf = self._buffer
         pos = self._pos
+        if pos == len(buf) and not self._peer_closed:
+            return NEED_DATA  # the keep-alive case: nothing buffered after a response
         end = buf.find(b"\r\n\r\n", self._scan if self._scan > pos else pos)
         limits = self.limits
         if end > pos and buf[pos] != 13 and end + 4 - pos <= limits.max_head_bytes:

@@ -34,9 +34,18 @@ def check_fields(headers: Fields) -> None:
         raise LocalProtocolError(f"invalid character in header value {bad[:60]!r}")
 
 
+# One line per field; the value class excludes CR and LF one by one, so a value that
+# smuggles "\r\nX: y" can only pass as an extra line, which the line count then catches.
+_FIELD_BLOCK_STR_RE: Final = re.compile(
+    "(?:[" + TCHAR.decode("ascii") + "]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+
+
 def _encode_fields(headers: Fields) -> str:
-    check_fields(headers)
-    return "".join([f"{name}: {value}\r\n" for name, value in headers])
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    if block.count("\r\n") != len(headers) or _FIELD_BLOCK_STR_RE.fullmatch(block) is None:
+        check_fields(headers)  # says which field is wrong
+        raise LocalProtocolError("invalid header field")
+    return block
 
 
 def encode_response_head(status: str, headers: Fields, http_version: str = "1.1") -> bytes:
@@ -51,9 +60,8 @@ def encode_response_head(status: str, headers: Fields, http_version: str = "1.1"
     """
     if _STATUS_RE.fullmatch(status) is None:
         raise LocalProtocolError(f"invalid status {status[:60]!r}")
-    text = f"HTTP/{http_version} {status}\r\n{_encode_fields(headers)}\r\n"
     try:
-        return text.encode("latin-1")
+        return f"HTTP/{http_version} {status}\r\n{_encode_fields(headers)}\r\n".encode("latin-1")
     except UnicodeEncodeError as exc:
         raise LocalProtocolError("a header is not latin-1 text") from exc
 

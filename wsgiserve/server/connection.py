@@ -22,9 +22,9 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from wsgiserve.http import (
     NEED_DATA,
@@ -52,13 +52,11 @@ from wsgiserve.wsgi import (
     HOP_BY_HOP,
     ErrorStream,
     FileWrapper,
+    EmptyInput,
     RequestBody,
     build_environ,
     check_response_headers,
 )
-
-if TYPE_CHECKING:
-    from wsgiref.types import StartResponse
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +68,8 @@ _EMPTY_BODY_REQUEST: Final = object()
 
 
 class ConnState(Enum):
+    __hash__ = object.__hash__  # identity hashing: C-speed lookups in the state table
+
     READING_HEAD = "reading-head"
     READING_BODY = "reading-body"
     IN_APP = "in-app"
@@ -115,12 +115,13 @@ class Exchange:
 
     __slots__ = ("request", "environ", "body", "status", "headers", "head_sent", "writer",
                  "result", "iterator", "should_close", "started", "start_wall", "is_finished",
-                 "head_bytes", "status_code", "sendfile", "file_remaining")
+                 "head_bytes", "status_code", "sendfile", "file_remaining", "connection")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, connection: Connection) -> None:
         self.request = request
+        self.connection = connection
         self.environ: dict[str, Any] = {}
-        self.body: RequestBody | None = None
+        self.body: RequestBody | EmptyInput | None = None
         self.status = ""
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
@@ -135,6 +136,32 @@ class Exchange:
         self.is_finished = False
         self.sendfile: FileWrapper | None = None
         self.file_remaining = -1
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], object]:
+        """PEP 3333 start_response (a bound method: no closure per request)."""
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    # PEP 3333: too late to change the response: re-raise.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status:
+            raise AppError("start_response called twice without exc_info")
+        check_response_headers(status, headers)
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy imperative write(): PEP 3333 requires the data to be sent (or
+        buffered for sending) before it returns, so this waits for the socket."""
+        if type(data) is not bytes:
+            raise AppError(f"write() takes bytes, got {type(data).__name__}")
+        if data:
+            connection = self.connection
+            connection._send_blocking(connection._frame(self, data))
 
 
 class Connection:
@@ -297,7 +324,7 @@ class Connection:
         self._set_state(ConnState.IN_APP)
         self._head_started = False
         self._continue_sent = False
-        exchange = self._exchange = Exchange(request)
+        exchange = self._exchange = Exchange(request, self)
         if context.is_stopping:
             exchange.should_close = True
         environ = build_environ(request, self._base_environ, context.script_name)
@@ -309,48 +336,20 @@ class Connection:
         else:
             # Consume the EndOfMessage now; the app gets an empty stream.
             self.parser.next_event()
-            exchange.body = RequestBody(_no_body)
+            exchange.body = EmptyInput()
         environ["wsgi.input"] = exchange.body
         hooks = context.hooks
         context.in_app[self] = time.monotonic()
         try:
             if "pre_request" in hooks:
                 hooks["pre_request"](context.worker, environ)
-            result = context.app(environ, self._make_start_response(exchange))
+            result = context.app(environ, exchange.start_response)
             exchange.result = result
         except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
             return self._app_failed(exchange, exc)
         finally:
             context.in_app.pop(self, None)
         return self._pump(exchange)
-
-    def _make_start_response(self, exchange: Exchange) -> StartResponse:
-        def start_response(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Any:
-            if exc_info is not None:
-                try:
-                    if exchange.head_sent:
-                        # PEP 3333: too late to change the response: re-raise.
-                        raise exc_info[1].with_traceback(exc_info[2])
-                finally:
-                    exc_info = None
-            elif exchange.status:
-                raise AppError("start_response called twice without exc_info")
-            check_response_headers(status, headers)
-            exchange.status = status
-            exchange.headers = headers
-            return self._write_callable(exchange)
-        return start_response  # type: ignore[return-value]  # exc_info typing is loose
-
-    def _write_callable(self, exchange: Exchange) -> Any:
-        def write(data: bytes) -> None:
-            # The legacy imperative write(): PEP 3333 requires the data to be sent (or
-            # buffered for sending) before write returns, so this waits for the socket.
-            if type(data) is not bytes:
-                raise AppError(f"write() takes bytes, got {type(data).__name__}")
-            if data:
-                self._send_blocking(self._frame(exchange, data))
-        return write
 
     def _prepare_head(self, exchange: Exchange) -> None:
         """Decide the framing and build the head; called once, before the first body byte."""
@@ -759,10 +758,6 @@ def _wait(fileno: int, events: int, timeout_s: float) -> None:
     poller = select.poll()
     poller.register(fileno, events)
     poller.poll(max(0.0, timeout_s) * 1000)
-
-
-def _no_body() -> bytes:
-    return b""
 
 
 def _remote_user(environ: dict[str, Any]) -> str:

@@ -96,6 +96,8 @@ class Worker:
         self._listener_by_fd: dict[int, tuple[socket.socket, dict[str, Any]]] = {}
         self._accepting = False
         self._accept_lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._ready: collections.deque[tuple[int, int]] = collections.deque()
         self._signals: collections.deque[int] = collections.deque()
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._is_done = False
@@ -203,7 +205,7 @@ class Worker:
             faulthandler.dump_traceback(file=stream, all_threads=True)
             stream.flush()
         except (OSError, ValueError):
-            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+            faulthandler.dump_traceback(file=2, all_threads=True)
         hook = self.hooks.get("worker_abort")
         if hook is not None:
             try:
@@ -277,38 +279,60 @@ class Worker:
 
     # -- serving (server threads) ----------------------------------------------------------
     def _serve_forever(self) -> None:
+        """One server thread: take a ready event, or become the poller and fetch some.
+
+        One thread polls at a time (``_poll_lock``); what it fetches beyond the event it
+        serves goes to ``_ready``, where any thread finds it before polling again. So a
+        burst of requests spreads over idle threads, while a single busy connection stays
+        on one thread with no hand-off, and threads do not all wake for every event.
+        """
         poll = self._epoll.poll
-        parked = self._parked
-        listeners = self._listener_by_fd
-        max_events = 64 if self.threads == 1 else 1
+        ready = self._ready
+        poll_lock = self._poll_lock
         while not self._is_done:
             try:
-                events = poll(TICK_S, max_events)
-            except InterruptedError:
-                continue
-            except OSError:
-                if self._is_done:
-                    return
-                raise
-            for fd, mask in events:
-                conn = parked.pop(fd, None)
-                if conn is None:
-                    entry = listeners.get(fd)
-                    if entry is not None:
-                        self._accept_ready(*entry)
+                fd, mask = ready.popleft()
+            except IndexError:
+                if not poll_lock.acquire(timeout=TICK_S):
                     continue
                 try:
-                    if mask & select.EPOLLOUT:
-                        outcome = conn.on_writable()
-                    else:
-                        outcome = conn.on_readable()
-                except OSError as exc:
-                    _log.debug("connection from %s failed: %s", conn.remote_addr, exc)
-                    outcome = Outcome.CLOSE
-                except Exception:  # noqa: BLE001 - never let one connection kill a thread
-                    _log.exception("Unexpected error on a connection")
-                    outcome = Outcome.CLOSE
-                self._dispatch(conn, outcome)
+                    if ready:
+                        continue
+                    events = poll(TICK_S, 64)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    if self._is_done:
+                        return
+                    raise
+                finally:
+                    poll_lock.release()
+                if not events:
+                    continue
+                fd, mask = events[0]
+                if len(events) > 1:
+                    ready.extend(events[1:])
+            self._handle_event(fd, mask)
+
+    def _handle_event(self, fd: int, mask: int) -> None:
+        conn = self._parked.pop(fd, None)
+        if conn is None:
+            entry = self._listener_by_fd.get(fd)
+            if entry is not None:
+                self._accept_ready(*entry)
+            return
+        try:
+            if mask & select.EPOLLOUT:
+                outcome = conn.on_writable()
+            else:
+                outcome = conn.on_readable()
+        except OSError as exc:
+            _log.debug("connection from %s failed: %s", conn.remote_addr, exc)
+            outcome = Outcome.CLOSE
+        except Exception:  # noqa: BLE001 - never let one connection kill a thread
+            _log.exception("Unexpected error on a connection")
+            outcome = Outcome.CLOSE
+        self._dispatch(conn, outcome)
 
     def _dispatch(self, conn: Connection, outcome: Outcome) -> None:
         if outcome is Outcome.CLOSE:
