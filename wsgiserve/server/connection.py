@@ -20,7 +20,6 @@ import os
 import select
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -30,7 +29,6 @@ from wsgiserve.http import (
     NEED_DATA,
     PAUSED,
     BodyKind,
-    ConnectionClosed,
     Data,
     EndOfMessage,
     LocalProtocolError,
