@@ -419,7 +419,7 @@ class _Parser:
             if len(self._buffer) - self._pos < 2:
                 if self._peer_closed:
                     raise IncompleteMessage("the peer closed inside a chunk")
-                if self._buffer[self._pos:self._pos + 1] not in (b"", b"\r"):
+                if bytes(self._buffer[self._pos:self._pos + 1]) not in (b"", b"\r"):
                     raise RemoteProtocolError("chunk data is not followed by CRLF")
                 return NEED_DATA
             if not self._buffer.startswith(b"\r\n", self._pos):
@@ -453,7 +453,7 @@ class _Parser:
             self._pos = pos + 2
             self._message_done()
             return EndOfMessage()
-        if len(buf) - pos < 2 and buf[pos:pos + 1] in (b"", b"\r"):
+        if len(buf) - pos < 2 and bytes(buf[pos:pos + 1]) in (b"", b"\r"):
             if self._peer_closed:
                 raise IncompleteMessage("the peer closed before the end of the chunked body")
             return NEED_DATA
