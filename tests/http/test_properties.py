@@ -121,7 +121,8 @@ def request_streams(draw: st.DrawFn) -> Message:
 @st.composite
 def responses(draw: st.DrawFn) -> tuple[list[bytes], Message]:
     count = draw(st.integers(1, 3))
-    wire, events, sent = b"", [], []
+    wire, sent = b"", []
+    events: list[Item] = []
     for _ in range(count):
         method = draw(st.sampled_from([b"GET", b"POST", b"HEAD"]))
         status = draw(st.sampled_from([200, 201, 204, 304, 404, 500, 599]))
