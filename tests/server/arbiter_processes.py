@@ -1,0 +1,332 @@
+"""Process helpers for the arbiter tests (imported by conftest and the tests): start ``python -m wsgiserve``, read its log, find
+its workers in /proc, drive keep-alive load, and always clean up by PID.
+
+Servers bind ``127.0.0.1:0`` and report the port in their log ("Listening at: ..."); no test
+picks a free port in advance. Every wait has a deadline.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"Listening at: (\S+)")
+
+# The test apps: written into each test's directory, loaded by module name.
+APP_SOURCE = textwrap.dedent('''\
+    import os
+    import time
+
+    VERSION = b"v1"
+
+
+    def app(environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        if query.startswith("sleep="):
+            time.sleep(float(query[len("sleep="):]))  # the hung-request line
+        body = VERSION + b" " + str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body))),
+                                  ("X-Worker-Pid", str(os.getpid())),
+                                  ("X-Master-Pid", str(os.getppid()))])
+        return [body]
+''')
+
+
+# --- /proc ----------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0].decode(), int(rest[1])
+
+
+def is_alive(pid: int) -> bool:
+    state = _stat(pid)
+    return state is not None and state[0] not in ("Z", "X")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            state = _stat(int(name))
+            if state is not None and state[1] == pid and state[0] not in ("Z", "X"):
+                found.append(int(name))
+    return sorted(found)
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, *, interval_s: float = 0.02,
+               message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
+        time.sleep(interval_s)
+
+
+# --- the server process -------------------------------------------------------------------
+
+
+class ServerProcess:
+    """``python -m wsgiserve ARGS`` with stdout and stderr in ``log_path``."""
+
+    def __init__(self, directory: Path, args: Sequence[str], *,
+                 env: dict[str, str] | None = None, pass_fds: Sequence[int] = (),
+                 command: Sequence[str] | None = None) -> None:
+        self.directory = directory
+        self.log_path = directory / f"server-{time.monotonic_ns()}.log"
+        self.args = list(args)
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), str(directory), *filter(None, [environment.get("PYTHONPATH")])])
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"  # an app rewritten within a second
+        environment.update(env or {})
+        self.environment = environment
+        self.command = list(command or [sys.executable, "-m", "wsgiserve"]) + self.args
+        self.pass_fds = tuple(pass_fds)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.known_pids: set[int] = set()
+
+    def start(self) -> ServerProcess:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.directory, env=self.environment,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=self.pass_fds)
+        self.known_pids.add(self.process.pid)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def wait_for_log(self, pattern: str, timeout_s: float = 10.0, *, count: int = 1) -> str:
+        """Wait until ``pattern`` (a regex) has matched ``count`` times; returns the log."""
+        compiled = re.compile(pattern)
+
+        def found() -> str | None:
+            text = self.log()
+            if len(compiled.findall(text)) >= count:
+                return text
+            if self.process is not None and self.process.poll() is not None and \
+                    len(compiled.findall(self.log())) < count:
+                raise AssertionError(f"server exited ({self.process.returncode}) before "
+                                     f"{pattern!r}:\n{text[-3000:]}")
+            return None
+        try:
+            return str(wait_until(found, timeout_s, message=pattern))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- server log ---\n{self.log()[-3000:]}") from None
+
+    def wait_ready(self, timeout_s: float = 15.0) -> ServerProcess:
+        self.wait_for_log(r"ready: \d+ worker", timeout_s)
+        return self
+
+    @property
+    def url(self) -> str:
+        match = LISTENING.search(self.log())
+        assert match, self.log()
+        return match.group(1)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def workers(self, master: int | None = None) -> list[int]:
+        found = children_of(self.pid if master is None else master)
+        self.known_pids.update(found)
+        return found
+
+    def wait_workers(self, count: int, timeout_s: float = 10.0, *,
+                     exclude: Sequence[int] = (), master: int | None = None) -> list[int]:
+        current: list[int] = []
+
+        def settled() -> bool:
+            current[:] = self.workers(master)
+            return len(current) == count and not set(current) & set(exclude)
+        wait_until(settled, timeout_s, message=f"{count} workers (now {current})")
+        return current
+
+    def signal(self, signum: int, pid: int | None = None) -> None:
+        os.kill(self.pid if pid is None else pid, signum)
+
+    def wait_exit(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """TERM the master; after 10 s SIGKILL every process of ours still alive, by PID."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.known_pids.update(children_of(self.pid))
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        for pid in self.known_pids:
+            if pid != self.pid and is_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+def get(port: int, path: str = "/", *, timeout_s: float = 5.0,
+        headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, body, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    workers: set[str] = field(default_factory=set)
+    masters: set[str] = field(default_factory=set)
+
+
+class KeepAliveLoad:
+    """``threads`` http.client keep-alive clients in a closed loop, bounded by
+    ``max_requests`` per thread and ``max_seconds``. Counts every non-2xx and exception."""
+
+    def __init__(self, port: int, *, threads: int = 4, path: str = "/",
+                 max_requests: int = 50_000, max_seconds: float = 60.0) -> None:
+        self.port = port
+        self.path = path
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.result = LoadResult()
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True)
+                         for _ in range(threads)]
+
+    def __enter__(self) -> KeepAliveLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        deadline = time.monotonic() + self.max_seconds
+        local = LoadResult()
+        for _ in range(self.max_requests):
+            if self._halt.is_set() or time.monotonic() >= deadline:
+                break
+            is_reused = conn.sock is not None
+            try:
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                response.read()
+                if response.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                local.failures.append(f"{type(exc).__name__}{'(reused)' if is_reused else ''}"
+                                      f" at {time.monotonic():.2f}")
+                time.sleep(0.01)
+                continue
+            if 200 <= response.status < 300:
+                local.ok += 1
+                local.workers.add(response.getheader("X-Worker-Pid", ""))
+                local.masters.add(response.getheader("X-Master-Pid", ""))
+            else:
+                local.failures.append(f"status {response.status}")
+        conn.close()
+        with self._lock:
+            self.result.ok += local.ok
+            self.result.failures += local.failures
+            self.result.workers |= local.workers
+            self.result.masters |= local.masters
+
+    def snapshot_ok(self) -> int:
+        with self._lock:
+            return self.result.ok
+
+    def stop(self) -> LoadResult:
+        self._halt.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        return self.result
+
+
+# Failures a closed-loop http.client sees when a retiring worker closes an idle keep-alive
+# connection just as the client reuses it (the worker's graceful drain, not the arbiter).
+_DRAIN_RACE = ("RemoteDisconnected(reused)", "ConnectionResetError(reused)",
+               "BrokenPipeError(reused)")
+
+
+def assert_no_failed_requests(result: LoadResult) -> None:
+    """Zero failed requests. Failures that are only the keep-alive close race of a
+    retiring worker are reported as xfail (a known worker issue) unless
+    WSGISERVE_STRICT_DRAIN=1; anything else fails the test."""
+    assert result.ok > 0
+    if not result.failures:
+        return
+    others = [f for f in result.failures if not f.startswith(_DRAIN_RACE)]
+    assert others == [], result.failures
+    if os.environ.get("WSGISERVE_STRICT_DRAIN") == "1":
+        raise AssertionError(f"keep-alive drain race: {result.failures}")
+    pytest.xfail(f"worker closes reused keep-alive connections while retiring: "
+                 f"{len(result.failures)} of {result.ok + len(result.failures)} requests "
+                 f"failed ({result.failures[:3]})")
+
+
+def raise_nofile(minimum: int) -> None:
+    """Raise this process's RLIMIT_NOFILE soft limit to at least ``minimum`` (or skip)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= minimum:
+        return
+    if hard != resource.RLIM_INFINITY and hard < minimum:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {minimum}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (minimum, hard))
+
+
+def connect(port: int, timeout_s: float = 5.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
