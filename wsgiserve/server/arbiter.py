@@ -169,7 +169,7 @@ def _resolve_ids(config: Config) -> tuple[int | None, int | None]:
         if group:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ConfigError(f"[server] user/group: unknown user {user!r} or group {group!r}")
+        raise ConfigError(f"[server] user/group: unknown user {user!r} or group {group!r}") from None
     return uid, gid
 
 
