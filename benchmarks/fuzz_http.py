@@ -252,7 +252,7 @@ def h11_responses(data: bytes, method: bytes) -> list[tuple[bytes, int]]:
     return messages
 
 
-def compare(kind: str, data: bytes, ours: list[tuple[bytes, int]],
+def compare(kind: str, data: bytes, ours: list[tuple[bytes, int]], our_outcome: str,
             theirs: list[tuple[bytes, int]], stats: Counter[str],
             examples: dict[str, list[Any]]) -> None:
     if ours and theirs:
@@ -266,6 +266,8 @@ def compare(kind: str, data: bytes, ours: list[tuple[bytes, int]],
         _keep(examples, f"diff {kind} only wsgiserve accepts", (data, ours))
     elif theirs:
         stats[f"diff {kind}: only h11 accepts"] += 1
+        # Where we are stricter than h11, and why (printed under the differential counts).
+        stats[f"stricter {kind}: {our_outcome.removeprefix('rejected ')}"] += 1
         _keep(examples, f"diff {kind} only h11 accepts", (data, theirs))
 
 
@@ -311,14 +313,14 @@ def run_batch(job: tuple[int, int, bool]) -> tuple[Counter[str], dict[str, list[
             stats[f"{kind} {outcome}"] += 1
         if differential and method != b"CONNECT":
             if is_request:
-                ours, _ = run_ours(RequestParser(LIMITS), [data], False)
-                compare(kind, data, ours, h11_requests(data), stats, examples)
+                ours, outcome = run_ours(RequestParser(LIMITS), [data], False)
+                compare(kind, data, ours, outcome, h11_requests(data), stats, examples)
             else:
                 parser = ResponseParser(LIMITS)
                 for _ in range(8):
                     parser.expect_response(method)
-                ours, _ = run_ours(parser, [data], True)
-                compare(kind, data, ours, h11_responses(data, method), stats, examples)
+                ours, outcome = run_ours(parser, [data], True)
+                compare(kind, data, ours, outcome, h11_responses(data, method), stats, examples)
     return stats, examples
 
 
@@ -368,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {value:8}  {key.removeprefix(f'{kind} rejected ')}")
     for key in sorted(k for k in stats if k.startswith("diff ")):
         print(f"{key}: {stats[key]}")
+    stricter = sorted(((k, v) for k, v in stats.items() if k.startswith("stricter ")),
+                      key=lambda kv: -kv[1])
+    if stricter:
+        print("where only h11 accepts, wsgiserve's reason (top 15):")
+        for key, value in stricter[:15]:
+            print(f"    {value:8}  {key.removeprefix('stricter ')}")
     failures = sum(v for k, v in stats.items() if k.startswith("FAILURE"))
     disagreements = sum(v for k, v in stats.items() if "DISAGREEMENT" in k)
     print(f"failures (exceptions other than RemoteProtocolError, or buffers over limit): "
