@@ -31,13 +31,11 @@ from wsgiserve.http import (
     BodyKind,
     Data,
     EndOfMessage,
-    LocalProtocolError,
     RemoteProtocolError,
     Request,
     RequestParser,
 )
-from wsgiserve.http.framing import choose_response_framing
-from wsgiserve.http.writer import BodyWriter, encode_response_head
+from wsgiserve.http.writer import BodyWriter
 from wsgiserve.log import AccessRecord
 from wsgiserve.server.context import (
     DRAIN_MAX_BYTES,
@@ -46,11 +44,11 @@ from wsgiserve.server.context import (
     SERVER_HEADER,
     ServerContext,
 )
+from wsgiserve.server.response import head_template
 from wsgiserve.wsgi import (
-    HOP_BY_HOP,
+    EmptyInput,
     ErrorStream,
     FileWrapper,
-    EmptyInput,
     RequestBody,
     build_environ,
     check_response_headers,
@@ -355,69 +353,22 @@ class Connection:
             raise AppError("the application did not call start_response")
         context = self.context
         request = exchange.request
-        status = exchange.status
-        try:
-            code = int(status[:3])
-        except ValueError:
-            raise LocalProtocolError(f"invalid status {status[:40]!r}") from None
-        exchange.status_code = code
-        content_length = None
-        out: list[tuple[str, str]] = []
-        has_server = has_date = False
-        for name, value in exchange.headers:
-            lower = name.lower()
-            if lower == "content-length":
-                value = value.strip()
-                if not value.isdigit() or not value.isascii():
-                    raise LocalProtocolError(f"invalid Content-Length {value[:40]!r}")
-                if content_length is not None and int(value) != content_length:
-                    raise LocalProtocolError("conflicting Content-Length headers")
-                if content_length is not None:
-                    continue
-                content_length = int(value)
-            elif lower in HOP_BY_HOP:
-                # PEP 3333 forbids hop-by-hop headers; we frame and manage the connection
-                # ourselves, but honour an app's wish to close.
-                if lower == "connection" and "close" in value.lower():
-                    exchange.should_close = True
-                continue
-            elif lower == "server":
-                has_server = True
-            elif lower == "date":
-                has_date = True
-            out.append((name, value))
-        framing = choose_response_framing(request.method, request.http_version, code,
-                                          content_length)
-        if code < 200 or code == 204 or code == 304:
-            # RFC 9110 §8.6: no Content-Length in 1xx and 204; keep an app's on 304.
-            if code != 304:
-                out = [(n, v) for n, v in out if n.lower() != "content-length"]
-        kind = framing.kind
-        if kind is BodyKind.CHUNKED:
-            out.append(("Transfer-Encoding", "chunked"))
-        elif kind is BodyKind.UNTIL_CLOSE:
-            exchange.should_close = True
-        body = exchange.body
-        if body is not None and not body.is_finished and request.framing.has_body:
-            # The app answers before reading the whole body. If it never asked for the
-            # body of an Expect: 100-continue request, the client may be waiting to send
-            # it: close rather than guess (RFC 9110 §10.1.1).
-            if request.expects_continue and not self._continue_sent:
-                exchange.should_close = True
-        if not has_date:
-            out.append(("Date", context.dates.now()))
-        if not has_server:
-            out.append(("Server", SERVER_HEADER))
-        if exchange.should_close or context.is_stopping:
-            exchange.should_close = True
-            out.append(("Connection", "close"))
-        elif request.http_version == b"1.0":
-            out.append(("Connection", "keep-alive"))
-        exchange.writer = BodyWriter(framing)
-        # An HTTP/1.0 client gets HTTP/1.1 in the status line too (RFC 9110 §6.2: a server
-        # sends its own version), framed as 1.0 understands it (never chunked).
-        exchange.head_bytes = encode_response_head(status, out)
-        exchange.headers = out
+        template = head_template(exchange.status, exchange.headers, request.method,
+                                 request.http_version)
+        exchange.status_code = template.status_code
+        should_close = exchange.should_close or template.forces_close or context.is_stopping
+        if not should_close and request.expects_continue and not self._continue_sent:
+            body = exchange.body
+            if body is not None and not body.is_finished:
+                # The app answers without having asked for the body of an Expect:
+                # 100-continue request: the client may still be waiting to send it, so
+                # close rather than guess (RFC 9110 §10.1.1).
+                should_close = True
+        exchange.should_close = should_close
+        exchange.writer = BodyWriter(template.framing)
+        exchange.head_bytes = template.render(context.dates.line(), should_close,
+                                              request.http_version == b"1.0")
+        exchange.headers = template.fields
 
     def _frame(self, exchange: Exchange, data: bytes) -> bytes:
         writer = exchange.writer

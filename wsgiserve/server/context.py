@@ -36,18 +36,30 @@ LINGER_S: Final = 2.0
 class DateCache:
     """The ``Date`` header value, formatted once per second (RFC 9110 §6.6.1)."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_second", "_value", "_line")
 
     def __init__(self) -> None:
         self._second = 0
         self._value = ""
+        self._line = b""
 
     def now(self) -> str:
         second = int(time.time())
         if second != self._second:
-            self._value = email.utils.formatdate(second, usegmt=True)
-            self._second = second
+            self._refresh(second)
         return self._value
+
+    def line(self) -> bytes:
+        """The whole ``Date: ...\r\n`` field line, as bytes."""
+        second = int(time.time())
+        if second != self._second:
+            self._refresh(second)
+        return self._line
+
+    def _refresh(self, second: int) -> None:
+        self._value = email.utils.formatdate(second, usegmt=True)
+        self._line = f"Date: {self._value}\r\n".encode("ascii")
+        self._second = second
 
 
 @dataclass
