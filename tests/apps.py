@@ -7,7 +7,7 @@ benchmark's hello world. Served as ``tests.apps:app`` with the repository on PYT
 
 Routes (query arguments in brackets):
   /hello                   13 bytes, Content-Length
-  /echo                    JSON: method, SCRIPT_NAME, PATH_INFO, query, the HTTP_* keys,
+  /echo, /echo/...         JSON: method, SCRIPT_NAME, PATH_INFO, query, the HTTP_* keys,
                            REMOTE_PORT, and the length and SHA-256 of the body (read in
                            64 KiB pieces, so uploads of any size stream)
   /environ                 JSON of every str value in the environ
@@ -188,7 +188,8 @@ ROUTES: dict[str, _Handler] = {
 
 
 def raw(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    handler = ROUTES.get(environ["PATH_INFO"] or "/", None)
+    path = environ["PATH_INFO"]
+    handler = ROUTES.get(path) or (_echo if path.startswith("/echo/") else None)
     if handler is None:
         body = b"not found"
         start_response("404 Not Found", [("Content-Type", "text/plain"),

@@ -1,0 +1,245 @@
+"""The worker's timers, caps, memory bounds and stop sequence, on real processes.
+
+Most run against one worker with a single thread, so that anything which held the thread
+(a slow reader, a dribbled head, an idle keep-alive connection) would starve the others.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serving import RawConnection, Server, peak_rss_kib, request_bytes, rss_kib, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def one_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("one-thread")
+    with Server(directory, "tests.apps:raw", "--threads", "1", "--keep-alive", "1",
+                "--header-timeout", "1") as server:
+        yield server
+
+
+def timed_get(server: Server, path: str, timeout_s: float = 5.0) -> tuple[int, bytes, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read(), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+# --- one thread, many connections ----------------------------------------------------------
+
+
+def test_slow_reader_does_not_block_other_connections(one_thread: Server) -> None:
+    size = 48 * MIB
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(10)
+    slow.connect(("127.0.0.1", one_thread.port))
+    try:
+        slow.sendall(request_bytes("GET", f"/big?size={size}"))
+        first = slow.recv(4096)  # the response has started; now this client stops reading
+        assert first.startswith(b"HTTP/1.1 200")
+        for _ in range(3):
+            status, body, elapsed_s = timed_get(one_thread, "/hello")
+            assert (status, body) == (200, b"Hello, World!")
+            assert elapsed_s < 2.0, f"a slow reader held the only thread for {elapsed_s:.2f} s"
+        received = len(first)
+        while chunk := slow.recv(1 << 20):
+            received += len(chunk)
+            if received >= size:
+                break
+        assert received >= size  # and the slow client still gets everything
+    finally:
+        slow.close()
+
+
+def test_slowloris_heads_get_408_while_a_normal_client_is_served(one_thread: Server) -> None:
+    head = request_bytes("GET", "/hello")
+    dribblers = [RawConnection(one_thread.port) for _ in range(20)]
+    is_closed = [False] * len(dribblers)
+    halt = threading.Event()
+
+    def dribble() -> None:
+        for offset in range(len(head) - 3):  # never the final CRLF: the head never ends
+            for index, conn in enumerate(dribblers):
+                if not is_closed[index]:
+                    try:
+                        conn.send(head[offset:offset + 1])
+                    except OSError:
+                        is_closed[index] = True
+            if halt.wait(0.1):  # the attack's pace: one byte per connection per 0.1 s
+                return
+
+    thread = threading.Thread(target=dribble, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        status, body, elapsed_s = timed_get(one_thread, "/hello")
+        assert (status, body) == (200, b"Hello, World!") and elapsed_s < 1.0
+        for conn in dribblers:  # header_timeout is 1 s after the first byte
+            conn.sock.settimeout(4.0)
+            answer = conn.read_to_close()
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert time.monotonic() - started < 4.0
+    finally:
+        halt.set()
+        thread.join(timeout=5)
+        for conn in dribblers:
+            conn.close()
+
+
+def test_idle_keep_alive_connection_is_closed_after_keep_alive(one_thread: Server) -> None:
+    with one_thread.connect() as conn:
+        conn.send(request_bytes("GET", "/hello"))
+        assert conn.read_response().status == 200
+        started = time.monotonic()
+        assert conn.is_closed(timeout_s=5.0)
+        assert 0.7 <= time.monotonic() - started < 3.0  # --keep-alive 1 (+ a 0.25 s tick)
+
+
+def test_silent_connection_is_closed_without_a_response(one_thread: Server) -> None:
+    with one_thread.connect() as conn:
+        started = time.monotonic()
+        assert conn.read_to_close() == b""
+        assert time.monotonic() - started < 3.0
+
+
+def test_large_bodies_stream_with_bounded_memory(one_thread: Server) -> None:
+    size = 100 * MIB
+    block = bytes(range(256)) * 256  # 64 KiB
+    pid = one_thread.worker_pid
+    assert timed_get(one_thread, "/hello")[0] == 200  # warm up
+    before_kib = rss_kib(pid)
+
+    def blocks() -> Iterator[bytes]:
+        for _ in range(size // len(block)):
+            yield block
+
+    conn = http.client.HTTPConnection("127.0.0.1", one_thread.port, timeout=30)
+    try:
+        conn.request("POST", "/echo", body=blocks(), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})
+        data = json.loads(conn.getresponse().read())
+        assert data["body_length"] == size
+        expected = hashlib.sha256()
+        for piece in blocks():
+            expected.update(piece)
+        assert data["body_sha256"] == expected.hexdigest()
+        conn.request("GET", f"/big?size={size}")
+        response = conn.getresponse()
+        received = 0
+        while piece := response.read(1 << 20):
+            received += len(piece)
+        assert received == size
+    finally:
+        conn.close()
+    growth_mib = (peak_rss_kib(pid) - before_kib) / 1024
+    print(f"worker RSS {before_kib} KiB, peak after {peak_rss_kib(pid)} KiB")
+    assert growth_mib < 16, f"worker RSS grew {growth_mib:.1f} MiB for 100 MiB each way"
+
+
+def test_file_wrapper_uses_the_file(one_thread: Server, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 12_000  # 3 MB
+    path = tmp_path / "asset.bin"
+    path.write_bytes(data)
+    status, body, _ = timed_get(one_thread, f"/file?path={path}")
+    assert (status, body) == (200, data)
+    with one_thread.connect() as conn:  # HTTP/1.0: close-delimited, read in blocks
+        conn.send(request_bytes("GET", f"/file?path={path}", version="HTTP/1.0"))
+        response = conn.read_response()
+        assert response.body == data
+    with one_thread.connect() as conn:  # a file shorter than declared: close, never desync
+        conn.send(request_bytes("GET", f"/file?path={path}&size={len(data) + 10}")
+                  + request_bytes("GET", "/hello"))
+        head = conn.read_head()
+        assert head.header("content-length") == str(len(data) + 10)
+        conn.sock.settimeout(10)
+        assert conn.read_to_close() == data
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_script_name_from_configuration(tmp_path: Path) -> None:
+    with Server(tmp_path, "tests.apps:app", "--script-name", "/mnt") as server:
+        def echo(path: str) -> dict[str, str]:
+            with server.connect() as conn:
+                conn.send(request_bytes("GET", path))
+                response = conn.read_response()
+                assert response.status == 200, response
+                return dict(json.loads(response.body))
+        data = echo("/mnt/echo/a%20b/%C3%A9?x=%20")
+        assert data["script_name"] == "/mnt"
+        # PEP 3333: decoded, bytes as latin-1 (é in UTF-8 is two latin-1 characters)
+        assert data["path_info"] == "/echo/a b/\u00c3\u00a9"
+        assert data["query"] == "x=%20"  # the query string stays as sent
+        assert echo("/mnt/echo")["path_info"] == "/echo"
+
+
+def test_worker_connections_cap_leaves_clients_in_the_backlog(tmp_path: Path) -> None:
+    with Server(tmp_path, "tests.apps:raw", "--threads", "1", "--worker-connections", "2",
+                "--keep-alive", "30") as server:
+        first, second = server.connect(), server.connect()
+        try:
+            for conn in (first, second):
+                conn.send(request_bytes("GET", "/hello"))
+                assert conn.read_response().status == 200
+            with server.connect() as third:  # connect() succeeds: the kernel's backlog
+                third.send(request_bytes("GET", "/hello"))
+                third.sock.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    third.sock.recv(1)
+                first.close()  # below the cap again: the worker accepts the third
+                third.sock.settimeout(5.0)
+                assert third.read_response().body == b"Hello, World!"
+            second.send(request_bytes("GET", "/hello"))
+            assert second.read_response().status == 200
+        finally:
+            first.close()
+            second.close()
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_closes_idle_ones(tmp_path: Path) -> None:
+    server = Server(tmp_path, "tests.apps:raw", "--threads", "2", "--keep-alive", "30",
+                    "--graceful-timeout", "10").start()
+    try:
+        idle = server.connect()
+        idle.send(request_bytes("GET", "/hello"))
+        assert idle.read_response().status == 200
+        busy = server.connect(timeout_s=10)
+        busy.send(request_bytes("GET", "/slow-tail?s=1.5"))
+        assert busy.read_head().status == 200
+        assert busy.read_until(b"started;").endswith(b"started;")  # in the app now
+        stop_sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert idle.is_closed(timeout_s=1.0), "an idle keep-alive connection was kept"
+        assert time.monotonic() - stop_sent < 1.0
+        rest = busy.read_to_close()  # the in-flight response completes, then the close
+        assert rest.endswith(b"8\r\nfinished\r\n0\r\n\r\n"), rest
+        busy.close()  # our FIN ends the server's lingering close at once
+        assert server.process.wait(timeout=10) == 0  # type: ignore[union-attr]
+        assert time.monotonic() - stop_sent < 3.0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    finally:
+        server.stop()
+        wait_until(lambda: server.process is None or server.process.poll() is not None, 5)
