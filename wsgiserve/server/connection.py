@@ -60,7 +60,7 @@ RECV_BYTES: Final = 65536
 _WOULD_BLOCK: Final = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                        ssl.SSLWantWriteError)
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_EMPTY_BODY_REQUEST: Final = object()
+_EXHAUSTED: Final[Iterator[bytes]] = iter(())  # stays exhausted: safe to share
 
 
 class ConnState(Enum):
@@ -218,11 +218,6 @@ class Connection:
         self.parser.feed(data)
         if self.state is ConnState.IDLE:
             self._set_state(ConnState.READING_HEAD)
-        if not self._head_started and data:
-            # The slowloris defence: a head must be complete within header_timeout of
-            # its first byte, however slowly it is dribbled.
-            self._head_started = True
-            self.deadline = time.monotonic() + self.context.header_timeout_s
         return self._advance()
 
     def on_writable(self) -> Outcome:
@@ -235,6 +230,7 @@ class Connection:
         if exchange is None:
             return self._advance()
         self._set_state(ConnState.IN_APP)
+        self.context.in_app[self] = time.monotonic()
         outcome = self._pump(exchange)
         if outcome is None:
             return self._advance()
@@ -285,10 +281,15 @@ class Connection:
                 except RemoteProtocolError as exc:
                     return self._reject(exc)
                 if event is NEED_DATA:
-                    if self.state is ConnState.IDLE and not parser.buffered_bytes:
-                        return Outcome.WAIT_READABLE
+                    if not parser.buffered_bytes:
+                        return Outcome.WAIT_READABLE  # IDLE, or a fresh connection
                     if self.state is not ConnState.READING_HEAD:
                         self._set_state(ConnState.READING_HEAD)
+                    if not self._head_started:
+                        # The slowloris defence: a head must be complete within
+                        # header_timeout of its first byte, however slowly it comes.
+                        self._head_started = True
+                        self.deadline = time.monotonic() + self.context.header_timeout_s
                     return Outcome.WAIT_READABLE
                 if type(event) is not Request:
                     # ConnectionClosed, PAUSED after a "Connection: close" request, or a
@@ -339,12 +340,9 @@ class Connection:
         try:
             if "pre_request" in hooks:
                 hooks["pre_request"](context.worker, environ)
-            result = context.app(environ, exchange.start_response)
-            exchange.result = result
+            exchange.result = context.app(environ, exchange.start_response)
         except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
             return self._app_failed(exchange, exc)
-        finally:
-            context.in_app.pop(self, None)
         return self._pump(exchange)
 
     def _prepare_head(self, exchange: Exchange) -> None:
@@ -388,24 +386,24 @@ class Connection:
         return framed
 
     def _pump(self, exchange: Exchange) -> Outcome | None:
-        """Send the app's body as the socket takes it; None when the exchange is over."""
+        """Send the app's body as the socket takes it; None when the exchange is over.
+
+        The caller has put this connection in ``context.in_app``; it is removed here.
+        """
         context = self.context
-        context.in_app[self] = time.monotonic()
+        first = b""
         try:
             if exchange.iterator is None:
                 result = exchange.result
-                if isinstance(result, FileWrapper) and not self.is_tls \
+                if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
+                    # The most common shape: one piece. Head, body and end in one send.
+                    exchange.iterator = _EXHAUSTED
+                    if result[0]:
+                        first = self._frame(exchange, result[0])
+                elif isinstance(result, FileWrapper) and not self.is_tls \
                         and result.fileno() is not None:
                     exchange.sendfile = result
-                    exchange.iterator = iter(())
-                elif type(result) is list and len(result) == 1 and type(result[0]) is bytes:
-                    # The most common shape: one piece. Head and body in one send.
-                    data = result[0]
-                    exchange.iterator = iter(())
-                    if data:
-                        framed = self._frame(exchange, data)
-                        if not self._send_or_park(framed):
-                            return Outcome.WAIT_WRITABLE
+                    exchange.iterator = _EXHAUSTED
                 else:
                     exchange.iterator = iter(result)
             for data in exchange.iterator:
@@ -436,7 +434,10 @@ class Connection:
                 if not exchange.head_sent:
                     exchange.head_sent = True
                     tail = exchange.head_bytes + tail
-                self._close_result(exchange)
+                elif first:
+                    tail = first + tail
+                if exchange.result is not None:
+                    self._close_result(exchange)
                 if tail and not self._send_or_park(tail):
                     return Outcome.WAIT_WRITABLE
         except Exception as exc:  # noqa: BLE001 - the app boundary
@@ -471,6 +472,8 @@ class Connection:
                 sent = os.sendfile(self.fileno, fileno, offset,
                                    min(exchange.file_remaining, 1 << 20))
             except _WOULD_BLOCK:
+                # Park as WRITING, like _send_or_park: on_writable resumes from there.
+                self._set_state(ConnState.WRITING)
                 return Outcome.WAIT_WRITABLE
             if sent == 0:
                 break  # the file is shorter than the declared length
@@ -487,7 +490,8 @@ class Connection:
         context = self.context
         self._exchange = None
         self.has_served = True
-        self._log_access(exchange)
+        if context.access_log is not None:
+            self._log_access(exchange)
         hooks = context.hooks
         if "post_request" in hooks:
             try:
