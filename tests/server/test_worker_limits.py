@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import signal
 import socket
 import threading
@@ -65,6 +66,29 @@ def test_slow_reader_does_not_block_other_connections(one_thread: Server) -> Non
             if received >= size:
                 break
         assert received >= size  # and the slow client still gets everything
+    finally:
+        slow.close()
+
+
+def test_sendfile_to_a_slow_reader(one_thread: Server, tmp_path: Path) -> None:
+    data = os.urandom(2 * MIB)
+    path = tmp_path / "asset.bin"
+    path.write_bytes(data)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(10)
+    slow.connect(("127.0.0.1", one_thread.port))
+    try:
+        slow.sendall(request_bytes("GET", f"/file?path={path}"))
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += slow.recv(4096)
+        # Another client meanwhile: the file has filled the slow client's socket.
+        assert timed_get(one_thread, "/hello")[:2] == (200, b"Hello, World!")
+        while len(received) < len(data) and (piece := slow.recv(1 << 16)):
+            received += piece
+        assert received.endswith(data) and received.index(b"\r\n\r\n") + 4 + len(data) \
+            == len(received)
     finally:
         slow.close()
 
