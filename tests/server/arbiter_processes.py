@@ -130,15 +130,18 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
-    def wait_for_log(self, pattern: str, timeout_s: float = 10.0, *, count: int = 1) -> str:
-        """Wait until ``pattern`` (a regex) has matched ``count`` times; returns the log."""
+    def wait_for_log(self, pattern: str, timeout_s: float = 10.0, *, count: int = 1,
+                     while_running: bool = True) -> str:
+        """Wait until ``pattern`` (a regex) has matched ``count`` times; returns the log.
+        With ``while_running``, fail early if the process we started exits first."""
         compiled = re.compile(pattern)
 
         def found() -> str | None:
             text = self.log()
             if len(compiled.findall(text)) >= count:
                 return text
-            if self.process is not None and self.process.poll() is not None and \
+            if while_running and self.process is not None and \
+                    self.process.poll() is not None and \
                     len(compiled.findall(self.log())) < count:
                 raise AssertionError(f"server exited ({self.process.returncode}) before "
                                      f"{pattern!r}:\n{text[-3000:]}")
@@ -174,7 +177,10 @@ class ServerProcess:
         def settled() -> bool:
             current[:] = self.workers(master)
             return len(current) == count and not set(current) & set(exclude)
-        wait_until(settled, timeout_s, message=f"{count} workers (now {current})")
+        try:
+            wait_until(settled, timeout_s, message=f"{count} workers")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; now {current}\n{self.log()[-4000:]}") from None
         return current
 
     def signal(self, signum: int, pid: int | None = None) -> None:
@@ -237,11 +243,10 @@ class KeepAliveLoad:
         self.path = path
         self.max_requests = max_requests
         self.max_seconds = max_seconds
-        self.result = LoadResult()
-        self._lock = threading.Lock()
         self._halt = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True)
-                         for _ in range(threads)]
+        self._locals = [LoadResult() for _ in range(threads)]
+        self._threads = [threading.Thread(target=self._run, args=(local,), daemon=True)
+                         for local in self._locals]
 
     def __enter__(self) -> KeepAliveLoad:
         for thread in self._threads:
@@ -251,10 +256,9 @@ class KeepAliveLoad:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
+    def _run(self, local: LoadResult) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         deadline = time.monotonic() + self.max_seconds
-        local = LoadResult()
         for _ in range(self.max_requests):
             if self._halt.is_set() or time.monotonic() >= deadline:
                 break
@@ -278,21 +282,22 @@ class KeepAliveLoad:
             else:
                 local.failures.append(f"status {response.status}")
         conn.close()
-        with self._lock:
-            self.result.ok += local.ok
-            self.result.failures += local.failures
-            self.result.workers |= local.workers
-            self.result.masters |= local.masters
 
     def snapshot_ok(self) -> int:
-        with self._lock:
-            return self.result.ok
+        """Requests answered so far (read while the clients run: an int read is atomic)."""
+        return sum(local.ok for local in self._locals)
 
     def stop(self) -> LoadResult:
         self._halt.set()
         for thread in self._threads:
             thread.join(timeout=15)
-        return self.result
+        result = LoadResult()
+        for local in self._locals:
+            result.ok += local.ok
+            result.failures += local.failures
+            result.workers |= local.workers
+            result.masters |= local.masters
+        return result
 
 
 # Failures a closed-loop http.client sees when a retiring worker closes an idle keep-alive
