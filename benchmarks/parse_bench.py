@@ -71,7 +71,7 @@ def _expected(raw: bytes) -> Parsed:
     return method, target, fields, CHUNKED_BODY if raw is CHUNKED else b""
 
 
-def wsgiserve_parse(raw: bytes) -> Parsed:
+def wsgiserve_parse(raw: bytes) -> Any:
     parser = RequestParser()
     parser.feed(raw)
     request = parser.next_event()
@@ -85,13 +85,18 @@ def wsgiserve_parse(raw: bytes) -> Parsed:
             break
         else:
             raise AssertionError(f"unexpected {event!r}")
+    return request, body
+
+
+def wsgiserve_result(parsed: Any) -> Parsed:
+    request, body = parsed
     return request.method, request.target, request.headers.lowered(), b"".join(body)
 
 
-def make_h11() -> Callable[[bytes], Parsed]:
+def make_h11() -> tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]:
     import h11
 
-    def parse(raw: bytes) -> Parsed:
+    def parse(raw: bytes) -> Any:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
         conn.receive_data(raw)
         request = conn.next_event()
@@ -105,11 +110,15 @@ def make_h11() -> Callable[[bytes], Parsed]:
                 break
             else:
                 raise AssertionError(f"unexpected {event!r}")
+        return request, body
+
+    def result(parsed: Any) -> Parsed:
+        request, body = parsed
         return request.method, request.target, list(request.headers), b"".join(body)
-    return parse
+    return parse, result
 
 
-def make_httptools() -> Callable[[bytes], Parsed]:
+def make_httptools() -> tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]:
     import httptools
 
     class Protocol:
@@ -133,16 +142,20 @@ def make_httptools() -> Callable[[bytes], Parsed]:
         def on_message_complete(self) -> None:
             self.done = True
 
-    def parse(raw: bytes) -> Parsed:
+    def parse(raw: bytes) -> Any:
         protocol = Protocol()
         parser = httptools.HttpRequestParser(protocol)
         parser.feed_data(raw)
+        return parser.get_method(), protocol
+
+    def result(parsed: Any) -> Parsed:
+        method, protocol = parsed
         assert protocol.done
-        return parser.get_method(), protocol.url, protocol.headers, b"".join(protocol.body)
-    return parse
+        return method, protocol.url, protocol.headers, b"".join(protocol.body)
+    return parse, result
 
 
-def make_gunicorn() -> Callable[[bytes], Parsed]:
+def make_gunicorn() -> tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]:
     # gunicorn ships no type information.
     from gunicorn.config import Config  # type: ignore[import-untyped]
     from gunicorn.http.message import Request as GunicornRequest  # type: ignore[import-untyped]
@@ -151,17 +164,21 @@ def make_gunicorn() -> Callable[[bytes], Parsed]:
     config.set("http_parser", "python")  # the pure-Python parser, not gunicorn_h1c
     peer = ("127.0.0.1", 40000)
 
-    def parse(raw: bytes) -> Parsed:
+    def parse(raw: bytes) -> Any:
         request = GunicornRequest(config, IterUnreader([raw]), peer)
-        body = request.body.read()
+        return request, request.body.read()
+
+    def result(parsed: Any) -> Parsed:
+        request, body = parsed
         return (request.method.encode(), request.uri.encode(),
                 [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in request.headers],
                 body)
-    return parse
+    return parse, result
 
 
-PARSERS: dict[str, Callable[[], Callable[[bytes], Parsed]]] = {
-    "wsgiserve": lambda: wsgiserve_parse,
+# name -> factory of (parse, result): only parse is timed; result checks what it parsed.
+PARSERS: dict[str, Callable[[], tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]]] = {
+    "wsgiserve": lambda: (wsgiserve_parse, wsgiserve_result),
     "h11": make_h11,
     "httptools": make_httptools,
     "gunicorn (python)": make_gunicorn,
@@ -179,7 +196,7 @@ def _calibrate(parse: Callable[[bytes], Any], raw: bytes, min_time_s: float) -> 
         number *= 4
 
 
-def bench(raw: bytes, parsers: dict[str, Callable[[bytes], Parsed]], repeat: int,
+def bench(raw: bytes, parsers: dict[str, Callable[[bytes], Any]], repeat: int,
           min_time_s: float) -> dict[str, float]:
     numbers = {name: _calibrate(parse, raw, min_time_s) for name, parse in parsers.items()}
     times: dict[str, list[float]] = {name: [] for name in parsers}
@@ -204,17 +221,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds per parser per round (default 0.2)")
     args = ap.parse_args(argv)
 
-    parsers: dict[str, Callable[[bytes], Parsed]] = {}
+    parsers: dict[str, Callable[[bytes], Any]] = {}
+    results: dict[str, Callable[[Any], Parsed]] = {}
     notes = []
     for name, factory in PARSERS.items():
         try:
-            parsers[name] = factory()
+            parsers[name], results[name] = factory()
         except ImportError as exc:
             notes.append(f"{name}: skipped ({exc})")
     for label, raw in WORKLOADS.items():
         want = _expected(raw)
         for name, parse in list(parsers.items()):
-            got = parse(raw)
+            got = results[name](parse(raw))
             if got != want:
                 notes.append(f"{name}: wrong result on {label}: {str(got)[:120]}")
                 del parsers[name]
