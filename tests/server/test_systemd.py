@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from arbiter_processes import ServerProcess, get, wait_until
+from arbiter_processes import ServerProcess, get, is_alive, wait_until
 
 from wsgiserve.exitcodes import EXIT_OK
 from wsgiserve.server import systemd
@@ -225,3 +225,28 @@ def test_systemd_socket_activate_on_a_unix_socket(start_server: StartServer,
     assert server.url == f"unix:{path}"
     server.signal(signal.SIGTERM)
     assert server.wait_exit(10) == EXIT_OK
+
+
+def test_usr2_new_master_announces_mainpid_and_the_old_one_does_not_stop_the_unit(
+        start_server: StartServer, notify_socket: tuple[socket.socket, str],
+        tmp_path: Path) -> None:
+    sock, path = notify_socket
+    messages = Messages(sock)
+    pidfile = tmp_path / "server.pid"
+    server = start_server("--pid", str(pidfile), env={"NOTIFY_SOCKET": path})
+    messages.wait_for("READY=1")
+    server.signal(signal.SIGUSR2)
+    mainpid = messages.wait_prefix("MAINPID=", 20)
+    new_master = int(mainpid.split("=", 1)[1])
+    server.known_pids.add(new_master)
+    assert new_master != server.pid
+    messages.wait_for("READY=1", count=2)
+    server.known_pids.update(server.workers(master=new_master))
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(10) == EXIT_OK
+    assert "STOPPING=1" not in messages.fields()  # the unit lives on in the new master
+    assert get(server.port)[2]["x-master-pid"] == str(new_master)
+    os.kill(new_master, signal.SIGTERM)
+    messages.wait_for("STOPPING=1")
+    wait_until(lambda: not is_alive(new_master), 10, message="the new master to exit")
+

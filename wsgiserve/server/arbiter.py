@@ -773,7 +773,12 @@ class Arbiter:
                 return
         listeners = self._serving.listeners if self._serving else []
         arguments = [sys.executable, "-m", "wsgiserve", *self._argv]
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            logger.error("SIGUSR2 failed: cannot fork: %s", exc.strerror)
+            self._restore_pidfile()
+            return
         if pid == 0:
             try:
                 self._signals.restore_defaults()
@@ -792,6 +797,11 @@ class Arbiter:
         _, description = _exit_description(status)
         logger.error("new master %d %s; this master carries on", self._upgrade_pid, description)
         self._upgrade_pid = 0
+        self._restore_pidfile()
+        self._notifier.notify(f"MAINPID={self.pid}")
+
+    def _restore_pidfile(self) -> None:
+        """Undo the ``.oldbin`` rename after a failed upgrade."""
         if self._pidfile and self._pidfile != self._pidfile_original:
             try:
                 self._write_pidfile(self._pidfile_original)
@@ -799,12 +809,10 @@ class Arbiter:
             except OSError as exc:
                 logger.error("cannot restore the pid file: %s", exc.strerror)
             self._pidfile = self._pidfile_original
-        self._notifier.notify(f"MAINPID={self.pid}")
 
     # --- systemd -----------------------------------------------------------------------
 
     def _tell_systemd(self) -> None:
-        now = time.monotonic()
         serving = self._serving.number if self._serving else 0
         booted = sum(1 for w in self.workers.values()
                      if w.generation == serving and w.has_booted and not w.is_retiring)
@@ -822,6 +830,10 @@ class Arbiter:
         if status != self._status_line and self._notifier.is_enabled:
             self._status_line = status
             self._notifier.notify(status)
+        self._ping_watchdog()
+
+    def _ping_watchdog(self) -> None:
+        now = time.monotonic()
         if self._watchdog_s is not None and now >= self._next_watchdog_at:
             self._notifier.notify("WATCHDOG=1")
             self._next_watchdog_at = now + self._watchdog_s
@@ -847,6 +859,7 @@ class Arbiter:
             self._reap_workers()
             if not self.workers:
                 break
+            self._ping_watchdog()  # a long graceful stop is not a hang
             self._signals.wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
             while (pending_signal := self._signals.pop()) is not None:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
