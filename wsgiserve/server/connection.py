@@ -172,6 +172,7 @@ class Connection:
         self.state = ConnState.READING_HEAD
         self.deadline = time.monotonic() + context.header_timeout_s
         self.has_served = False
+        self.idle_since = 0.0
         self.is_tls = isinstance(sock, ssl.SSLSocket)
         self._pending_out: memoryview | None = None
         self._pending_request: Request | None = None
@@ -512,7 +513,8 @@ class Connection:
             except (RemoteProtocolError, OSError):
                 return self._close_now()
         self._set_state(ConnState.IDLE)
-        self.deadline = time.monotonic() + context.keepalive_s
+        self.idle_since = now = time.monotonic()
+        self.deadline = now + context.keepalive_s
         return None
 
     def _app_failed(self, exchange: Exchange, exc: BaseException) -> Outcome:

@@ -42,6 +42,9 @@ _log = logging.getLogger(__name__)
 TICK_S: Final = 0.25
 # Connections accepted per listener wake-up before serving others (nginx multi_accept).
 ACCEPT_BATCH: Final = 64
+# While stopping, a keep-alive connection idle this long is closed; a busier one is
+# closed after answering its next request (see _close_idle).
+STOP_IDLE_GRACE_S: Final = 1.0
 EXIT_ABORTED: Final = 134  # 128 + SIGABRT, what a shell reports for an aborted process
 _READ: Final = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 _WRITE: Final = select.EPOLLOUT | select.EPOLLONESHOT
@@ -239,9 +242,17 @@ class Worker:
                 self._forget(conn)
 
     def _close_idle(self) -> None:
+        """Close keep-alive connections that have been idle a while, as the worker stops.
+
+        Closing a keep-alive connection races with the client sending its next request
+        on it (the request is lost and a client like http.client reports an error). A
+        connection in steady use gets its next request answered with "Connection: close"
+        instead; only one quiet for STOP_IDLE_GRACE_S is closed, with a FIN first.
+        """
         parked = self._parked
+        quiet_since = time.monotonic() - min(STOP_IDLE_GRACE_S, self.context.keepalive_s)
         for fd, conn in list(parked.items()):
-            if conn.is_idle and parked.pop(fd, None) is conn:
+            if conn.is_idle and conn.idle_since <= quiet_since and parked.pop(fd, None) is conn:
                 self._dispatch(conn, conn.start_graceful_close())
 
     def _begin_graceful_stop(self, timeout_s: float) -> None:
@@ -340,11 +351,6 @@ class Worker:
             conn.close()
             self._forget(conn)
             return
-        if self.context.is_stopping and conn.is_idle:
-            outcome = conn.start_graceful_close()
-            if outcome is Outcome.CLOSE:
-                self._dispatch(conn, outcome)
-                return
         if outcome is Outcome.WAIT_WRITABLE:
             conn.deadline = time.monotonic() + self.context.body_timeout_s
             mask = _WRITE
