@@ -3,7 +3,7 @@
 It binds (or inherits) the listening sockets, forks workers, watches their heartbeats,
 replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgrade,
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
-does the work. Imported by ``cli``; imports ``worker`` and the rest of ``server``.
+does the work. Imported by ``cli``; imports ``children`` (which runs the worker) and the rest
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -12,33 +12,36 @@ the serving generation carries on (gunicorn instead stops the whole server).
 """
 from __future__ import annotations
 
-import grp
-import importlib.util
 import logging
 import os
-import pwd
-import random
 import signal
 import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final, NoReturn
-from wsgiref.types import WSGIApplication
 
 from wsgiserve import config as config_module
-from wsgiserve.appload import DEMO_APP, AppLoadError, load_app
+from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files
 from wsgiserve.reloader import Reloader
 from wsgiserve.server import sockets, systemd
+from wsgiserve.server.children import (
+    Generation,
+    WorkerProcess,
+    app_label,
+    app_source_files,
+    boot_worker,
+    exit_description,
+    resolve_ids,
+    start_directory,
+)
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.proctitle import set_process_title
 from wsgiserve.server.signals import SignalQueue
-from wsgiserve.server.worker import Worker
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
@@ -60,128 +63,6 @@ TICK_S: Final = 0.1
 RELOAD_POLL_S: Final = 1.0
 # Each worker process shows this role in its title.
 _TITLE_MASTER: Final = "master"
-_TITLE_WORKER: Final = "worker"
-
-
-@dataclass(eq=False)
-class WorkerProcess:
-    """What the arbiter knows of one worker; hooks receive it as ``worker``."""
-
-    worker_id: int
-    generation: int
-    heartbeat: Heartbeat
-    config: Config
-    spawned_at: float
-    pid: int = 0
-    has_booted: bool = False
-    stop_sent_at: float | None = None
-    abort_sent_at: float | None = None
-    kill_sent_at: float | None = None
-
-    @property
-    def is_retiring(self) -> bool:
-        return self.stop_sent_at is not None or self.abort_sent_at is not None
-
-    def check_booted(self) -> bool:
-        """True once the child has beaten after fork (it beats when its app is loaded)."""
-        if not self.has_booted:
-            last_beat = time.monotonic() - self.heartbeat.age()
-            self.has_booted = last_beat > self.spawned_at
-        return self.has_booted
-
-
-@dataclass(eq=False)
-class _Generation:
-    """One configuration of workers: what they run and where they listen."""
-
-    number: int
-    config: Config
-    hooks: Mapping[str, Hook]
-    listeners: list[socket.socket]
-    app: WSGIApplication | None = None
-    reason: str = ""
-    started_at: float = field(default_factory=time.monotonic)
-
-
-def _exit_description(status: int) -> tuple[int, str]:
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return code, f"was killed by {name}"
-    return code, f"exited with status {code}"
-
-
-def _start_directory(config: Config) -> str:
-    """The directory the command ran in, before ``--chdir``: HUP re-reads the config and USR2
-    re-executes from there. ``$PWD`` is used only when it is consistent with ``--chdir``."""
-    here = os.getcwd()
-    if not config.server.chdir:
-        return here
-    candidate = os.environ.get("PWD", "")
-    path = config.config_path
-    try:
-        is_consistent = bool(candidate) and os.path.samefile(
-            os.path.join(candidate, config.server.chdir), here)
-    except OSError:
-        return here
-    if is_consistent and (not path or os.path.isabs(path)
-                          or os.path.isfile(os.path.join(candidate, path))):
-        return candidate
-    return here
-
-
-def _app_label(config: Config) -> str:
-    return config.server.name or config.server.app or DEMO_APP
-
-
-def _app_source_files(spec: str) -> list[str]:
-    """Source files of the app's top-level module or package, found without importing it
-    (the master must not import the app, or forked workers would not see new code)."""
-    top = (spec.strip() or DEMO_APP).partition(":")[0].split(".")[0]
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return []
-    if found is None:
-        return []
-    files: list[str] = []
-    for directory in found.submodule_search_locations or ():
-        for root, _, names in os.walk(directory):
-            files += [os.path.join(root, name) for name in names if name.endswith(".py")]
-            if len(files) > 5000:  # a dev server watching a whole site-packages is a mistake
-                return files
-    if not files and found.origin and found.origin.endswith(".py"):
-        files.append(found.origin)
-    return files
-
-
-def _resolve_ids(config: Config) -> tuple[int | None, int | None]:
-    """uid and gid for ``--user``/``--group``; raises ConfigError for unknown names."""
-    uid = gid = None
-    user, group = config.server.user, config.server.group
-    try:
-        if user:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-            uid, gid = entry.pw_uid, entry.pw_gid
-        if group:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError(f"[server] user/group: unknown user {user!r} or group {group!r}") from None
-    return uid, gid
-
-
-def _drop_privileges(uid: int | None, gid: int | None, user: str) -> None:
-    if gid is not None and gid != os.getgid():
-        if uid is not None and not user.isdigit():
-            os.initgroups(user, gid)
-        else:
-            os.setgroups([gid])
-        os.setgid(gid)
-    if uid is not None and uid != os.getuid():
-        os.setuid(uid)
 
 
 class Arbiter:
@@ -193,15 +74,15 @@ class Arbiter:
         # What HUP re-reads and USR2 re-executes: the original command line.
         self._argv = list(sys.argv[1:] if argv is None else argv)
         self._environ = environ
-        self._start_directory = _start_directory(config)
+        self._start_directory = start_directory(config)
         self.pid = os.getpid()
         self.num_workers = config.workers.workers
         self.workers: dict[int, WorkerProcess] = {}
         self._signals = SignalQueue()
         self._notifier = systemd.Notifier()
         self._listener_source = "bind"
-        self._serving: _Generation | None = None
-        self._pending: _Generation | None = None
+        self._serving: Generation | None = None
+        self._pending: Generation | None = None
         self._next_worker_id = 1
         self._backoff_s = 0.0
         self._next_spawn_at = 0.0
@@ -311,11 +192,11 @@ class Arbiter:
     def _start(self) -> int | None:
         """Everything before the first fork; returns an exit code if start-up failed."""
         config = self.config
-        set_process_title(_TITLE_MASTER, _app_label(config))
+        set_process_title(_TITLE_MASTER, app_label(config))
         if config.server.umask:
             os.umask(config.server.umask)
         try:
-            self._ids = _resolve_ids(config)
+            self._ids = resolve_ids(config)
             hooks = load_hooks(config.hooks)
         except ConfigError as exc:
             logger.error("%s", exc)
@@ -338,7 +219,7 @@ class Arbiter:
                 logger.error("cannot load the app: %s", exc)
                 sockets.close_listeners(listeners, unlink=self._listener_source == "bind")
                 return EXIT_APP_LOAD
-        self._serving = _Generation(1, config, hooks, listeners, app, reason="start")
+        self._serving = Generation(1, config, hooks, listeners, app, reason="start")
         for sock in listeners:
             logger.info("Listening at: %s (%d)", sockets.describe(sock, scheme=self._scheme(config)),
                         self.pid)
@@ -354,10 +235,10 @@ class Arbiter:
             if config.server.preload:
                 logger.warning("--reload with --preload restarts workers but cannot load "
                                "new app code")
-            extra = [*_app_source_files(config.server.app), *config.server.reload_extra_files]
+            extra = [*app_source_files(config.server.app), *config.server.reload_extra_files]
             self._reloader = Reloader(extra, watch_modules=config.server.preload)
         logger.info("master %d starting %d worker(s) for %s", self.pid, self.num_workers,
-                    _app_label(config))
+                    app_label(config))
         self._call_hook(hooks, "on_starting", self)
         return None
 
@@ -430,7 +311,7 @@ class Arbiter:
 
     # --- workers -----------------------------------------------------------------------
 
-    def _spawn_worker(self, generation: _Generation) -> None:
+    def _spawn_worker(self, generation: Generation) -> None:
         config = generation.config
         heartbeat = Heartbeat()
         record = WorkerProcess(self._next_worker_id, generation.number, heartbeat, config,
@@ -454,9 +335,8 @@ class Arbiter:
         logger.info("booting worker %d (pid %d, generation %d)", record.worker_id, pid,
                     generation.number)
 
-    def _run_worker(self, record: WorkerProcess, generation: _Generation) -> NoReturn:
-        """The forked child: shed master state, load the app, run the worker, never return."""
-        code = EXIT_ERROR
+    def _run_worker(self, record: WorkerProcess, generation: Generation) -> NoReturn:
+        """The forked child: shed the master's state, then boot the worker; never returns."""
         try:
             record.pid = os.getpid()
             self._signals.restore_defaults()
@@ -467,39 +347,10 @@ class Arbiter:
             for stale in self._all_listeners():
                 if all(stale is not sock for sock in generation.listeners):
                     stale.close()
-            config = generation.config
-            set_process_title(_TITLE_WORKER, _app_label(config))
-            code = EXIT_APP_LOAD  # anything failing from here to the first beat is a boot failure
-            _drop_privileges(*self._ids, config.server.user)
-            if not self._call_hook(generation.hooks, "post_fork", self, record):
-                raise AppLoadError("the post_fork hook failed")
-            app = generation.app if generation.app is not None else load_app(config.server.app)
-            record.heartbeat.beat()  # booted: the arbiter may now retire the old generation
-            max_requests = config.workers.max_requests
-            if max_requests > 0:
-                max_requests += random.randint(0, config.workers.max_requests_jitter)
-            code = EXIT_ERROR
-            worker = Worker(config=config, listeners=generation.listeners, app=app,
-                            heartbeat=record.heartbeat, worker_id=record.worker_id,
-                            max_requests=max_requests, hooks=generation.hooks)
-            code = worker.run()
-        except AppLoadError as exc:
-            logger.error("worker %d cannot load the app: %s", os.getpid(), exc)
-        except OSError as exc:
-            logger.error("worker %d failed to start: %s", os.getpid(), exc)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else EXIT_ERROR
         except BaseException:
-            logger.exception("worker %d crashed", os.getpid())
-            if code == EXIT_OK:
-                code = EXIT_ERROR
-        finally:
-            for handler in logging.getLogger("wsgiserve").handlers + logging.getLogger().handlers:
-                try:
-                    handler.flush()
-                except (OSError, ValueError):  # a closed or broken stream: exiting anyway
-                    continue
-            os._exit(code)
+            os._exit(EXIT_ERROR)
+        boot_worker(record, generation, ids=self._ids,
+                    post_fork=lambda: self._call_hook(generation.hooks, "post_fork", self, record))
 
     def _all_listeners(self) -> list[socket.socket]:
         seen: list[socket.socket] = []
@@ -548,7 +399,7 @@ class Arbiter:
                 self._worker_exited(record, status)
 
     def _worker_exited(self, record: WorkerProcess, status: int) -> None:
-        code, description = _exit_description(status)
+        code, description = exit_description(status)
         record.check_booted()
         record.heartbeat.close()
         lifetime = time.monotonic() - record.spawned_at
@@ -667,7 +518,7 @@ class Arbiter:
             self._abandon_pending(keep=listeners)
         number = max(serving.number, max((w.generation for w in self.workers.values()),
                                          default=0)) + 1
-        self._pending = _Generation(number, config, hooks, listeners, serving.app, reason)
+        self._pending = Generation(number, config, hooks, listeners, serving.app, reason)
         self.num_workers = config.workers.workers if reread else max(self.num_workers, 1)
         self._backoff_s = 0.0
         self._next_spawn_at = 0.0
@@ -794,7 +645,7 @@ class Arbiter:
                     pid, self.pid)
 
     def _upgrade_child_exited(self, status: int) -> None:
-        _, description = _exit_description(status)
+        _, description = exit_description(status)
         logger.error("new master %d %s; this master carries on", self._upgrade_pid, description)
         self._upgrade_pid = 0
         self._restore_pidfile()
