@@ -144,7 +144,7 @@ class _Parser:
 
     def __init__(self, limits: HttpLimits | None = None) -> None:
         self.limits = limits or _DEFAULT_LIMITS
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._pos = 0               # start of the unconsumed bytes in _buffer
         self._scan = 0              # where the next search for the end of a head starts
         self._peer_closed = False
@@ -172,15 +172,21 @@ class _Parser:
         if not data:
             self._peer_closed = True
             return
-        if self._pos and self._pos == len(self._buffer):
-            self._buffer = bytearray(data)
+        buf = self._buffer
+        if self._pos == len(buf):
+            # Everything before was consumed (the usual case: one recv, one message):
+            # keep the bytes object itself, so slicing a head or body copies once.
+            self._buffer = data
             self._scan = self._pos = 0
             return
-        if self._pos > 65536 and self._pos * 2 > len(self._buffer):
-            del self._buffer[:self._pos]
+        if isinstance(buf, bytes):
+            buf = bytearray(buf)  # appends to bytes would copy it all, every time
+        if self._pos > 65536 and self._pos * 2 > len(buf):
+            del buf[:self._pos]
             self._scan = max(0, self._scan - self._pos)
             self._pos = 0
-        self._buffer += data
+        buf += data
+        self._buffer = buf
 
     def next_event(self) -> ParserEvent:
         """Return the next event, ``NEED_DATA`` or ``PAUSED``.
@@ -245,7 +251,7 @@ class _Parser:
             raise HeadTooLarge("the request head is larger than the limit")
         return bytes(buf[pos:end + 2])
 
-    def _check_incomplete_head(self, buf: bytearray, pos: int) -> None:
+    def _check_incomplete_head(self, buf: bytes | bytearray, pos: int) -> None:
         if self._peer_closed and len(buf) == pos:
             raise _Closed
         self._check_line_length(buf, pos)
@@ -261,7 +267,7 @@ class _Parser:
         if self._peer_closed:
             raise IncompleteMessage("the peer closed the connection inside a message head")
 
-    def _check_line_length(self, buf: bytearray, pos: int) -> None:
+    def _check_line_length(self, buf: bytes | bytearray, pos: int) -> None:
         # The first line is checked before the head size so that the answer (414 or 431)
         # does not depend on how the bytes were split: fed slowly, a long line is seen
         # before the head grows past its limit. A lone CR at the end may start the CRLF.
