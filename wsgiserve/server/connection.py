@@ -416,7 +416,9 @@ class Connection:
                         return Outcome.WAIT_WRITABLE
             if exchange.sendfile is not None:
                 outcome = self._send_file(exchange)
-                if outcome is not None:
+                if outcome is not None or self._exchange is not exchange:
+                    # Waiting to write, or _send_file's fallback (_pump over the file's
+                    # blocks: HEAD, chunked, HTTP/1.0) already finished the exchange.
                     return outcome
             if not exchange.is_finished:
                 exchange.is_finished = True
