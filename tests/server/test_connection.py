@@ -387,3 +387,27 @@ def test_protocol_error_gets_its_status(drive: Any) -> None:
     response = driver.take()
     assert response.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in response
     assert driver.conn.state is ConnState.CLOSING
+
+
+@pytest.mark.parametrize(("request_line", "headers"), [
+    pytest.param(b"HEAD / HTTP/1.1", [("Content-Length", "5000")], id="head"),
+    pytest.param(b"GET / HTTP/1.1", [], id="chunked-file"),
+    pytest.param(b"GET / HTTP/1.0", [], id="http10-file"),
+])
+def test_file_wrapper_without_sendfile_framing_finishes_once(
+        drive: Any, tmp_path: Path, request_line: bytes, headers: list[tuple[str, str]]
+) -> None:
+    (tmp_path / "f").write_bytes(b"F" * 5000)
+    done = []
+
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", list(headers))
+        return environ["wsgi.file_wrapper"](open(tmp_path / "f", "rb"))  # noqa: SIM115
+    driver = drive(app)
+    driver.context.on_request_done = lambda: done.append(1)
+    driver.send(request_line + b"\r\nHost: h\r\n\r\n" + GET % b"/")
+    received = driver.take()
+    assert len(done) == (1 if b"1.0" in request_line else 2)  # each exchange ends once
+    if b"1.0" not in request_line:
+        assert received.count(b"HTTP/1.1 200 OK") == 2  # the next request was served
+        assert driver.conn.state is ConnState.IDLE
