@@ -411,3 +411,23 @@ def test_file_wrapper_without_sendfile_framing_finishes_once(
     if b"1.0" not in request_line:
         assert received.count(b"HTTP/1.1 200 OK") == 2  # the next request was served
         assert driver.conn.state is ConnState.IDLE
+
+
+@pytest.mark.parametrize(("status", "headers"), [
+    pytest.param("200 OK", [("X-A", "a\r\nX-Injected: 1")], id="crlf-in-value"),
+    pytest.param("200 OK", [("X-A\r\nX-B", "1")], id="crlf-in-name"),
+    pytest.param("200 OK\r\nX-Injected: 1", [], id="crlf-in-status"),
+    pytest.param("abc OK", [], id="status-not-a-number"),
+    pytest.param("200 OK", [("X-A", "\u20ac")], id="not-latin-1"),
+    pytest.param("200 OK", [("X-A: b", "1")], id="colon-in-name", marks=pytest.mark.xfail(
+        strict=True, reason="server/response.py checks names for CR/LF only, not token")),
+    pytest.param("101 Switching Protocols", [], id="1xx-as-final", marks=pytest.mark.xfail(
+        strict=True, reason="server/response.py sends an app's 1xx as the final response; "
+        "the client then waits for a final one")),
+])
+def test_invalid_response_from_the_app_is_a_500(drive: Any, status: str,
+                                               headers: list[tuple[str, str]]) -> None:
+    driver = drive(make_app(status, headers, result=[b"x"]))
+    driver.send(GET % b"/")
+    response = driver.take()
+    assert response.startswith(b"HTTP/1.1 500 ") and b"Injected" not in response
