@@ -12,6 +12,7 @@ import http.client
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,36 @@ def test_protocol_error_gets_its_status_and_closes(server: Server) -> None:
         assert response.status == 400 and response.announces_close
         assert response.header("date") and response.header("server")
         assert conn.is_closed()
+
+
+def test_concurrent_pipelined_connections_get_their_own_answers_in_order(
+        server: Server) -> None:
+    """Many connections at once, each pipelining bursts, over the four threads: every
+    response must answer its own request, in order (no two threads on one connection)."""
+    failures: list[str] = []
+
+    def client(number: int) -> None:
+        try:
+            with server.connect(timeout_s=20) as conn:
+                for burst in range(5):
+                    paths = [f"/echo?c={number}&b={burst}&i={i}" for i in range(10)]
+                    conn.send(b"".join(request_bytes("POST", p, body=p.encode())
+                                       for p in paths))
+                    for path in paths:
+                        data = echo_json(conn.read_response().body)
+                        if "?" + data["query"] != path[len("/echo"):] \
+                                or data["body_length"] != len(path):
+                            failures.append(f"{path} answered with {data['query']}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(f"client {number}: {exc!r}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not failures, failures[:5]
 
 
 def test_no_app_error_was_logged(server: Server) -> None:
