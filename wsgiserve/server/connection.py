@@ -503,8 +503,12 @@ class Connection:
                 _log.exception("post_request hook failed")
         if context.on_request_done is not None:
             context.on_request_done()
-        if exchange.should_close or context.is_stopping:
+        if exchange.should_close:
             return self._start_closing()
+        # A worker that began stopping after this head went out (saying keep-alive) must
+        # not close now: the client may already be sending its next request. That one is
+        # answered with "Connection: close"; a connection left quiet is closed by the
+        # worker's _close_idle.
         body = exchange.body
         if body is not None and not body.is_finished:
             if exchange.request.expects_continue and not self._continue_sent:
