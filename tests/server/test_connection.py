@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.validate import WSGIWarning, validator
 
 import pytest
 
@@ -431,3 +433,35 @@ def test_invalid_response_from_the_app_is_a_500(drive: Any, status: str,
     driver.send(GET % b"/")
     response = driver.take()
     assert response.startswith(b"HTTP/1.1 500 ") and b"Injected" not in response
+
+
+def test_wsgiref_validator_finds_no_fault_in_environ_or_calls(drive: Any) -> None:
+    def app(environ: Any, start_response: Any) -> Any:
+        body = environ["wsgi.input"].read(1 << 20)
+        environ["wsgi.input"].readline(10)
+        environ["wsgi.errors"].write("")
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"w")
+        return [b"len=%d" % len(body)]
+    driver = drive(validator(app))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        driver.send(GET % b"/a?b" + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+                    + b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"2\r\nxy\r\n0\r\n\r\n" + b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    responses = split_responses(driver.take())
+    assert [r.split(b"\r\n", 1)[0] for r in responses] == [b"HTTP/1.1 200 OK"] * 4
+    for response, length in zip(responses, (b"len=0", b"len=3", b"len=2")):
+        assert response.endswith(b"1\r\nw\r\n5\r\n" + length + b"\r\n0\r\n\r\n")
+    assert responses[3].endswith(b"\r\n\r\n") and b"len=" not in responses[3]
+
+
+def test_a_validator_fault_becomes_a_500(drive: Any) -> None:
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200", [])  # PEP 3333 wants "200 OK": the validator objects
+        return [b"x"]
+    driver = drive(validator(app))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        driver.send(GET % b"/")
+    assert driver.take().startswith(b"HTTP/1.1 500 ")
