@@ -182,7 +182,7 @@ def test_file_wrapper(tmp_path: Any) -> None:
         wrapper = FileWrapper(handle, 4)
         assert wrapper.fileno() == handle.fileno()
         assert list(wrapper) == [b"0123", b"4567", b"89"]
-        wrapper.close()  # type: ignore[attr-defined]  # PEP 3333: the file's close
+        wrapper.close()  # PEP 3333: the file's close
         assert handle.closed
     assert FileWrapper(io.BytesIO(b"x")).fileno() is None
 
