@@ -465,3 +465,15 @@ def test_a_validator_fault_becomes_a_500(drive: Any) -> None:
         warnings.simplefilter("error", WSGIWarning)
         driver.send(GET % b"/")
     assert driver.take().startswith(b"HTTP/1.1 500 ")
+
+
+def test_pipelined_requests_behind_a_parked_response_are_answered(drive: Any) -> None:
+    size = 4 << 20
+    driver = drive(make_app(headers=[("Content-Length", str(size))],
+                            result=[b"q" * (1 << 20)] * 4))
+    driver.send(GET % b"/big" + GET % b"/next" + b"GET /third HTTP/1.1\r\nHost: h\r\n"
+                b"Content-Length: 3\r\n\r\nabc")
+    assert driver.writable_waits > 0
+    received = driver.take()
+    assert received.count(b"HTTP/1.1 200 OK") == 3
+    assert driver.conn.state is ConnState.IDLE
