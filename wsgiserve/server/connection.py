@@ -12,6 +12,9 @@ States (``ConnState``) and the transitions allowed (``_TRANSITIONS``)::
     READING_HEAD -> IN_APP -> WRITING (socket full) <-> IN_APP (app resumes)
     IN_APP/WRITING -> IDLE (keep-alive) -> READING_HEAD (next bytes) ...
     any -> CLOSING (a final write, then lingering close) -> CLOSED
+
+``server.preamble`` starts TLS and PROXY-protocol connections in READING_PROXY_HEADER or
+HANDSHAKING; both lead to READING_HEAD (or CLOSING).
 """
 from __future__ import annotations
 
@@ -73,6 +76,8 @@ class ConnState(Enum):
     IDLE = "idle"
     CLOSING = "closing"
     CLOSED = "closed"
+    READING_PROXY_HEADER = "reading-proxy-header"  # server.preamble only
+    HANDSHAKING = "handshaking"  # server.preamble only
 
 
 class Outcome(Enum):
@@ -94,6 +99,9 @@ _TRANSITIONS: Final[dict[ConnState, frozenset[ConnState]]] = {
     _C.IDLE: frozenset({_C.READING_HEAD, _C.READING_BODY, _C.IN_APP, _C.CLOSING, _C.CLOSED}),
     _C.CLOSING: frozenset({_C.CLOSING, _C.CLOSED}),
     _C.CLOSED: frozenset({_C.CLOSED}),
+    _C.READING_PROXY_HEADER: frozenset({_C.HANDSHAKING, _C.READING_HEAD, _C.CLOSING,
+                                        _C.CLOSED}),
+    _C.HANDSHAKING: frozenset({_C.READING_HEAD, _C.CLOSING, _C.CLOSED}),
 }
 
 _REASONS: Final = {400: "Bad Request", 408: "Request Timeout", 411: "Length Required",
