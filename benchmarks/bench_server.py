@@ -234,11 +234,16 @@ def throughput(pairs: list[tuple[str, ServerSpec, ServerSpec, bool]], rounds: in
                     notes.append(f"{spec.label}: {errors}")
                 print(f"  {scenario} round {round_index + 1}: {spec.label}: {rate:,.0f} req/s"
                       f"{'  ' + errors if errors else ''}", file=sys.stderr, flush=True)
+        per_request = {}
         for spec in (ours, theirs):
             user, system, requests = cpu[spec.label]
             if requests:
+                per_request[spec.label] = (user + system) / requests
                 notes.append(f"{spec.label}: {1e6 * user / requests:.0f} us user + "
                              f"{1e6 * system / requests:.0f} us sys CPU per request")
+        if len(per_request) == 2 and per_request[ours.label]:
+            notes.append(f"CPU per request ratio (less drift than req/s): "
+                         f"{per_request[theirs.label] / per_request[ours.label]:.2f}x")
         ours_median = statistics.median(results[ours.label])
         theirs_median = statistics.median(results[theirs.label])
         rows.append([f"{scenario} req/s", f"{ours.label}: {ours_median:,.0f}",
