@@ -331,7 +331,9 @@ class Connection:
         self._head_started = False
         self._continue_sent = False
         exchange = self._exchange = Exchange(request, self)
-        if context.is_stopping:
+        if context.is_stopping or context.keepalive_s <= 0:
+            # keep_alive = 0 disables keep-alive: say so in the head rather than let the
+            # idle timer close a connection the client believes it may reuse.
             exchange.should_close = True
         environ = build_environ(request, self._base_environ, context.script_name)
         if context.proxy is not None:
