@@ -278,3 +278,12 @@ def test_sigterm_lets_in_flight_requests_finish_and_closes_idle_ones(tmp_path: P
             socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
     finally:
         server.stop()
+
+
+def test_keep_alive_zero_announces_close(tmp_path: Path) -> None:
+    with Server(tmp_path, "tests.apps:raw", "--keep-alive", "0") as server:
+        with server.connect() as conn:
+            conn.send(request_bytes("GET", "/hello") + request_bytes("GET", "/hello"))
+            response = conn.read_response()
+            assert response.status == 200 and response.announces_close
+            assert conn.is_closed()  # and the second request was never read as a new one
