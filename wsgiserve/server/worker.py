@@ -178,6 +178,12 @@ class Worker:
             now = time.monotonic()
             self._beat(now)
             self._expire(now)
+            if not self._accepting and not self.context.is_stopping \
+                    and len(self._connections) < self.config.workers.worker_connections:
+                # accept() paused on EMFILE/ENOMEM with no connection of ours left to
+                # close (and so to resume it): retry each tick, never stop for good.
+                with self._accept_lock:
+                    self._resume_accepting()
             if os.getppid() != self.ppid and not self.context.is_stopping:
                 _log.warning("Parent changed (master gone); worker %d stopping", self.pid)
                 self._begin_graceful_stop(min(5.0, self.config.workers.graceful_timeout))
