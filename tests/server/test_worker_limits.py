@@ -9,8 +9,10 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -287,3 +289,23 @@ def test_keep_alive_zero_announces_close(tmp_path: Path) -> None:
             response = conn.read_response()
             assert response.status == 200 and response.announces_close
             assert conn.is_closed()  # and the second request was never read as a new one
+
+
+def test_accepting_resumes_after_emfile_with_no_connections(tmp_path: Path) -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    with Server(tmp_path, "tests.apps:raw", "--threads", "1") as server:
+        pid = server.worker_pid
+        open_fds = len(os.listdir(f"/proc/{pid}/fd"))
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={open_fds}:4096"], check=True,
+                       timeout=10)
+        with server.connect() as conn:
+            conn.send(request_bytes("GET", "/hello"))
+            conn.sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):  # accept() fails: EMFILE
+                conn.sock.recv(1)
+            subprocess.run(["prlimit", f"--pid={pid}", "--nofile=4096:4096"], check=True,
+                           timeout=10)
+            conn.sock.settimeout(5.0)
+            assert conn.read_response().body == b"Hello, World!"
+        assert "Too many open files" in server.log()
