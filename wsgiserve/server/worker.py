@@ -32,6 +32,8 @@ from wsgiserve.log import AccessLog, reopen_log_files
 from wsgiserve.server.connection import Connection, Outcome, make_base_environ
 from wsgiserve.server.context import ServerContext
 from wsgiserve.server.heartbeat import Heartbeat
+from wsgiserve.server.preamble import connection_factory
+from wsgiserve.server.proxy import ProxySettings
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -91,7 +93,12 @@ class Worker:
             body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
             script_name=config.server.script_name.rstrip("/"), access_log=access_log,
             hooks=self.hooks, multithread=self.threads > 1,
-            multiprocess=workers.workers > 1, worker=self)
+            multiprocess=workers.workers > 1, worker=self,
+            proxy=ProxySettings.from_config(config.proxy))
+        # Connection itself unless TLS or PROXY protocol is on; builds the SSLContext once
+        # per worker process (so a HUP's new workers read renewed certificates).
+        self._new_connection = connection_factory(config.tls, config.proxy,
+                                                  config.server.proxy_protocol)
         self.context.on_request_done = self._count_request
         self._epoll = select.epoll()
         self._parked: dict[int, Connection] = {}
@@ -142,7 +149,7 @@ class Worker:
             host, port = str(address[0]), str(address[1])
         else:
             host, port = "localhost", ""
-        scheme = "https" if getattr(listener, "is_tls", False) else "http"
+        scheme = "https" if self.config.tls.certfile else "http"
         return make_base_environ(host, port, scheme, multithread=self.threads > 1,
                                  multiprocess=self.config.workers.workers > 1)
 
@@ -398,7 +405,7 @@ class Worker:
             sock.setblocking(False)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, peer, self.context, base.copy())
+            conn = self._new_connection(sock, peer, self.context, base.copy())
             self._connections.add(conn)
             self._parked[conn.fileno] = conn
             self._epoll.register(conn.fileno, _READ)
