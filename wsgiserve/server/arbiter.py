@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Final, NoReturn
 
-from wsgiserve import config as config_module
+from wsgiserve import config as config_module, tls
 from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
@@ -198,6 +198,7 @@ class Arbiter:
         try:
             self._ids = resolve_ids(config)
             hooks = load_hooks(config.hooks)
+            tls.check_config(config.tls)  # TLSConfigError is a ConfigError naming the file
         except ConfigError as exc:
             logger.error("%s", exc)
             return EXIT_USAGE
@@ -501,6 +502,7 @@ class Arbiter:
             try:
                 config = self._reread_config()
                 hooks = load_hooks(config.hooks)
+                tls.check_config(config.tls)
             except (ConfigError, AppLoadError) as exc:
                 logger.error("reload (%s) failed, keeping the running configuration: %s",
                              reason, exc)
