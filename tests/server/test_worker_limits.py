@@ -275,7 +275,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_closes_idle_ones(tmp_path: P
         assert time.monotonic() - stop_sent >= 2.5
         busy.close()  # our FIN ends the server's lingering close at once
         assert server.process.wait(timeout=10) == 0
-        assert time.monotonic() - stop_sent < 8.0  # neither LINGER_S nor the 10 s timeout
+        assert time.monotonic() - stop_sent < 8.0  # well before the 10 s graceful timeout
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
     finally:
