@@ -138,11 +138,13 @@ def write_app(directory: Path, version: str = "v1") -> None:
 
 
 class Wsgiserve:
-    """``python -m wsgiserve ARGS`` started in ``cwd``, its stdout and stderr in a file."""
+    """``python -m wsgiserve ARGS`` started in ``cwd``, its stdout and stderr in a file
+    (a new one each time it is started)."""
 
     def __init__(self, log_dir: Path, args: Sequence[str], *, cwd: Path,
                  pythonpath: Sequence[Path] = (), env: Mapping[str, str] | None = None,
                  command: Sequence[str] | None = None, pass_fds: Sequence[int] = ()) -> None:
+        self.log_dir = log_dir
         self.log_path = log_dir / f"wsgiserve-{time.monotonic_ns()}.log"
         self.command = [*(command or [sys.executable, "-m", "wsgiserve"]), *args]
         environment = dict(os.environ)
@@ -158,7 +160,11 @@ class Wsgiserve:
         self.known_pids: set[int] = set()
 
     def start(self, *, wait_ready: bool = True, timeout_s: float = 30.0) -> Wsgiserve:
-        with open(self.log_path, "ab") as log:
+        """Start (or start again) the master, with a new log file; by default wait until it
+        says its workers are ready."""
+        if self.process is not None:
+            self.log_path = self.log_dir / f"wsgiserve-{time.monotonic_ns()}.log"
+        with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command, cwd=self.cwd, env=self.environment, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, pass_fds=self.pass_fds)
