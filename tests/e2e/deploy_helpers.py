@@ -563,3 +563,32 @@ class Load:
                 connection = None
         if connection is not None:
             connection.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def unix_request(path: Path, method: str, target: str, *, body: bytes | None = None,
+                 headers: Mapping[str, str] | None = None, timeout_s: float = 15.0) -> Reply:
+    """One request to a server on the unix socket ``path`` (``http.client``)."""
+    connection = _UnixConnection(str(path), timeout_s)
+    try:
+        connection.request(method, target, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
+                     response.read())
+    finally:
+        connection.close()
