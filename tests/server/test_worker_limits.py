@@ -19,7 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import RawConnection, Server, peak_rss_kib, request_bytes, rss_kib
+from serving import (
+    RawConnection,
+    Server,
+    children_of,
+    peak_rss_kib,
+    request_bytes,
+    rss_kib,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -309,3 +317,23 @@ def test_accepting_resumes_after_emfile_with_no_connections(tmp_path: Path) -> N
             conn.sock.settimeout(5.0)
             assert conn.read_response().body == b"Hello, World!"
         assert "Too many open files" in server.log()
+
+
+def test_sigterm_to_the_worker_itself_drains_it(tmp_path: Path) -> None:
+    """The worker alone stopped (as the arbiter does on HUP or max-requests): its in-flight
+    response completes, it exits 0, and the arbiter's replacement serves the next client."""
+    with Server(tmp_path, "tests.apps:raw", "--threads", "2",
+                "--graceful-timeout", "10") as server:
+        old_worker = server.worker_pid
+        with server.connect(timeout_s=10) as busy:
+            busy.send(request_bytes("GET", "/slow-tail?s=1"))
+            assert busy.read_until(b"started;").endswith(b"started;")
+            os.kill(old_worker, signal.SIGTERM)
+            rest = busy.read_to_close()
+            assert rest.endswith(b"8\r\nfinished\r\n0\r\n\r\n"), rest
+        def replaced() -> bool:
+            workers = children_of(server.pid)
+            return bool(workers) and old_worker not in workers
+        wait_until(replaced, 10, message="a new worker in place of the old one")
+        status, body, _ = timed_get(server, "/hello", timeout_s=10)
+        assert (status, body) == (200, b"Hello, World!")
