@@ -317,3 +317,18 @@ def _serial_of(server: Server, context: ssl.SSLContext) -> str:
         environ_of(sock)
     assert certificate is not None
     return str(certificate["serialNumber"])
+
+
+def test_proxy_protocol_before_tls(site: Site) -> None:
+    """HAProxy in TCP mode with send-proxy: the PROXY header, then the ClientHello."""
+    header = b"PROXY TCP4 203.0.113.77 127.0.0.1 4321 443\r\n"
+    with site.server("--proxy-protocol") as server:
+        raw = server.connect()
+        raw.sendall(header)
+        with site.client_context().wrap_socket(raw, server_hostname="localhost") as sock:
+            seen = environ_of(sock)
+        # Without the header the TLS bytes are not a PROXY header: closed.
+        with server.connect() as bare, pytest.raises((ssl.SSLError, ConnectionError)):
+            site.client_context().wrap_socket(bare, server_hostname="localhost")
+    assert seen["REMOTE_ADDR"] == "203.0.113.77"
+    assert seen["wsgi.url_scheme"] == "https" and seen["SSL_PROTOCOL"] == "TLSv1.3"
