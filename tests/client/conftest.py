@@ -1,0 +1,40 @@
+"""Fixtures for the client tests: scripted peers stopped at teardown, a pool with short limits."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from client_peers import Peer, Script
+
+from wsgiserve.client import Pool, Timeouts
+
+# Short enough that a hung test fails fast, long enough for a loaded CI machine.
+TEST_TIMEOUTS = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0, total_s=20.0,
+                         expect_continue_s=1.0)
+
+PeerFactory = Callable[..., Peer]
+
+
+@pytest.fixture
+def peer() -> Iterator[PeerFactory]:
+    """``peer(script, ...)`` starts a scripted peer; all are stopped after the test."""
+    started: list[Peer] = []
+
+    def start(*scripts: Script, **options: object) -> Peer:
+        server = Peer(*scripts, **options)  # type: ignore[arg-type]  # tls_context only
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    for server in started:
+        for error in server.errors:
+            if not isinstance(error, OSError):
+                raise error
+
+
+@pytest.fixture
+def pool() -> Iterator[Pool]:
+    with Pool(timeouts=TEST_TIMEOUTS, trust_env=False) as shared:
+        yield shared
