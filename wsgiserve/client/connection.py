@@ -14,6 +14,7 @@ State machine (``ConnectionState``); a transition not in ``_TRANSITIONS`` raises
 """
 from __future__ import annotations
 
+import itertools
 import select
 import socket
 import ssl
@@ -254,8 +255,6 @@ class Connection:
             ServerDisconnected: the server closed before the first response byte.
             ProtocolError, TimeoutError, TransportError: the connection is CLOSED.
         """
-        if self._state is ConnectionState.NEW:
-            self.connect(deadline)
         framing = choose_request_framing(
             body.content_length if body is not None else None, body is not None)
         fields = list(headers)
@@ -271,6 +270,11 @@ class Connection:
             head = encode_request_head(method, target, fields)
         except LocalProtocolError as exc:
             raise InvalidRequest(str(exc)) from exc
+        if self._state is ConnectionState.NEW:
+            self.connect(deadline)
+        elif self._state is not ConnectionState.IDLE:
+            raise TransportError(f"{self._where}: the connection is {self._state.value}, "
+                                 "not idle")
         if on_head_sent is not None:
             on_head_sent(head)
         self._set_state(ConnectionState.SENDING)
@@ -322,7 +326,7 @@ class Connection:
                 first = b""
             self._send(head, deadline)
             if first:
-                self._send_body_piece(self._frame(writer, first), deadline)
+                pieces = itertools.chain((first,), pieces)
         try:
             for piece in pieces:
                 self._send_body_piece(self._frame(writer, piece), deadline)

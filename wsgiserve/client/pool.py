@@ -187,8 +187,9 @@ class Pool:
         may_retry = method in IDEMPOTENT_METHODS and (body is None or body.is_replayable)
         while True:
             connection, is_reused = self._acquire(key, timeouts)
+            connection.timeouts = timeouts
             try:
-                return connection.request(
+                response = connection.request(
                     method, target, headers, body, url=url.text, deadline=deadline,
                     expect_continue=expect_continue, on_informational=on_informational,
                     on_release=self._release, on_head_sent=self.on_request_head)
@@ -201,6 +202,17 @@ class Pool:
                 self._note(f"connection to {url.origin.host_port} was closed while idle "
                            f"({exc}); retrying on a new one")
                 may_retry = False
+                continue
+            if response.status == 417 and expect_continue and (body is None
+                                                                or body.is_replayable):
+                # RFC 9110 §10.1.1: a client that receives 417 to a 100-continue
+                # expectation SHOULD repeat the request without it.
+                self._note("417 Expectation Failed: sending again without Expect")
+                response.close()
+                headers = [(n, v) for n, v in headers if n.lower() != "expect"]
+                expect_continue = False
+                continue
+            return response
 
     def _default_fields(self, url: URL, fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
         names = {name.lower() for name, _ in fields}
