@@ -1,9 +1,12 @@
 """Fixtures for the client tests: scripted peers stopped at teardown, a pool with short limits."""
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from client_peers import Peer, Script
 
 from wsgiserve.client import Pool, Timeouts
@@ -38,3 +41,23 @@ def peer() -> Iterator[PeerFactory]:
 def pool() -> Iterator[Pool]:
     with Pool(timeouts=TEST_TIMEOUTS, trust_env=False) as shared:
         yield shared
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A throwaway CA, made at test time (no private key is ever committed)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
