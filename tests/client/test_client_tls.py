@@ -67,7 +67,7 @@ def test_host_name_mismatch(peer: PeerFactory, ca: trustme.CA, ca_file: str) -> 
 
 
 def test_expired_certificate(peer: PeerFactory, ca: trustme.CA, ca_file: str) -> None:
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
     context = _server_context(ca, "localhost", not_before=past - datetime.timedelta(days=30),
                               not_after=past)
     server = peer(answer(respond(200, b"never")), tls_context=context)

@@ -10,7 +10,7 @@ import io
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import Final, Protocol, Union
+from typing import Final, Protocol
 
 from wsgiserve.client.errors import InvalidRequest
 
@@ -22,7 +22,7 @@ class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-BodyValue = Union[bytes, bytearray, memoryview, str, _Readable, Iterable[bytes], None]
+BodyValue = bytes | bytearray | memoryview | str | _Readable | Iterable[bytes] | None
 
 
 class RequestBody:

@@ -26,7 +26,6 @@ from typing import Final
 
 from wsgiserve.client.body import RequestBody
 from wsgiserve.client.errors import (
-    ClientError,
     InvalidRequest,
     Phase,
     ProtocolError,
@@ -35,6 +34,7 @@ from wsgiserve.client.errors import (
     ServerDisconnected,
     TotalTimeout,
     TransportError,
+    translate_os_error,
     translate_os_errors,
     translate_protocol_error,
 )
@@ -456,16 +456,14 @@ class Connection:
             raise ReadError(f"{self._where}: the connection is closed")
         self._set_timeout(self._limit(self.timeouts.read_s, deadline))
         try:
-            with translate_os_errors(Phase.READ, self._where):
-                return sock.recv(RECV_BYTES)
-        except ReadError as exc:
-            if not self._has_response_bytes:
-                raise ServerDisconnected(str(exc)) from exc.__cause__
-            raise
-        except ClientError as exc:
-            if self._deadline_passed(deadline):
-                raise TotalTimeout("the total time limit was reached") from exc
-            raise
+            return sock.recv(RECV_BYTES)
+        except OSError as exc:
+            error = translate_os_error(exc, Phase.READ, self._where)
+            if isinstance(error, ReadError) and not self._has_response_bytes:
+                error = ServerDisconnected(str(error))
+            elif self._deadline_passed(deadline):
+                error = TotalTimeout("the total time limit was reached")
+            raise error from exc
 
     def _send(self, data: bytes, deadline: float | None) -> None:
         sock = self._sock
@@ -473,12 +471,12 @@ class Connection:
             raise ReadError(f"{self._where}: the connection is closed")
         self._set_timeout(self._limit(self.timeouts.write_s, deadline))
         try:
-            with translate_os_errors(Phase.WRITE, self._where):
-                sock.sendall(data)
-        except ClientError as exc:
+            sock.sendall(data)
+        except OSError as exc:
+            error = translate_os_error(exc, Phase.WRITE, self._where)
             if self._deadline_passed(deadline):
-                raise TotalTimeout("the total time limit was reached") from exc
-            raise
+                error = TotalTimeout("the total time limit was reached")
+            raise error from exc
 
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout != self._socket_timeout and self._sock is not None:

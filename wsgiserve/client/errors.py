@@ -168,31 +168,36 @@ def translate_protocol_error(exc: RemoteProtocolError) -> ProtocolError:
     return error
 
 
-@contextmanager
-def translate_os_errors(phase: Phase, where: str) -> Iterator[None]:
-    """Turn ``OSError``/``ssl.SSLError`` raised inside the block into a ``ClientError``.
+def translate_os_error(exc: OSError, phase: Phase, where: str) -> ClientError:
+    """Return the ``ClientError`` for an ``OSError`` (``ssl.SSLError`` and ``socket.gaierror``
+    included); the caller raises it ``from exc`` so the OS error stays the cause.
 
     Args:
-        phase: what the block does; decides between e.g. ``ConnectTimeout`` and
+        phase: what the failed call did; decides between e.g. ``ConnectTimeout`` and
             ``ReadTimeout``.
         where: ``host:port`` for the message.
     """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return CertificateError(f"{where}: certificate verification failed: "
+                                f"{exc.verify_message or exc.reason}")
+    if isinstance(exc, ssl.CertificateError):  # hostname mismatch on older OpenSSL paths
+        return CertificateError(f"{where}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"{where}: TLS error: {exc.reason or exc}")
+    if isinstance(exc, socket.gaierror):
+        return NameResolutionError(f"could not resolve host {where}: {exc.strerror}")
+    if isinstance(exc, builtins.TimeoutError):  # socket.timeout is this class since 3.10
+        return _TIMEOUTS[phase](f"{where}: {phase.value} timed out")
+    return _os_error(phase, where, exc)
+
+
+@contextmanager
+def translate_os_errors(phase: Phase, where: str) -> Iterator[None]:
+    """Raise the ``translate_os_error`` of an ``OSError`` raised inside the block."""
     try:
         yield
-    except ssl.SSLCertVerificationError as exc:
-        raise CertificateError(f"{where}: certificate verification failed: "
-                               f"{exc.verify_message or exc.reason}") from exc
-    except ssl.CertificateError as exc:  # hostname mismatch on older OpenSSL paths
-        raise CertificateError(f"{where}: {exc}") from exc
-    except ssl.SSLError as exc:
-        raise TLSError(f"{where}: TLS error: {exc.reason or exc}") from exc
-    except socket.gaierror as exc:
-        raise NameResolutionError(f"could not resolve host {where}: {exc.strerror}") from exc
-    except builtins.TimeoutError as exc:  # socket.timeout is this class since 3.10
-        error_class = _TIMEOUTS[phase]
-        raise error_class(f"{where}: {phase.value} timed out") from exc
     except OSError as exc:
-        raise _os_error(phase, where, exc) from exc
+        raise translate_os_error(exc, phase, where) from exc
 
 
 def _os_error(phase: Phase, where: str, exc: OSError) -> ClientError:

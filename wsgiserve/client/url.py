@@ -5,6 +5,7 @@ Pure functions over ``str``; imported by the pool, redirects, proxy and the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
@@ -52,6 +53,7 @@ class URL:
         return self.origin.scheme
 
 
+@lru_cache(maxsize=512)  # pure and hot: a keep-alive loop asks for the same URLs again
 def parse_url(text: str) -> URL:
     """Split an absolute http(s) URL.
 
