@@ -11,6 +11,8 @@ import hashlib
 import http.client
 import json
 import shutil
+import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -342,6 +344,17 @@ def test_concurrent_pipelined_connections_get_their_own_answers_in_order(
     assert not failures, failures[:5]
 
 
+def test_client_that_vanishes_mid_response_costs_nothing_else(server: Server) -> None:
+    for path in ("/big?size=20000000", "/stream?n=2000&size=10000", "/slow-tail?s=0.2"):
+        conn = server.connect()
+        conn.send(request_bytes("GET", path))
+        assert conn.read_head().status == 200
+        # SO_LINGER 0: close() sends RST, as a crashed or killed client's kernel does
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    assert http_get(server, "/hello")[:2] == (200, b"Hello, World!")
+
+
 def test_no_app_error_was_logged(server: Server) -> None:
     """The validator raises (AssertionError or WSGIWarning) inside the app on a PEP 3333
     violation, which the worker logs; only the deliberate errors may be there."""
@@ -350,3 +363,6 @@ def test_no_app_error_was_logged(server: Server) -> None:
               if "Error handling request" in line and "/error-" not in line]
     assert not errors, log
     assert "WSGIWarning" not in log and "AssertionError" not in log, log
+    assert "Unexpected error" not in log, log
+    deliberate = log.count("Error handling request GET /error-")
+    assert log.count("Traceback") == deliberate, log
