@@ -218,3 +218,9 @@ def test_url_parsing() -> None:
     assert parse_url("http://[::1]:81").origin.authority == "[::1]:81"
     assert parse_url("https://a.test").target == "/"
     assert parse_url("https://a.test:443/").origin.authority == "a.test"
+
+
+def test_no_proxy_option_bypasses_an_explicit_proxy(peer: PeerFactory) -> None:
+    direct = peer(answer(respond(200, b"direct")))
+    with Pool(timeouts=TEST_TIMEOUTS, proxy="http://127.0.0.1:1", no_proxy="127.0.0.1") as pool:
+        assert pool.get(direct.url()).read() == b"direct"

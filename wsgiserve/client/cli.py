@@ -104,14 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         reporter.error(EXIT_USAGE, str(exc))
         return EXIT_USAGE
-    if options.noproxy is not None:
-        os.environ["no_proxy"] = options.noproxy
     timeouts = Timeouts(connect_s=options.connect_timeout, read_s=None, write_s=None,
                         total_s=options.max_time, expect_continue_s=options.expect100_timeout)
     tls = TLSSettings(verify=not options.insecure, cafile=options.cacert,
                       certfile=options.cert, keyfile=options.key)
     status = 0
-    with Pool(timeouts=timeouts, tls=tls, proxy=options.proxy,
+    with Pool(timeouts=timeouts, tls=tls, proxy=options.proxy, no_proxy=options.noproxy,
               user_agent=options.user_agent or f"{PROGRAM}/{__version__}",
               trace=reporter.note if options.verbose else None,
               on_request_head=reporter.request_head if options.verbose else None) as pool:

@@ -23,7 +23,7 @@ from wsgiserve.client.errors import (
     TooManyRedirects,
     WriteError,
 )
-from wsgiserve.client.proxy import parse_proxy_url, proxy_for
+from wsgiserve.client.proxy import is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
@@ -56,6 +56,8 @@ class Pool:
         max_idle_per_origin: idle connections kept per origin; extra ones are closed.
         trust_env: read ``http_proxy``/``https_proxy``/``no_proxy`` from the environment.
         proxy: one proxy URL for every request (overrides the environment).
+        no_proxy: hosts that never go through a proxy (the variable's syntax), on top of
+            the environment's ``no_proxy``.
         user_agent: the default User-Agent (a caller's field replaces it).
         trace: called with one-line notes (connecting, reusing, retrying), for ``-v``.
         on_request_head: called with each request head as sent, for ``-v``.
@@ -65,7 +67,7 @@ class Pool:
 
     def __init__(self, *, timeouts: Timeouts = Timeouts(), tls: TLSSettings = TLSSettings(),
                  ssl_context: ssl.SSLContext | None = None, max_idle_per_origin: int = 8,
-                 trust_env: bool = True, proxy: str | None = None,
+                 trust_env: bool = True, proxy: str | None = None, no_proxy: str | None = None,
                  user_agent: str = DEFAULT_USER_AGENT, limits: HttpLimits | None = None,
                  trace: Callable[[str], None] | None = None,
                  on_request_head: Callable[[bytes], None] | None = None):
@@ -78,6 +80,7 @@ class Pool:
         self._ssl_context = ssl_context
         self._trust_env = trust_env
         self._proxy = proxy
+        self._no_proxy = no_proxy
         self._limits = limits
         self._idle: dict[_PoolKey, list[Connection]] = {}
         self._lock = threading.Lock()
@@ -226,6 +229,8 @@ class Pool:
         return headers
 
     def _proxy_for(self, origin: Origin) -> Proxy | None:
+        if self._no_proxy and is_excluded(origin, self._no_proxy):
+            return None
         if self._proxy is not None:
             return parse_proxy_url(self._proxy)
         return proxy_for(origin) if self._trust_env else None
