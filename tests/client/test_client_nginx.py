@@ -21,7 +21,7 @@ import pytest
 from client_peers import Peer, PeerConnection, respond
 from conftest import TEST_TIMEOUTS
 
-from wsgiserve.client import Pool
+from wsgiserve.client import InformationalResponse, Pool
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="the nginx binary is not installed "
@@ -174,7 +174,7 @@ def test_large_upload(nginx: Nginx, pool: Pool, mode: str, tmp_path: Path) -> No
     path = tmp_path / "up.bin"
     path.write_bytes(data)
     headers = {"Transfer-Encoding": "chunked"} if mode == "chunked" else {}
-    seen = []
+    seen: list[InformationalResponse] = []
     with open(path, "rb") as file:
         response = pool.put(nginx.url("/up/echo"), file, headers=headers,
                             expect_continue=mode == "expect-100",

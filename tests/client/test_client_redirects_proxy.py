@@ -5,7 +5,7 @@ import socket
 import threading
 
 import pytest
-from client_peers import PeerConnection, answer, respond
+from client_peers import PeerConnection, Script, answer, respond
 from conftest import TEST_TIMEOUTS, PeerFactory
 
 from wsgiserve.client import InvalidURL, Pool, ProxyError, TooManyRedirects
@@ -157,7 +157,7 @@ def test_forward_proxy_gets_absolute_form(peer: PeerFactory) -> None:
     assert proxy.connection_count == 1
 
 
-def _tunnel(target_port: int, refuse: bool = False) -> object:
+def _tunnel(target_port: int, refuse: bool = False) -> Script:
     def script(connection: PeerConnection) -> None:
         request = connection.read_request(read_body=False)
         if request is None:
@@ -191,7 +191,7 @@ def test_connect_tunnel_carries_tls(peer: PeerFactory, tls_server_context: objec
     assert isinstance(tls_server_context, ssl.SSLContext)
     origin = peer(answer(respond(200, b"secret"), respond(200, b"twice")),
                   tls_context=tls_server_context)
-    proxy = peer(_tunnel(origin.port))   # type: ignore[arg-type]  # a script
+    proxy = peer(_tunnel(origin.port))
     from wsgiserve.client import TLSSettings
     with Pool(timeouts=TEST_TIMEOUTS, tls=TLSSettings(cafile=ca_file),
               proxy=f"127.0.0.1:{proxy.port}") as pool:
@@ -206,7 +206,7 @@ def test_connect_tunnel_carries_tls(peer: PeerFactory, tls_server_context: objec
 
 
 def test_connect_refused_by_the_proxy(peer: PeerFactory) -> None:
-    proxy = peer(_tunnel(1, refuse=True))   # type: ignore[arg-type]  # a script
+    proxy = peer(_tunnel(1, refuse=True))
     with Pool(timeouts=TEST_TIMEOUTS, proxy=f"127.0.0.1:{proxy.port}") as pool:
         with pytest.raises(ProxyError, match="407"):
             pool.get("https://localhost:1/")

@@ -84,7 +84,7 @@ def test_insecure_skips_verification(peer: PeerFactory, ca: trustme.CA) -> None:
 def test_sni_carries_the_host_name(peer: PeerFactory, ca: trustme.CA, ca_file: str) -> None:
     names: list[str | None] = []
     context = _server_context(ca, "localhost", "127.0.0.1")
-    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
     server = peer(answer(respond(200, b"x")), tls_context=context)
     with _pool(cafile=ca_file) as pool:
         pool.get(f"https://localhost:{server.port}/").read()
