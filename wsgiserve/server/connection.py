@@ -526,6 +526,10 @@ class Connection:
             try:
                 if not body.drain(DRAIN_MAX_BYTES):
                     return self._start_closing()
+            except TimeoutError:
+                # The rest of the body is not here yet: close, and let the lingering
+                # close (in the loop, not this thread) drop it.
+                return self._start_closing()
             except (RemoteProtocolError, OSError):
                 return self._close_now()
         self._set_state(ConnState.IDLE)
@@ -618,7 +622,9 @@ class Connection:
                 # RFC 9110 §10.1.1: the app asked for the body, so now we invite it.
                 self._continue_sent = True
                 self._send_blocking(_CONTINUE_100)
-            data = self._recv_blocking(self.context.body_timeout_s)
+            # No exchange: _finish_exchange is draining what the app left unread. Take only
+            # what has arrived; never hold the thread for a client that stalls its body.
+            data = self._recv_blocking(self.context.body_timeout_s if exchange else 0.0)
             parser.feed(data)
 
     def _recv_blocking(self, timeout_s: float) -> bytes:
