@@ -138,6 +138,17 @@ def test_slowloris_heads_get_408_while_a_normal_client_is_served(one_thread: Ser
             conn.close()
 
 
+def test_unread_body_that_stalls_does_not_hold_the_thread(one_thread: Server) -> None:
+    with one_thread.connect(timeout_s=10) as stalled:
+        stalled.send(request_bytes("POST", "/ignore-body",
+                                   headers=[("Content-Length", "100000")]) + b"x" * 10)
+        assert stalled.read_response().body == b"ignored"  # answered without reading
+        # The body's other 99990 bytes never come: the worker must not wait for them.
+        status, body, elapsed_s = timed_get(one_thread, "/hello")
+        assert (status, body) == (200, b"Hello, World!") and elapsed_s < 2.0
+        assert stalled.is_closed(timeout_s=5.0)
+
+
 def test_idle_keep_alive_connection_is_closed_after_keep_alive(one_thread: Server) -> None:
     with one_thread.connect() as conn:
         conn.send(request_bytes("GET", "/hello"))
