@@ -42,7 +42,11 @@ _FIELD_BLOCK_STR_RE: Final = re.compile(
 
 def _encode_fields(headers: Fields) -> str:
     block = "".join([f"{name}: {value}\r\n" for name, value in headers])
-    if block.count("\r\n") != len(headers) or _FIELD_BLOCK_STR_RE.fullmatch(block) is None:
+    # The block check cannot tell a name "X-A: b" from a name "X-A" with a value starting
+    # "b: ", so the names are checked on their own too.
+    names = "".join([name + "\x00" for name, _ in headers])
+    if block.count("\r\n") != len(headers) or _FIELD_BLOCK_STR_RE.fullmatch(block) is None \
+            or _NAMES_RE.fullmatch(names) is None:
         check_fields(headers)  # says which field is wrong
         raise LocalProtocolError("invalid header field")
     return block

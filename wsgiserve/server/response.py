@@ -84,6 +84,10 @@ def _build(status: str, headers: list[tuple[str, str]], method: bytes,
         code = int(status[:3])
     except ValueError:
         raise LocalProtocolError(f"invalid status {status[:40]!r}") from None
+    if not 200 <= code <= 599:
+        # A WSGI app answers with a final response; a 1xx (or 101, which would hand the
+        # connection to a protocol we do not run) would leave the client waiting.
+        raise LocalProtocolError(f"status {code} is not a final response status")
     content_length = None
     forces_close = False
     out: list[tuple[str, str]] = []

@@ -44,6 +44,11 @@ _log = logging.getLogger(__name__)
 TICK_S: Final = 0.25
 # Connections accepted per listener wake-up before serving others (nginx multi_accept).
 ACCEPT_BATCH: Final = 64
+# A standby thread looks for work this often while requests are flowing, and this often
+# once none has come for STANDBY_IDLE_AFTER_S (an idle server should not spin).
+STANDBY_BUSY_S: Final = 0.002
+STANDBY_IDLE_S: Final = 0.05
+STANDBY_IDLE_AFTER_S: Final = 0.5
 # While stopping, a keep-alive connection idle this long is closed; a busier one is
 # closed after answering its next request (see _close_idle).
 STOP_IDLE_GRACE_S: Final = 1.0
@@ -108,6 +113,7 @@ class Worker:
         self._accept_lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._ready: collections.deque[tuple[int, int]] = collections.deque()
+        self._last_events_at = 0.0
         self._signals: collections.deque[int] = collections.deque()
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._is_done = False
@@ -305,19 +311,26 @@ class Worker:
     def _serve_forever(self) -> None:
         """One server thread: take a ready event, or become the poller and fetch some.
 
-        One thread polls at a time (``_poll_lock``); what it fetches beyond the event it
-        serves goes to ``_ready``, where any thread finds it before polling again. So a
-        burst of requests spreads over idle threads, while a single busy connection stays
-        on one thread with no hand-off, and threads do not all wake for every event.
+        One thread polls at a time (``_poll_lock``) and serves the first event it gets
+        itself; the rest go to ``_ready`` for any thread. A thread that finds another one
+        polling does not queue on the lock (each release would then wake it, moving every
+        request to another thread and the GIL with it: PEERS.md's gthread cost). It stands
+        by, looking again every STANDBY_BUSY_S while requests are flowing: so a request
+        that blocks in the app holds up the others for at most that long, and a run of
+        fast requests stays on one thread.
         """
         poll = self._epoll.poll
         ready = self._ready
         poll_lock = self._poll_lock
+        sleep = time.sleep
+        monotonic = time.monotonic
         while not self._is_done:
             try:
                 fd, mask = ready.popleft()
             except IndexError:
-                if not poll_lock.acquire(timeout=TICK_S):
+                if not poll_lock.acquire(blocking=False):
+                    idle = monotonic() - self._last_events_at > STANDBY_IDLE_AFTER_S
+                    sleep(STANDBY_IDLE_S if idle else STANDBY_BUSY_S)
                     continue
                 try:
                     if ready:
@@ -333,6 +346,7 @@ class Worker:
                     poll_lock.release()
                 if not events:
                     continue
+                self._last_events_at = monotonic()
                 fd, mask = events[0]
                 if len(events) > 1:
                     ready.extend(events[1:])
