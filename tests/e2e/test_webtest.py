@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from serving import Server
+from serving import Server, request_bytes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,6 +54,18 @@ def test_flask_json_and_404(flask_server: Server) -> None:
     echoed = app.post("/echo", {"a": "1", "b": "two words"}).json
     assert echoed["form"] == {"a": "1", "b": "two words"}
     app.get("/missing", status=404)
+
+
+def test_flask_head_of_a_static_file_keeps_the_connection_in_sync(flask_server: Server) -> None:
+    """Flask serves static files through wsgi.file_wrapper: HEAD must send no body and
+    leave the keep-alive connection ready for the next request (raw bytes, pipelined)."""
+    with flask_server.connect() as conn:
+        conn.send(request_bytes("HEAD", "/static/style.css") + request_bytes("GET", "/health"))
+        head = conn.read_response(is_head=True)
+        assert head.status == 200 and int(head.header("content-length") or 0) > 0
+        after = conn.read_response()
+        assert after.status == 200 and b'"ok"' in after.body
+        assert not after.announces_close
 
 
 # --- Django ----------------------------------------------------------------------------------
