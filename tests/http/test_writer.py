@@ -54,7 +54,7 @@ def test_injection_refused(name: str, value: str) -> None:
 @pytest.mark.parametrize("status", ["200", "20 OK", "2000 OK", "200 O\r\nK", "200 OK\n", "abc"])
 def test_invalid_status_refused(status: str) -> None:
     if status == "200":
-        assert encode_response_head(status, []) == b"HTTP/1.1 200\r\n\r\n"
+        assert encode_response_head(status, []) == b"HTTP/1.1 200 \r\n\r\n"
         return
     with pytest.raises(LocalProtocolError):
         encode_response_head(status, [])

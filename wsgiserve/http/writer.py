@@ -64,6 +64,8 @@ def encode_response_head(status: str, headers: Fields, http_version: str = "1.1"
     """
     if _STATUS_RE.fullmatch(status) is None:
         raise LocalProtocolError(f"invalid status {status[:60]!r}")
+    if len(status) == 3:
+        status += " "  # RFC 9112 §4: the SP after the status code is not optional
     try:
         return f"HTTP/{http_version} {status}\r\n{_encode_fields(headers)}\r\n".encode("latin-1")
     except UnicodeEncodeError as exc:

@@ -618,7 +618,13 @@ class Connection:
             if event is not NEED_DATA:
                 raise RemoteProtocolError("the request body ended unexpectedly")
             if exchange is not None and exchange.request.expects_continue \
-                    and not self._continue_sent and not exchange.head_sent:
+                    and not self._continue_sent:
+                if exchange.head_sent:
+                    # The final response went out before the app asked for the body, so
+                    # no 100 can invite it now and the client need not send it (RFC 9110
+                    # §10.1.1): fail the read rather than wait for bytes that won't come.
+                    raise ConnectionAbortedError("the body of an Expect: 100-continue "
+                                                 "request was read after the response")
                 # RFC 9110 §10.1.1: the app asked for the body, so now we invite it.
                 self._continue_sent = True
                 self._send_blocking(_CONTINUE_100)
