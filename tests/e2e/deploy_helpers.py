@@ -498,10 +498,12 @@ class Load:
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._started = time.monotonic()
         self._threads = [threading.Thread(target=self._run, daemon=True)
                          for _ in range(clients)]
 
     def __enter__(self) -> Load:
+        self._started = time.monotonic()
         for thread in self._threads:
             thread.start()
         return self
@@ -542,8 +544,11 @@ class Load:
                 response = connection.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as exc:
+                port = connection.sock.getsockname()[1] if connection.sock else 0
                 with self._lock:
-                    self.result.errors.append(f"{'POST' if is_post else 'GET'}: {exc!r}")
+                    self.result.errors.append(
+                        f"{'POST' if is_post else 'GET'} (from port {port}, "
+                        f"{time.monotonic() - self._started:.1f} s into the load): {exc!r}")
                 connection.close()
                 connection = None
                 continue
