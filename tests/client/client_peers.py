@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from wsgiserve.client import Timeouts
+
 IO_TIMEOUT_S: Final = 5.0
+# The client's limits in tests: short enough that a hung test fails fast, long enough
+# for a loaded CI machine.
+TEST_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0, total_s=20.0,
+                                expect_continue_s=1.0)
 
 
 @dataclass
@@ -267,3 +273,6 @@ def respond(status: int = 200, body: bytes = b"", headers: list[tuple[str, str]]
 
 def chunked(*pieces: bytes, trailers: bytes = b"") -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n" + trailers + b"\r\n"
+
+
+PeerFactory = Callable[..., Peer]

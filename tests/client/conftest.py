@@ -1,21 +1,19 @@
-"""Fixtures for the client tests: scripted peers stopped at teardown, a pool with short limits."""
+"""Fixtures for the client tests: scripted peers stopped at teardown, a pool with short limits.
+
+Test modules import names from ``client_peers`` (a unique module name), never from
+``conftest``: other test folders have a conftest.py too.
+"""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from client_peers import Peer, Script
+from client_peers import TEST_TIMEOUTS, Peer, PeerFactory, Script
 
-from wsgiserve.client import Pool, Timeouts
-
-# Short enough that a hung test fails fast, long enough for a loaded CI machine.
-TEST_TIMEOUTS = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0, total_s=20.0,
-                         expect_continue_s=1.0)
-
-PeerFactory = Callable[..., Peer]
+from wsgiserve.client import Pool
 
 
 @pytest.fixture

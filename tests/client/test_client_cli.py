@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from client_peers import PeerConnection, answer, chunked, respond
-from conftest import PeerFactory
+from client_peers import answer, chunked, PeerConnection, PeerFactory, respond
 
 from wsgiserve.client.cli import _Progress, _Reporter, main
 

@@ -7,8 +7,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from client_peers import PeerConnection, answer, respond
-from conftest import PeerFactory
+from client_peers import answer, PeerConnection, PeerFactory, respond
 
 from wsgiserve.client import (
     ClientError,

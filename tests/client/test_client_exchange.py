@@ -9,8 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from client_peers import PeerConnection, answer, chunked, respond
-from conftest import TEST_TIMEOUTS, PeerFactory
+from client_peers import TEST_TIMEOUTS, answer, chunked, PeerConnection, PeerFactory, respond
 
 from wsgiserve.client import (
     Connection,

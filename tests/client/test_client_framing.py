@@ -7,8 +7,7 @@ response, nor let the connection be reused).
 from __future__ import annotations
 
 import pytest
-from client_peers import Peer, answer, chunked
-from conftest import PeerFactory
+from client_peers import answer, chunked, Peer, PeerFactory
 
 from wsgiserve.client import (
     IncompleteResponse,

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from client_peers import Peer, PeerConnection, respond
-from conftest import TEST_TIMEOUTS
+from client_peers import TEST_TIMEOUTS, Peer, PeerConnection, respond
 
 from wsgiserve.client import InformationalResponse, Pool
 

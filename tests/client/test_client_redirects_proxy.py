@@ -5,8 +5,7 @@ import socket
 import threading
 
 import pytest
-from client_peers import PeerConnection, Script, answer, respond
-from conftest import TEST_TIMEOUTS, PeerFactory
+from client_peers import TEST_TIMEOUTS, answer, PeerConnection, PeerFactory, respond, Script
 
 from wsgiserve.client import InvalidURL, Pool, ProxyError, TooManyRedirects
 from wsgiserve.client.proxy import is_excluded, parse_proxy_url, proxy_for

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from client_peers import PeerConnection, answer, respond
-from conftest import TEST_TIMEOUTS, PeerFactory
+from client_peers import TEST_TIMEOUTS, answer, PeerConnection, PeerFactory, respond
 
 from wsgiserve.client import (
     CertificateError,

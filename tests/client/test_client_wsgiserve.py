@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_TIMEOUTS
+from client_peers import TEST_TIMEOUTS
 
 from wsgiserve.client import Pool
 
