@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wsgiserve.config import (
+from wsgiserve.config import (  # noqa: E402 - after the sys.path set-up above
     ACCESS_LOG_JSON,
     SECTIONS,
     SETTINGS,
