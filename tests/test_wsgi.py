@@ -166,13 +166,26 @@ def test_empty_input() -> None:
 # --- the rest -----------------------------------------------------------------------------
 
 
-def test_error_stream_logs_whole_lines(caplog: pytest.LogCaptureFixture) -> None:
-    stream = ErrorStream(logging.getLogger("wsgiserve.app.test"))
-    with caplog.at_level(logging.ERROR, logger="wsgiserve.app.test"):
+def test_error_stream_logs_whole_lines() -> None:
+    logger = logging.getLogger("wsgiserve.app.test")
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    # A handler on the logger itself: another test may have configured the "wsgiserve"
+    # logger (as the cli does) not to propagate to the root, where caplog listens.
+    handler = Collect(logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        stream = ErrorStream(logger)
         stream.write("one\ntw")
         stream.writelines(["o\n", "three"])
         stream.flush()
-    assert [r.getMessage() for r in caplog.records] == ["one", "two", "three"]
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["one", "two", "three"]
 
 
 def test_file_wrapper(tmp_path: Any) -> None:

@@ -4,7 +4,7 @@
 # integration tests drive (nginx, curl, openssl, systemd-socket-activate, wrk, chromium).
 set -eu
 cd "$(dirname "$0")/.."
-APT_PACKAGES="nginx curl openssl systemd wrk apache2-utils chromium"
+APT_PACKAGES="nginx curl openssl systemd wrk apache2-utils chromium logrotate"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
