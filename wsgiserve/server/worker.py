@@ -44,10 +44,9 @@ _log = logging.getLogger(__name__)
 TICK_S: Final = 0.25
 # Connections accepted per listener wake-up before serving others (nginx multi_accept).
 ACCEPT_BATCH: Final = 64
-# A standby thread looks for work this often while requests are flowing, and this often
-# once none has come for STANDBY_IDLE_AFTER_S (an idle server should not spin).
-STANDBY_BUSY_S: Final = 0.002
-STANDBY_IDLE_S: Final = 0.05
+# While requests flow (one came in the last STANDBY_IDLE_AFTER_S), the watchdog looks
+# this often for serving threads all held up in the app, and wakes a standby thread.
+WATCHDOG_S: Final = 0.002
 STANDBY_IDLE_AFTER_S: Final = 0.5
 # While stopping, a keep-alive connection idle this long is closed; a busier one is
 # closed after answering its next request (see _close_idle).
@@ -114,6 +113,10 @@ class Worker:
         self._poll_lock = threading.Lock()
         self._ready: collections.deque[tuple[int, int]] = collections.deque()
         self._last_events_at = 0.0
+        self._standby = threading.Semaphore(0)
+        self._standing_by = 0
+        self._progress = 0  # events handled, for the watchdog
+        self._progress_seen = -1
         self._signals: collections.deque[int] = collections.deque()
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._is_done = False
@@ -174,9 +177,12 @@ class Worker:
 
     # -- housekeeping (main thread) ------------------------------------------------------
     def _housekeep_forever(self) -> int:
+        next_tick = 0.0
         while True:
+            busy = self.threads > 1 and \
+                time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S
             try:
-                select.select([self._wakeup_r], [], [], TICK_S)
+                select.select([self._wakeup_r], [], [], WATCHDOG_S if busy else TICK_S)
             except InterruptedError:
                 pass
             try:
@@ -188,7 +194,12 @@ class Worker:
                 code = self._handle_signal(self._signals.popleft())
                 if code is not None:
                     return code
+            if busy:
+                self._watch_pollers()
             now = time.monotonic()
+            if now < next_tick:
+                continue
+            next_tick = now + TICK_S
             self._beat(now)
             self._expire(now)
             if not self._accepting and not self.context.is_stopping \
@@ -312,25 +323,27 @@ class Worker:
         """One server thread: take a ready event, or become the poller and fetch some.
 
         One thread polls at a time (``_poll_lock``) and serves the first event it gets
-        itself; the rest go to ``_ready`` for any thread. A thread that finds another one
-        polling does not queue on the lock (each release would then wake it, moving every
-        request to another thread and the GIL with it: PEERS.md's gthread cost). It stands
-        by, looking again every STANDBY_BUSY_S while requests are flowing: so a request
-        that blocks in the app holds up the others for at most that long, and a run of
-        fast requests stays on one thread.
+        itself; the rest go to ``_ready``, which it also works through. A thread that finds
+        another one polling does not queue on the lock (each release would wake it and move
+        the next request, and the GIL, to another thread: PEERS.md's gthread cost): it
+        waits on ``_standby``, which only the watchdog (``_watch_pollers``) releases, when
+        no event has been finished for WATCHDOG_S while work waits, i.e. when the serving
+        threads are held up in the app. A run of fast requests so stays on one thread, and a slow request holds up the
+        others for about WATCHDOG_S at most.
         """
         poll = self._epoll.poll
         ready = self._ready
         poll_lock = self._poll_lock
-        sleep = time.sleep
+        standby = self._standby
         monotonic = time.monotonic
         while not self._is_done:
             try:
                 fd, mask = ready.popleft()
             except IndexError:
                 if not poll_lock.acquire(blocking=False):
-                    idle = monotonic() - self._last_events_at > STANDBY_IDLE_AFTER_S
-                    sleep(STANDBY_IDLE_S if idle else STANDBY_BUSY_S)
+                    self._standing_by += 1
+                    standby.acquire(timeout=TICK_S)
+                    self._standing_by -= 1
                     continue
                 try:
                     if ready:
@@ -346,11 +359,24 @@ class Worker:
                     poll_lock.release()
                 if not events:
                     continue
-                self._last_events_at = monotonic()
+                now = monotonic()
+                if now - self._last_events_at > STANDBY_IDLE_AFTER_S and self.threads > 1:
+                    os.write(self._wakeup_w, b"\0")  # the watchdog switches to its fast tick
+                self._last_events_at = now
                 fd, mask = events[0]
                 if len(events) > 1:
                     ready.extend(events[1:])
             self._handle_event(fd, mask)
+            self._progress += 1
+
+    def _watch_pollers(self) -> None:
+        """Wake a standby thread when no event was finished since the last look while
+        work waits (queued events, or nobody polling): the serving threads are held up."""
+        progress = self._progress
+        if progress == self._progress_seen and self._standing_by > 0 \
+                and (self._ready or not self._poll_lock.locked()):
+            self._standby.release()
+        self._progress_seen = progress
 
     def _handle_event(self, fd: int, mask: int) -> None:
         conn = self._parked.pop(fd, None)
