@@ -1,0 +1,83 @@
+"""The import direction of ../shared/STYLE.md section 2, checked on the source with ast.
+
+cli -> server.arbiter -> server.worker -> server.connection -> {wsgi, tls, http};
+client -> {http}; http/ imports only the standard library (and never socket, ssl,
+selectors or logging); config imports no other wsgiserve module.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "wsgiserve"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _within(name: str, *packages: str) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py")) if folder else [PACKAGE / "config.py"]
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(path.relative_to(PACKAGE)) for path in paths]
+
+
+HTTP_MODULES = _modules("http")
+
+
+@pytest.mark.parametrize("path", HTTP_MODULES, ids=_ids(HTTP_MODULES))
+def test_http_layer_is_sans_io_and_imports_nothing_above_it(path: Path) -> None:
+    for name in _imports(path):
+        top = name.split(".")[0]
+        assert top not in {"socket", "ssl", "selectors", "logging", "select", "threading"}, name
+        if top == "wsgiserve":
+            assert name.startswith("wsgiserve.http"), name
+
+
+def test_config_imports_no_other_wsgiserve_module() -> None:
+    assert not [n for n in _imports(PACKAGE / "config.py") if n.startswith("wsgiserve")]
+
+
+CLIENT_MODULES = _modules("client")
+SERVER_MODULES = _modules("server")
+
+
+@pytest.mark.parametrize("path", CLIENT_MODULES, ids=_ids(CLIENT_MODULES))
+def test_client_never_imports_the_server(path: Path) -> None:
+    bad = [n for n in _imports(path)
+           if _within(n, "wsgiserve.server", "wsgiserve.wsgi", "wsgiserve.cli")]
+    assert not bad
+
+
+@pytest.mark.parametrize("path", SERVER_MODULES, ids=_ids(SERVER_MODULES))
+def test_server_never_imports_the_client_or_the_cli(path: Path) -> None:
+    bad = [n for n in _imports(path) if _within(n, "wsgiserve.client", "wsgiserve.cli")]
+    assert not bad
+
+
+@pytest.mark.parametrize("name", ["wsgi.py", "tls.py", "log.py"])
+def test_leaf_modules_do_not_import_the_server(name: str) -> None:
+    assert not [n for n in _imports(PACKAGE / name) if _within(n, "wsgiserve.server")]
+
+
+@pytest.mark.parametrize("lower, upper", [
+    ("server/connection.py", "wsgiserve.server.worker"),
+    ("server/connection.py", "wsgiserve.server.arbiter"),
+    ("server/worker.py", "wsgiserve.server.arbiter"),
+])
+def test_nothing_imports_upward(lower: str, upper: str) -> None:
+    assert upper not in _imports(PACKAGE / lower)
