@@ -136,6 +136,12 @@ _DEFAULT_LIMITS: Final = HttpLimits()
 _HOST_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
+def _are_tokens(joined: bytes, count: int) -> bool:
+    """Whether ``joined`` is ``count`` non-empty tokens separated by LF (field names)."""
+    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) and b"\n\n" not in joined \
+        and joined[:1] != b"\n" and joined[-1:] != b"\n"
+
+
 class _Parser:
     """Buffering, body reading and trailers: what both roles share."""
 
@@ -306,12 +312,10 @@ class _Parser:
             fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
                       if sep]
         joined = b"\n".join([name for name, _ in fields])
-        if len(fields) != lines or joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) \
-                or b"\n\n" in joined or joined[:1] == b"\n" or joined[-1:] == b"\n":
+        if len(fields) != lines or not _are_tokens(joined, lines):
             fields = self._split_fields_slow(split, block)
             joined = b"\n".join([name for name, _ in fields])
-            if joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) or b"\n\n" in joined \
-                    or joined[:1] == b"\n" or joined[-1:] == b"\n":
+            if not _are_tokens(joined, lines):
                 self._diagnose_fields(block)
         if len(block) > self.limits.max_field_bytes:
             limit = self.limits.max_field_bytes
@@ -533,27 +537,7 @@ class RequestParser(_Parser):
         version = b"1.0" if minor == b"0" else b"1.1"
         # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
         # field name that is not a token: both are rejected below.
-        block = head[line_end + 2:]
-        lines = block.count(b"\r\n")
-        # The common shape, inlined (see _parse_fields for the general one): every line
-        # "Name: value", one space, no trailing whitespace, no other ": " on the line.
-        if lines <= limits.max_fields and len(block) <= limits.max_field_bytes \
-                and block.translate(None, _FIELD_BYTES) == _CRLF * lines \
-                and block.count(b": ") == lines and b" \r\n" not in block \
-                and b"\t\r\n" not in block and b": \t" not in block and b":  " not in block:
-            split = block.split(b"\r\n")
-            split.pop()
-            # A line without ": " is dropped (if sep) and sent to the general path below.
-            fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
-                      if sep]
-            joined = b"\n".join([name for name, _ in fields])
-            if len(fields) != lines or joined.translate(None, _TCHAR_BYTES) != _LF * (lines - 1) \
-                    or b"\n\n" in joined or joined[:1] == b"\n" or joined[-1:] == b"\n":
-                headers = self._parse_fields(block)
-            else:
-                headers = Headers(fields, joined.lower().split(b"\n") if lines else [])
-        else:
-            headers = self._parse_fields(block)
+        headers = self._parse_fields(head[line_end + 2:])
         names = headers.names
         if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
             self._check_target_form(method, target)
