@@ -18,11 +18,6 @@ from wsgiserve.http.errors import LocalProtocolError
 
 _log = logging.getLogger(__name__)
 
-# Body bytes handed to the app per read when it asks for "everything": bounded so that
-# read() on a huge upload streams rather than buffering it all (PEP 3333 lets read() with
-# no size return all, so read() alone still does that, in pieces joined at the end).
-READ_CHUNK_BYTES: Final = 65536
-
 # Environ keys computed once per distinct header name (bounded: a peer that sends many
 # distinct names costs one dict entry each until the cache is full, then plain work).
 _KEY_CACHE_MAX: Final = 1024
@@ -141,7 +136,6 @@ class RequestBody(io.RawIOBase):
         self._read_body = read_body
         self._buffer = bytearray()
         self._is_done = False
-        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -167,7 +161,6 @@ class RequestBody(io.RawIOBase):
                 pass
             data = bytes(self._buffer[:size])
             del self._buffer[:size]
-        self.bytes_read += len(data)
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -192,7 +185,6 @@ class RequestBody(io.RawIOBase):
                 break
         data = bytes(self._buffer[:end])
         del self._buffer[:end]
-        self.bytes_read += len(data)
         return data
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
@@ -230,7 +222,6 @@ class EmptyInput:
     """``wsgi.input`` for a request without a body: cheaper to build than RequestBody."""
 
     __slots__ = ()
-    bytes_read: Final = 0
     is_finished: Final = True
 
     def read(self, size: int | None = -1) -> bytes:

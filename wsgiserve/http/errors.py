@@ -49,11 +49,6 @@ class BodyTooLarge(RemoteProtocolError):
     reason = "Content Too Large"
 
 
-class LengthRequired(RemoteProtocolError):
-    status = 411
-    reason = "Length Required"
-
-
 class ExpectationFailed(RemoteProtocolError):
     status = 417
     reason = "Expectation Failed"

@@ -11,7 +11,6 @@ from typing import Final
 
 # RFC 9110 §5.6.2: token = 1*tchar.
 TCHAR: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
-TOKEN_RE: Final = re.compile(rb"[" + TCHAR + rb"]+")
 TOKEN_STR_RE: Final = re.compile("[" + TCHAR.decode("ascii") + "]+")
 # RFC 9110 §5.5: field-value = *( VCHAR / obs-text / SP / HTAB ). Anything else (NUL, CR,
 # LF, other controls, DEL) is refused on both sides: on input it would allow smuggling or

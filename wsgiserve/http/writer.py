@@ -12,11 +12,10 @@ from typing import Final
 
 from wsgiserve.http.errors import LocalProtocolError
 from wsgiserve.http.framing import BodyKind, Framing
-from wsgiserve.http.headers import BAD_VALUE_STR_RE, TCHAR
+from wsgiserve.http.headers import BAD_VALUE_STR_RE, TCHAR, TOKEN_STR_RE
 
 _NAMES_RE: Final = re.compile("(?:[" + TCHAR.decode("ascii") + "]+\x00)*")
 _STATUS_RE: Final = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
-_METHOD_RE: Final = re.compile("[" + TCHAR.decode("ascii") + "]+")
 _TARGET_RE: Final = re.compile(r"[^\x00-\x20\x7f-\uffff]+")
 
 Fields = Sequence[tuple[str, str]]
@@ -26,7 +25,7 @@ def check_fields(headers: Fields) -> None:
     """Raise ``LocalProtocolError`` unless every name is a token and every value clean."""
     names = "\x00".join([name for name, _ in headers])
     if headers and _NAMES_RE.fullmatch(names + "\x00") is None:
-        bad = next(name for name, _ in headers if _METHOD_RE.fullmatch(name) is None)
+        bad = next(name for name, _ in headers if TOKEN_STR_RE.fullmatch(name) is None)
         raise LocalProtocolError(f"invalid header name {bad!r}")
     values = "".join([value for _, value in headers])
     if BAD_VALUE_STR_RE.search(values) is not None:
@@ -79,7 +78,7 @@ def encode_request_head(method: str, target: str, headers: Fields,
     Raises:
         LocalProtocolError: the method, target or a field is invalid.
     """
-    if _METHOD_RE.fullmatch(method) is None:
+    if TOKEN_STR_RE.fullmatch(method) is None:
         raise LocalProtocolError(f"invalid method {method[:40]!r}")
     if _TARGET_RE.fullmatch(target) is None:
         raise LocalProtocolError(f"invalid request target {target[:60]!r}")

@@ -179,7 +179,6 @@ class Connection:
         self.parser = RequestParser(context.limits)
         self.state = ConnState.READING_HEAD
         self.deadline = time.monotonic() + context.header_timeout_s
-        self.has_served = False
         self.idle_since = 0.0
         self.is_tls = isinstance(sock, ssl.SSLSocket)
         self._pending_out: memoryview | None = None
@@ -502,7 +501,6 @@ class Connection:
     def _finish_exchange(self, exchange: Exchange) -> Outcome | None:
         context = self.context
         self._exchange = None
-        self.has_served = True
         if context.access_log is not None:
             self._log_access(exchange)
         hooks = context.hooks

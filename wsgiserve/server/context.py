@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +82,5 @@ class ServerContext:
     # Connections whose app code is running now, with the monotonic time it started: the
     # worker stops its heartbeat when one has run longer than the timeout.
     in_app: dict[object, float] = field(default_factory=dict)
-    requests_served: int = 0
     on_request_done: Callable[[], None] | None = None
     worker: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
