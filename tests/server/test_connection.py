@@ -362,16 +362,26 @@ def test_file_wrapper_over_a_non_file_is_iterated(drive: Any,
 def test_timeout_with_a_partial_head_sends_408(drive: Any) -> None:
     driver = drive(make_app())
     driver.send(b"GET / HTTP/1.1\r\nHo")
-    driver.conn.on_timeout()
-    assert driver.client.recv(4096).startswith(b"HTTP/1.1 408 ")
-    assert driver.conn.state is ConnState.CLOSED
+    # The client is still sending: a lingering close (FIN, then drain), never a reset.
+    assert driver.conn.on_timeout() is Outcome.WAIT_READABLE
+    assert driver.conn.state is ConnState.CLOSING
+    driver.client.sendall(b"st: x\r\n")
+    driver.client.settimeout(2.0)
+    answer = b""
+    while piece := driver.client.recv(4096):
+        answer += piece
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
+    assert driver.conn.on_readable() is Outcome.WAIT_READABLE  # drains what came
+    driver.client.shutdown(socket.SHUT_WR)
+    assert driver.conn.on_readable() is Outcome.CLOSE
 
 
 def test_timeout_of_an_idle_connection_sends_nothing(drive: Any) -> None:
     driver = drive(make_app(headers=[("Content-Length", "1")], result=[b"k"]))
     driver.send(GET % b"/")
     driver.take()
-    driver.conn.on_timeout()
+    assert driver.conn.on_timeout() is Outcome.CLOSE
+    driver.conn.close()
     assert driver.client.recv(4096) == b""
 
 

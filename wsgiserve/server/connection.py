@@ -244,13 +244,21 @@ class Connection:
             return self._advance()
         return outcome
 
-    def on_timeout(self) -> None:
-        """The deadline passed while the loop waited for this connection: close it."""
+    def on_timeout(self) -> Outcome:
+        """The deadline passed while the loop waited for this connection.
+
+        A partial request gets a 408 and a lingering close: the client is usually still
+        sending, and closing with its bytes unread would reset the connection and could
+        destroy the 408 before it is read. Anything else (idle keep-alive, a linger that
+        ran out, a stalled write) is closed at once.
+        """
         if self.state is ConnState.READING_HEAD and self.has_partial_request \
                 or self.state is ConnState.READING_BODY:
             _log.debug("request head or body from %s timed out", self.remote_addr)
+            self._set_state(ConnState.CLOSING)
             self._try_send(self._error_response(408, "request timed out"))
-        self.close()
+            return self._start_lingering()
+        return Outcome.CLOSE
 
     def close(self) -> None:
         if self.state is not ConnState.CLOSED:

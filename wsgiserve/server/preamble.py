@@ -102,10 +102,10 @@ class PreambleConnection(Connection):
             return self._handshake()
         return Connection.on_writable(self)
 
-    def on_timeout(self) -> None:
+    def on_timeout(self) -> Outcome:
         if self.state in _PREAMBLE_STATES:
             _log.debug("%s from %s timed out", self.state.value, self.remote_addr)
-        Connection.on_timeout(self)
+        return Connection.on_timeout(self)
 
     # -- PROXY protocol ----------------------------------------------------------------
     def _read_proxy_header(self) -> Outcome:

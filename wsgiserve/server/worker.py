@@ -267,9 +267,7 @@ class Worker:
         parked = self._parked
         for fd, conn in list(parked.items()):
             if conn.deadline <= now and parked.pop(fd, None) is conn:
-                self._unregister(fd)
-                conn.on_timeout()
-                self._forget(conn)
+                self._dispatch(conn, conn.on_timeout())
 
     def _close_idle(self) -> None:
         """Close keep-alive connections that have been idle a while, as the worker stops.
