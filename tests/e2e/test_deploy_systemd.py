@@ -132,8 +132,8 @@ def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
             "--access-logfile", str(tmp_path / "access.log"), "--workers", "2",
             "deploy_app:app"]
     server = Wsgiserve(tmp_path, args, cwd=tmp_path,
-                       command=[activate, "--listen", str(socket_path), sys.executable,
-                                "-m", "wsgiserve"])
+                       command=[activate, "--listen", str(socket_path), "-E", "PYTHONPATH",
+                                sys.executable, "-m", "wsgiserve"])
     try:
         server.start(wait_ready=False)
         wait_until(socket_path.exists, 10, message="systemd-socket-activate's socket")
