@@ -313,6 +313,10 @@ def _loopback_listener(host: str = "127.0.0.1") -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     sock.listen(511)
+    # nginx does not make inherited listeners non-blocking. With a blocking one, a worker
+    # woken with another for the same connection blocks in accept() until the next client
+    # comes, and the connections it already holds stall meanwhile (seen as read timeouts).
+    sock.setblocking(False)
     return sock
 
 
