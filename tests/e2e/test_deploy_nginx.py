@@ -210,11 +210,6 @@ def test_hup_reload_under_get_load_through_nginx_has_zero_errors(stack: Stack) -
     _reload_under_load(stack, post_every=0)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "close race: a retiring worker closes keep-alive connections idle for 1 s; nginx may "
-    "send a request on one at that moment ('upstream prematurely closed connection'), and "
-    "it retries only idempotent requests, so a POST occasionally gets 502 (about one in several thousand POSTs across three HUPs). Needs "
-    "the worker to keep idle connections open while draining; see docs/deployment.md"))
 def test_hup_reload_under_post_load_through_nginx_has_zero_errors(stack: Stack) -> None:
     _reload_under_load(stack, post_every=2)
 
