@@ -544,3 +544,60 @@ def test_body_is_streamed_not_buffered() -> None:
         assert parser.buffered_bytes == 0
     assert total == 100000
     assert isinstance(parser.next_event(), EndOfMessage)
+
+
+# --- the cache of validated field-name sequences ------------------------------------------
+
+
+def _head(fields: bytes, version: bytes = b"1.1") -> Request:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/" + version + b"\r\n" + fields + b"\r\n")
+    event = parser.next_event()
+    assert isinstance(event, Request)
+    return event
+
+
+def _refused(fields: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
+    with pytest.raises(RemoteProtocolError):
+        parser.next_event()
+
+
+def test_a_cached_name_sequence_does_not_excuse_a_malformed_line() -> None:
+    # The same names are first seen well formed (and cached), then in lines that only the
+    # general path may judge: each must still be parsed, stripped or refused as if new.
+    _head(b"Host: a\r\nX-A: 1\r\n")
+    assert _head(b"Host: a\r\nX-A:1\r\n").headers.fields == [(b"Host", b"a"), (b"X-A", b"1")]
+    assert _head(b"Host: a\r\nX-A:  1 \r\n").headers.fields == [(b"Host", b"a"), (b"X-A", b"1")]
+    assert _head(b"Host: a\r\nX-A: 1: 2\r\n").headers.fields == [(b"Host", b"a"),
+                                                                  (b"X-A", b"1: 2")]
+    _refused(b"Host: a\r\nX-A 1\r\n")        # no colon
+    _refused(b"Host: a\r\nX-A : 1\r\n")      # whitespace before the colon
+    _refused(b"Host: a\r\n X-A: 1\r\n")      # obs-fold
+    _refused(b"Host: a\r\nX-A: 1\x00\r\n")  # NUL in the value
+
+
+def test_host_and_connection_are_judged_per_request_with_cached_names() -> None:
+    for _ in range(2):  # the second round hits the cache
+        assert _head(b"Host: a\r\nConnection: close\r\n").keep_alive is False
+        assert _head(b"Host: a\r\nConnection: keep-alive\r\n", b"1.0").keep_alive is True
+        assert _head(b"Host: a\r\nConnection: Keep-Alive\r\n", b"1.0").keep_alive is True
+        assert _head(b"Host: a\r\nConnection: upgrade, close\r\n").keep_alive is False
+        assert _head(b"Host: a\r\nConnection: te\r\nConnection: close\r\n").keep_alive is False
+        assert _head(b"Host: a\r\nConnection: te\r\n", b"1.0").keep_alive is False
+        _refused(b"Host: a\r\nHost: b\r\n")
+        _refused(b"X-A: 1\r\n")
+        _refused(b"Host: a b\r\n")
+        assert _head(b"X-A: 1\r\n", b"1.0").headers.get(b"x-a") == b"1"
+
+
+def test_names_are_shared_read_only_and_the_cache_is_bounded() -> None:
+    from wsgiserve.http import parser as parser_module
+    first = _head(b"Host: a\r\nUser-Agent: x\r\n").headers
+    second = _head(b"Host: b\r\nUser-Agent: y\r\n").headers
+    assert first.names == (b"host", b"user-agent") and isinstance(first.names, tuple)
+    assert (first.get(b"host"), second.get(b"host")) == (b"a", b"b")
+    for index in range(3 * parser_module._NAMES_SEEN_MAX):
+        _head(b"Host: a\r\nX-%d: 1\r\n" % index)
+        assert len(parser_module._NAMES_SEEN) <= parser_module._NAMES_SEEN_MAX

@@ -6,7 +6,7 @@ writer share. Imported by the parser, writer, framing and by the WSGI and client
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 # RFC 9110 §5.6.2: token = 1*tchar.
@@ -27,9 +27,11 @@ class Headers:
 
     __slots__ = ("fields", "names")
 
-    def __init__(self, fields: list[tuple[bytes, bytes]], names: list[bytes] | None = None):
+    def __init__(self, fields: list[tuple[bytes, bytes]], names: Sequence[bytes] | None = None):
         self.fields = fields
-        self.names = names if names is not None else [name.lower() for name, _ in fields]
+        # A tuple when it came from the parser (shared between requests: never mutate).
+        self.names: Sequence[bytes] = \
+            names if names is not None else [name.lower() for name, _ in fields]
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self.fields)

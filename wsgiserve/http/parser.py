@@ -103,8 +103,30 @@ _VALUE_CHARS: Final = rb"[^\x00-\x08\x0a-\x1f\x7f]"
 # or LF, no NUL or other controls in values.
 _FIELD_LINE: Final = rb"[" + TCHAR + rb"]+:[ \t]*" + _VALUE_CHARS + rb"*\r\n"
 _FIELD_BLOCK_RE: Final = re.compile(rb"(?:" + _FIELD_LINE + rb")*")
-# Bytes allowed anywhere in a field line, CR and LF aside: HTAB, SP, VCHAR, obs-text.
-_FIELD_BYTES: Final = bytes(b for b in range(256) if b == 9 or 0x20 <= b < 0x7f or b >= 0x80)
+# Bytes allowed in no field line: the controls but HTAB, and DEL. CR and LF are among them:
+# a block is valid only if deleting these removes exactly one CRLF per line. (Deleting the
+# few bad bytes is cheaper than deleting the many good ones: translate's cost grows with
+# the deletion set.)
+_CTL_BYTES: Final = bytes(b for b in range(256) if b != 9 and b < 0x20 or b == 0x7f)
+# Field-name sequences repeat: a client sends the same names in the same order on every
+# request. An LF-joined sequence that passed the token check maps to its lowercased names,
+# so the check and the lowering run once per sequence. Bounded: cleared when full.
+# With the names goes what a request head needs to know of them (``_Shape``).
+_Shape = tuple[int, bool, int, bool]
+_NAMES_SEEN: Final[dict[bytes, tuple[tuple[bytes, ...], _Shape]]] = {}
+_NAMES_SEEN_MAX: Final = 256
+_NO_SHAPE: Final[_Shape] = (-1, False, -1, False)
+
+
+def _shape_of(names: tuple[bytes, ...]) -> _Shape:
+    """Where Host and Connection are (index; -1 absent, -2 repeated), and whether the
+    framing fields (Transfer-Encoding, Content-Length) and Expect are present."""
+    host = names.count(b"host")
+    connection = names.count(b"connection")
+    return (names.index(b"host") if host == 1 else -1 - min(host, 1),
+            b"transfer-encoding" in names or b"content-length" in names,
+            names.index(b"connection") if connection == 1 else -1 - min(connection, 1),
+            b"expect" in names)
 _TCHAR_BYTES: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _CRLF: Final = b"\r\n"
 _LF: Final = b"\n"
@@ -129,7 +151,7 @@ _CHUNK_LINE_RE: Final = re.compile(
     rb"0*([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*[" + TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + TCHAR
     + rb"]+|" + _QUOTED + rb"))?)*\r\n")
 _SUPPORTED_VERSIONS: Final = {b"1.0", b"1.1"}
-_EMPTY: Final = Headers([], [])
+_EMPTY: Final = Headers([], ())
 _DEFAULT_LIMITS: Final = HttpLimits()
 # A Host made only of these bytes is a valid reg-name with an optional port... unless it
 # has colons, which the regex then checks (IPv6 literals, several ports).
@@ -138,8 +160,8 @@ _HOST_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 def _are_tokens(joined: bytes, count: int) -> bool:
     """Whether ``joined`` is ``count`` non-empty tokens separated by LF (field names)."""
-    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) and b"\n\n" not in joined \
-        and joined[:1] != b"\n" and joined[-1:] != b"\n"
+    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) \
+        and joined.find(b"\n\n") < 0 and joined[:1] != b"\n" and joined[-1:] != b"\n"
 
 
 class _Parser:
@@ -284,24 +306,29 @@ class _Parser:
             if size > limit + 1 or (size == limit + 1 and buf[pos + limit] != 13):
                 raise RequestLineTooLong("the request line is longer than the limit")
 
-    def _parse_fields(self, block: bytes) -> Headers:
+    def _parse_fields(self, block: bytes) -> tuple[Headers, _Shape]:
         """Parse a field block (each line ending in CRLF) into Headers.
 
         Validation is done with C-speed bytes operations over the whole block: deleting
-        every allowed byte must leave exactly one CRLF per line (so there is no NUL,
-        control, DEL, bare CR or bare LF anywhere), and deleting every token byte from the
-        names must leave only their separators (so no whitespace before a colon, no
-        obs-fold, no empty or invalid name). Only a block that fails is examined line by
-        line, to say what is wrong.
+        every control byte (CR and LF included) must remove exactly one CRLF per line (so
+        there is no NUL, control, DEL, bare CR or bare LF anywhere), and deleting every
+        token byte from the names must leave only their separators (so no whitespace
+        before a colon, no obs-fold, no empty or invalid name). Only a block that fails is
+        examined line by line, to say what is wrong. (``bytes.find`` rather than ``in``
+        throughout: ``in`` first tries its operand as an integer, and that failure costs
+        more than the search.)
         """
-        lines = block.count(b"\r\n")
-        if block.translate(None, _FIELD_BYTES) != _CRLF * lines:
+        split = block.split(b"\r\n")
+        split.pop()  # the block ends with CRLF: the last piece is empty
+        lines = len(split)
+        if len(block.translate(None, _CTL_BYTES)) != len(block) - 2 * lines:
             self._diagnose_fields(block)
         if lines > self.limits.max_fields:
             raise TooManyFields(f"more than {self.limits.max_fields} header fields")
-        split = block.split(b"\r\n")
-        split.pop()
-        if b" \r\n" in block or b"\t\r\n" in block or b":  " in block or b": \t" in block:
+        # Whitespace to strip: before a CRLF, or a second one after ": ". HTAB is rare in
+        # fields and a one-byte find is a memchr, so any HTAB sends the block the general
+        # way and two searches cover the rest.
+        if block.find(b"\t") >= 0 or block.find(b" \r\n") >= 0 or block.find(b":  ") >= 0:
             fields = self._split_fields_slow(split, block)
         else:
             # Nearly every client writes "Name: value" with one space and no trailing
@@ -312,17 +339,24 @@ class _Parser:
             fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
                       if sep]
         joined = b"\n".join([name for name, _ in fields])
-        if len(fields) != lines or not _are_tokens(joined, lines):
-            fields = self._split_fields_slow(split, block)
-            joined = b"\n".join([name for name, _ in fields])
-            if not _are_tokens(joined, lines):
-                self._diagnose_fields(block)
+        seen = _NAMES_SEEN.get(joined)
+        if seen is None or len(fields) != lines:
+            if len(fields) != lines or not _are_tokens(joined, lines):
+                fields = self._split_fields_slow(split, block)
+                joined = b"\n".join([name for name, _ in fields])
+                if not _are_tokens(joined, lines):
+                    self._diagnose_fields(block)
+            names = tuple(joined.lower().split(b"\n")) if lines else ()
+            seen = (names, _shape_of(names))
+            if len(_NAMES_SEEN) >= _NAMES_SEEN_MAX:
+                _NAMES_SEEN.clear()
+            _NAMES_SEEN[joined] = seen
         if len(block) > self.limits.max_field_bytes:
             limit = self.limits.max_field_bytes
             for line in split:
                 if len(line) > limit:
                     raise FieldTooLarge("a header field is longer than the limit")
-        return Headers(fields, joined.lower().split(b"\n") if lines else [])
+        return Headers(fields, seen[0]), seen[1]
 
     def _split_fields_slow(self, split: list[bytes], block: bytes) -> list[tuple[bytes, bytes]]:
         try:
@@ -364,13 +398,14 @@ class _Parser:
             self._set_state(_S.SWITCHED)
 
     def _message_done(self) -> None:
-        self._set_state(_S.HEAD if self._keep_alive else _S.DONE)
+        # Only BODY_LENGTH and TRAILERS end here; both may go to HEAD and DONE (_TRANSITIONS).
+        self._state = _S.HEAD if self._keep_alive else _S.DONE
 
     def _next_length_data(self) -> ParserEvent:
-        available = len(self._buffer) - self._pos
         if self._remaining == 0:
             self._message_done()
             return EndOfMessage()
+        available = len(self._buffer) - self._pos
         if available == 0:
             if self._peer_closed:
                 raise IncompleteMessage(f"the peer closed with {self._remaining} body bytes missing")
@@ -482,7 +517,7 @@ class _Parser:
             return NEED_DATA
         if end + 4 - pos > limit:
             raise HeadTooLarge("the trailer section is larger than the limit")
-        trailers = self._parse_fields(bytes(buf[pos:end + 2]))
+        trailers = self._parse_fields(bytes(buf[pos:end + 2]))[0]
         self._pos = end + 4
         self._message_done()
         return EndOfMessage(trailers)
@@ -512,8 +547,8 @@ class RequestParser(_Parser):
         if end > pos and buf[pos] != 13 and end + 4 - pos <= limits.max_head_bytes:
             # The fast path: a whole head, no leading empty lines (RFC 9112 §2.2: those
             # are skipped by _find_head), within the limit.
+            # The head is buf[pos:end + 2]: read in place, only the field block is copied.
             self._pos = self._scan = end + 4
-            head = bytes(buf[pos:end + 2])
         else:
             try:
                 found = self._find_head()
@@ -522,13 +557,13 @@ class RequestParser(_Parser):
                 return ConnectionClosed()
             if found is None:
                 return NEED_DATA
-            head = found
-        line_end = head.find(b"\r\n")
-        if line_end > limits.max_request_line_bytes:
+            buf, pos, end = found, 0, len(found) - 2
+        line_end = buf.find(b"\r\n", pos)
+        if line_end - pos > limits.max_request_line_bytes:
             raise RequestLineTooLong("the request line is longer than the limit")
-        match = _REQUEST_LINE_RE.fullmatch(head, 0, line_end)
+        match = _REQUEST_LINE_RE.fullmatch(buf, pos, line_end)
         if match is None:
-            raise self._request_line_error(head[:line_end])
+            raise self._request_line_error(bytes(buf[pos:line_end]))
         method, target, major, minor = match.groups()
         if major != b"1":
             # RFC 9110 §6.2 / RFC 9112 §2.3: we implement HTTP/1.x only.
@@ -537,27 +572,34 @@ class RequestParser(_Parser):
         version = b"1.0" if minor == b"0" else b"1.1"
         # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
         # field name that is not a token: both are rejected below.
-        headers = self._parse_fields(head[line_end + 2:])
-        names = headers.names
+        headers, (host_at, has_framing_fields, connection_at, has_expect) = \
+            self._parse_fields(bytes(buf[line_end + 2:end + 2]))
         if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
             self._check_target_form(method, target)
-        if names.count(b"host") != 1:
+        if host_at < 0:
             # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request
             # with more than one Host field line.
-            if b"host" in names or version == b"1.1":
+            if host_at == -2 or version == b"1.1":
                 raise RemoteProtocolError("missing or repeated Host header")
         else:
-            host = headers.fields[names.index(b"host")][1]
+            host = headers.fields[host_at][1]
             if host.translate(None, _HOST_BYTES) and _HOST_RE.fullmatch(host) is None:
                 raise RemoteProtocolError("invalid Host header")
         framing = NO_BODY
-        if b"transfer-encoding" in names or b"content-length" in names:
+        if has_framing_fields:
             framing = request_framing(version, headers, limits.max_body_bytes)
         keep_alive = version == b"1.1"
-        if b"connection" in names:
-            keep_alive = wants_keep_alive(version, headers)
+        if connection_at != -1:
+            value = headers.fields[connection_at][1] if connection_at >= 0 else b""
+            # The two values nearly every client sends, decided without splitting a list.
+            if value == b"keep-alive":
+                keep_alive = True
+            elif value == b"close":
+                keep_alive = False
+            else:
+                keep_alive = wants_keep_alive(version, headers)
         expects_continue = False
-        if b"expect" in names and version == b"1.1":
+        if has_expect and version == b"1.1":
             # RFC 9110 §10.1.1: 100-continue is the only expectation defined; a server MAY
             # answer 417 to any other, and does here rather than ignore it. HTTP/1.0
             # requests' expectations MUST be ignored.
@@ -639,7 +681,7 @@ class ResponseParser(_Parser):
         version = b"1.0" if minor == b"0" else b"1.1"
         if head[line_end + 2:line_end + 3] in (b" ", b"\t"):
             raise RemoteProtocolError("whitespace before the first header field")
-        headers = self._parse_fields(head[line_end + 2:])
+        headers = self._parse_fields(head[line_end + 2:])[0]
         status = int(code)
         method = self._methods[0]
         if 100 <= status < 200 and status != 101:
