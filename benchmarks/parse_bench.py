@@ -34,7 +34,7 @@ from wsgiserve.http import (  # noqa: E402  (path set up above)
     Request,
     RequestParser,
 )
-from wsgiserve.http.parser import _NAMES_SEEN  # noqa: E402
+from wsgiserve.http.fields import _NAMES_SEEN  # noqa: E402
 
 BROWSER = (
     b"GET /search?q=wsgi+server&page=2 HTTP/1.1\r\n"

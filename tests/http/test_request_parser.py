@@ -593,7 +593,7 @@ def test_host_and_connection_are_judged_per_request_with_cached_names() -> None:
 
 
 def test_names_are_shared_read_only_and_the_cache_is_bounded() -> None:
-    from wsgiserve.http import parser as parser_module
+    from wsgiserve.http import fields as parser_module
     first = _head(b"Host: a\r\nUser-Agent: x\r\n").headers
     second = _head(b"Host: b\r\nUser-Agent: y\r\n").headers
     assert first.names == (b"host", b"user-agent") and isinstance(first.names, tuple)

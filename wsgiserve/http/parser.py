@@ -16,25 +16,23 @@ State machine (``ParserState``); a transition not in ``_TRANSITIONS`` raises::
     any state ──> ERROR once a RemoteProtocolError is raised (it stays there).
 
 Fast path for a head: one ``bytes.find`` for the blank line, one compiled regex over the
-request line, one ``fullmatch`` validating the whole field block and one ``findall``
-extracting it; no per-byte Python loops.
+request line, and the field block validated and split by ``fields.parse_field_block`` with
+whole-block bytes operations; no per-byte Python loops.
 """
 from __future__ import annotations
 
 import re
 from collections import deque
 from enum import Enum
-from typing import Final, NoReturn
+from typing import Final
 
 from wsgiserve.http.errors import (
     BodyTooLarge,
     ExpectationFailed,
-    FieldTooLarge,
     HeadTooLarge,
     IncompleteMessage,
     RemoteProtocolError,
     RequestLineTooLong,
-    TooManyFields,
     UnsupportedVersion,
 )
 from wsgiserve.http.events import (
@@ -56,7 +54,8 @@ from wsgiserve.http.framing import (
     response_framing,
     wants_keep_alive,
 )
-from wsgiserve.http.headers import TCHAR, Headers
+from wsgiserve.http.fields import VALUE_CHARS, parse_field_block
+from wsgiserve.http.headers import TCHAR
 from wsgiserve.http.limits import HttpLimits
 
 ParserEvent = Request | Response | InformationalResponse | Data | EndOfMessage | ConnectionClosed | Sentinel
@@ -97,46 +96,13 @@ _TRANSITIONS: Final[dict[ParserState, frozenset[ParserState]]] = {
     _S.ERROR: frozenset(),
 }
 
-_VALUE_CHARS: Final = rb"[^\x00-\x08\x0a-\x1f\x7f]"
-# RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, and nothing else: no
-# whitespace before the colon (§5.1 MUST reject), no obs-fold (§5.2: we reject), no bare CR
-# or LF, no NUL or other controls in values.
-_FIELD_LINE: Final = rb"[" + TCHAR + rb"]+:[ \t]*" + _VALUE_CHARS + rb"*\r\n"
-_FIELD_BLOCK_RE: Final = re.compile(rb"(?:" + _FIELD_LINE + rb")*")
-# Bytes allowed in no field line: the controls but HTAB, and DEL. CR and LF are among them:
-# a block is valid only if deleting these removes exactly one CRLF per line. (Deleting the
-# few bad bytes is cheaper than deleting the many good ones: translate's cost grows with
-# the deletion set.)
-_CTL_BYTES: Final = bytes(b for b in range(256) if b != 9 and b < 0x20 or b == 0x7f)
-# Field-name sequences repeat: a client sends the same names in the same order on every
-# request. An LF-joined sequence that passed the token check maps to its lowercased names,
-# so the check and the lowering run once per sequence. Bounded: cleared when full.
-# With the names goes what a request head needs to know of them (``_Shape``).
-_Shape = tuple[int, bool, int, bool]
-_NAMES_SEEN: Final[dict[bytes, tuple[tuple[bytes, ...], _Shape]]] = {}
-_NAMES_SEEN_MAX: Final = 256
-_NO_SHAPE: Final[_Shape] = (-1, False, -1, False)
-
-
-def _shape_of(names: tuple[bytes, ...]) -> _Shape:
-    """Where Host and Connection are (index; -1 absent, -2 repeated), and whether the
-    framing fields (Transfer-Encoding, Content-Length) and Expect are present."""
-    host = names.count(b"host")
-    connection = names.count(b"connection")
-    return (names.index(b"host") if host == 1 else -1 - min(host, 1),
-            b"transfer-encoding" in names or b"content-length" in names,
-            names.index(b"connection") if connection == 1 else -1 - min(connection, 1),
-            b"expect" in names)
-_TCHAR_BYTES: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_CRLF: Final = b"\r\n"
-_LF: Final = b"\n"
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces.
 _REQUEST_LINE_RE: Final = re.compile(
     rb"([" + TCHAR + rb"]+) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
 # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. A missing
 # SP after the code is tolerated (old servers send it); it cannot change the framing.
 _STATUS_LINE_RE: Final = re.compile(
-    rb"HTTP/([0-9])\.([0-9]) ([1-9][0-9][0-9])(?: (" + _VALUE_CHARS + rb"*))?")
+    rb"HTTP/([0-9])\.([0-9]) ([1-9][0-9][0-9])(?: (" + VALUE_CHARS + rb"*))?")
 _ABSOLUTE_FORM_RE: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?:[/?#].*)?", re.S)
 _AUTHORITY_FORM_RE: Final = re.compile(rb"[^/?#@\s]+:[0-9]+")
 # RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host is an IP literal or a reg-name
@@ -151,17 +117,10 @@ _CHUNK_LINE_RE: Final = re.compile(
     rb"0*([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*[" + TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + TCHAR
     + rb"]+|" + _QUOTED + rb"))?)*\r\n")
 _SUPPORTED_VERSIONS: Final = {b"1.0", b"1.1"}
-_EMPTY: Final = Headers([], ())
 _DEFAULT_LIMITS: Final = HttpLimits()
 # A Host made only of these bytes is a valid reg-name with an optional port... unless it
 # has colons, which the regex then checks (IPv6 literals, several ports).
 _HOST_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-
-
-def _are_tokens(joined: bytes, count: int) -> bool:
-    """Whether ``joined`` is ``count`` non-empty tokens separated by LF (field names)."""
-    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) \
-        and joined.find(b"\n\n") < 0 and joined[:1] != b"\n" and joined[-1:] != b"\n"
 
 
 class _Parser:
@@ -306,84 +265,6 @@ class _Parser:
             if size > limit + 1 or (size == limit + 1 and buf[pos + limit] != 13):
                 raise RequestLineTooLong("the request line is longer than the limit")
 
-    def _parse_fields(self, block: bytes) -> tuple[Headers, _Shape]:
-        """Parse a field block (each line ending in CRLF) into Headers.
-
-        Validation is done with C-speed bytes operations over the whole block: deleting
-        every control byte (CR and LF included) must remove exactly one CRLF per line (so
-        there is no NUL, control, DEL, bare CR or bare LF anywhere), and deleting every
-        token byte from the names must leave only their separators (so no whitespace
-        before a colon, no obs-fold, no empty or invalid name). Only a block that fails is
-        examined line by line, to say what is wrong. (``bytes.find`` rather than ``in``
-        throughout: ``in`` first tries its operand as an integer, and that failure costs
-        more than the search.)
-        """
-        split = block.split(b"\r\n")
-        split.pop()  # the block ends with CRLF: the last piece is empty
-        lines = len(split)
-        if len(block.translate(None, _CTL_BYTES)) != len(block) - 2 * lines:
-            self._diagnose_fields(block)
-        if lines > self.limits.max_fields:
-            raise TooManyFields(f"more than {self.limits.max_fields} header fields")
-        # Whitespace to strip: before a CRLF, or a second one after ": ". HTAB is rare in
-        # fields and a one-byte find is a memchr, so any HTAB sends the block the general
-        # way and two searches cover the rest.
-        if block.find(b"\t") >= 0 or block.find(b" \r\n") >= 0 or block.find(b":  ") >= 0:
-            fields = self._split_fields_slow(split, block)
-        else:
-            # Nearly every client writes "Name: value" with one space and no trailing
-            # whitespace: partition on ": " and skip stripping. A line that is not of that
-            # shape leaves a colon in its "name", which fails the token check below, and
-            # the block is then split the general way. A line with no ": " at all is
-            # dropped here, so the count no longer matches and the general way reports it.
-            fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
-                      if sep]
-        joined = b"\n".join([name for name, _ in fields])
-        seen = _NAMES_SEEN.get(joined)
-        if seen is None or len(fields) != lines:
-            if len(fields) != lines or not _are_tokens(joined, lines):
-                fields = self._split_fields_slow(split, block)
-                joined = b"\n".join([name for name, _ in fields])
-                if not _are_tokens(joined, lines):
-                    self._diagnose_fields(block)
-            names = tuple(joined.lower().split(b"\n")) if lines else ()
-            seen = (names, _shape_of(names))
-            if len(_NAMES_SEEN) >= _NAMES_SEEN_MAX:
-                _NAMES_SEEN.clear()
-            _NAMES_SEEN[joined] = seen
-        if len(block) > self.limits.max_field_bytes:
-            limit = self.limits.max_field_bytes
-            for line in split:
-                if len(line) > limit:
-                    raise FieldTooLarge("a header field is longer than the limit")
-        return Headers(fields, seen[0]), seen[1]
-
-    def _split_fields_slow(self, split: list[bytes], block: bytes) -> list[tuple[bytes, bytes]]:
-        try:
-            return [(name, value.strip(b" \t"))
-                    for line in split for name, value in (line.split(b":", 1),)]
-        except ValueError:
-            self._diagnose_fields(block)
-
-    @staticmethod
-    def _diagnose_fields(block: bytes) -> NoReturn:
-        for line in block.split(b"\r\n")[:-1]:
-            if _FIELD_BLOCK_RE.fullmatch(line + b"\r\n") is not None:
-                continue
-            if line[:1] in (b" ", b"\t"):
-                raise RemoteProtocolError("obsolete line folding (obs-fold) is not accepted")
-            name, colon, _ = line.partition(b":")
-            if not colon:
-                raise RemoteProtocolError("a header line has no colon")
-            if name.rstrip(b" \t") != name:
-                raise RemoteProtocolError("whitespace between a field name and the colon")
-            if not name:
-                raise RemoteProtocolError("empty field name")
-            if re.fullmatch(rb"[" + TCHAR + rb"]+", name) is None:
-                raise RemoteProtocolError("invalid character in a field name")
-            raise RemoteProtocolError("invalid character in a field value")
-        raise RemoteProtocolError("bare CR or LF in the header block")
-
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
         if kind is BodyKind.LENGTH:
@@ -517,7 +398,7 @@ class _Parser:
             return NEED_DATA
         if end + 4 - pos > limit:
             raise HeadTooLarge("the trailer section is larger than the limit")
-        trailers = self._parse_fields(bytes(buf[pos:end + 2]))[0]
+        trailers = parse_field_block(bytes(buf[pos:end + 2]), self.limits)[0]
         self._pos = end + 4
         self._message_done()
         return EndOfMessage(trailers)
@@ -573,7 +454,7 @@ class RequestParser(_Parser):
         # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
         # field name that is not a token: both are rejected below.
         headers, (host_at, has_framing_fields, connection_at, has_expect) = \
-            self._parse_fields(bytes(buf[line_end + 2:end + 2]))
+            parse_field_block(bytes(buf[line_end + 2:end + 2]), limits)
         if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
             self._check_target_form(method, target)
         if host_at < 0:
@@ -681,7 +562,7 @@ class ResponseParser(_Parser):
         version = b"1.0" if minor == b"0" else b"1.1"
         if head[line_end + 2:line_end + 3] in (b" ", b"\t"):
             raise RemoteProtocolError("whitespace before the first header field")
-        headers = self._parse_fields(head[line_end + 2:])[0]
+        headers = parse_field_block(head[line_end + 2:], self.limits)[0]
         status = int(code)
         method = self._methods[0]
         if 100 <= status < 200 and status != 101:

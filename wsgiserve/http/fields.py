@@ -1,0 +1,143 @@
+"""Field blocks (RFC 9112 §5): the header section of a head, or a chunked body's trailers.
+
+``parse_field_block`` validates a whole block and splits it into ``Headers`` with a few
+C-speed bytes operations; a block that fails is examined line by line only to say what is
+wrong. It also returns the ``FieldShape`` a request head needs (where Host and Connection
+are, whether the framing fields and Expect are present), computed once per sequence of
+field names: clients repeat their names, in the same order, on every request.
+"""
+from __future__ import annotations
+
+import re
+from typing import Final, NoReturn
+
+from wsgiserve.http.errors import FieldTooLarge, RemoteProtocolError, TooManyFields
+from wsgiserve.http.headers import TCHAR, Headers
+from wsgiserve.http.limits import HttpLimits
+
+__all__ = ["VALUE_CHARS", "FieldShape", "parse_field_block"]
+
+# RFC 9110 §5.5: a field value's bytes: anything but NUL, the other controls (HTAB aside),
+# and DEL. (CR and LF end the line.)
+VALUE_CHARS: Final = rb"[^\x00-\x08\x0a-\x1f\x7f]"
+# RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, and nothing else: no
+# whitespace before the colon (§5.1 MUST reject), no obs-fold (§5.2: we reject), no bare CR
+# or LF, no NUL or other controls in values.
+_FIELD_LINE_RE: Final = re.compile(rb"[" + TCHAR + rb"]+:[ \t]*" + VALUE_CHARS + rb"*\r\n")
+_TOKEN_RE: Final = re.compile(rb"[" + TCHAR + rb"]+")
+# Bytes allowed in no field line: the controls but HTAB, and DEL. CR and LF are among them:
+# a block is valid only if deleting these removes exactly one CRLF per line. (Deleting the
+# few bad bytes is cheaper than deleting the many good ones: translate's cost grows with
+# the deletion set.)
+_CTL_BYTES: Final = bytes(b for b in range(256) if b != 9 and b < 0x20 or b == 0x7f)
+_TCHAR_BYTES: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LF: Final = b"\n"
+
+# (index of the only Host field, or -1 if absent, -2 if repeated; whether Transfer-Encoding
+# or Content-Length is present; index of the only Connection field, -1 or -2 likewise;
+# whether Expect is present).
+FieldShape = tuple[int, bool, int, bool]
+# An LF-joined sequence of raw names that passed the token check maps to its lowercased
+# names (a tuple: shared by every request that has them) and their shape, so the check,
+# the lowering and the lookups run once per sequence. Bounded: cleared when full (a client
+# inventing names costs a clear every _NAMES_SEEN_MAX requests).
+_NAMES_SEEN: Final[dict[bytes, tuple[tuple[bytes, ...], FieldShape]]] = {}
+_NAMES_SEEN_MAX: Final = 256
+
+
+def parse_field_block(block: bytes, limits: HttpLimits) -> tuple[Headers, FieldShape]:
+    """Parse a field block (each line ending in CRLF, or empty) into Headers.
+
+    Validation is done with C-speed bytes operations over the whole block: deleting every
+    control byte (CR and LF included) must remove exactly one CRLF per line (so there is no
+    NUL, control, DEL, bare CR or bare LF anywhere), and deleting every token byte from the
+    names must leave only their separators (so no whitespace before a colon, no obs-fold,
+    no empty or invalid name). (``bytes.find`` rather than ``in`` throughout: ``in`` first
+    tries its operand as an integer, and that failure costs more than the search.)
+
+    Raises:
+        RemoteProtocolError: the block is invalid (TooManyFields, FieldTooLarge: over a limit).
+    """
+    split = block.split(b"\r\n")
+    split.pop()  # the block ends with CRLF: the last piece is empty
+    lines = len(split)
+    if len(block.translate(None, _CTL_BYTES)) != len(block) - 2 * lines:
+        _diagnose(block)
+    if lines > limits.max_fields:
+        raise TooManyFields(f"more than {limits.max_fields} header fields")
+    # Whitespace to strip: before a CRLF, or a second one after ": ". HTAB is rare in
+    # fields and a one-byte find is a memchr, so any HTAB sends the block the general way
+    # and two searches cover the rest.
+    if block.find(b"\t") >= 0 or block.find(b" \r\n") >= 0 or block.find(b":  ") >= 0:
+        fields = _split_general(split, block)
+    else:
+        # Nearly every client writes "Name: value" with one space and no trailing
+        # whitespace: partition on ": " and skip stripping. A line that is not of that
+        # shape leaves a colon in its "name", which fails the token check below, and the
+        # block is then split the general way. A line with no ": " at all is dropped here,
+        # so the count no longer matches and the general way reports it.
+        fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
+                  if sep]
+    joined = b"\n".join([name for name, _ in fields])
+    seen = _NAMES_SEEN.get(joined)
+    if seen is None or len(fields) != lines:
+        if len(fields) != lines or not _are_tokens(joined, lines):
+            fields = _split_general(split, block)
+            joined = b"\n".join([name for name, _ in fields])
+            if not _are_tokens(joined, lines):
+                _diagnose(block)
+        names = tuple(joined.lower().split(b"\n")) if lines else ()
+        seen = (names, _shape_of(names))
+        if len(_NAMES_SEEN) >= _NAMES_SEEN_MAX:
+            _NAMES_SEEN.clear()
+        _NAMES_SEEN[joined] = seen
+    if len(block) > limits.max_field_bytes:
+        limit = limits.max_field_bytes
+        for line in split:
+            if len(line) > limit:
+                raise FieldTooLarge("a header field is longer than the limit")
+    return Headers(fields, seen[0]), seen[1]
+
+
+def _are_tokens(joined: bytes, count: int) -> bool:
+    """Whether ``joined`` is ``count`` non-empty tokens separated by LF (field names)."""
+    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) \
+        and joined.find(b"\n\n") < 0 and joined[:1] != b"\n" and joined[-1:] != b"\n"
+
+
+def _shape_of(names: tuple[bytes, ...]) -> FieldShape:
+    host = names.count(b"host")
+    connection = names.count(b"connection")
+    return (names.index(b"host") if host == 1 else -1 - min(host, 1),
+            b"transfer-encoding" in names or b"content-length" in names,
+            names.index(b"connection") if connection == 1 else -1 - min(connection, 1),
+            b"expect" in names)
+
+
+def _split_general(split: list[bytes], block: bytes) -> list[tuple[bytes, bytes]]:
+    """Split at the first colon and strip the optional whitespace around each value."""
+    try:
+        return [(name, value.strip(b" \t"))
+                for line in split for name, value in (line.split(b":", 1),)]
+    except ValueError:
+        _diagnose(block)
+
+
+def _diagnose(block: bytes) -> NoReturn:
+    """Raise the error that says what is wrong with an invalid block."""
+    for line in block.split(b"\r\n")[:-1]:
+        if _FIELD_LINE_RE.fullmatch(line + b"\r\n") is not None:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise RemoteProtocolError("obsolete line folding (obs-fold) is not accepted")
+        name, colon, _ = line.partition(b":")
+        if not colon:
+            raise RemoteProtocolError("a header line has no colon")
+        if name.rstrip(b" \t") != name:
+            raise RemoteProtocolError("whitespace between a field name and the colon")
+        if not name:
+            raise RemoteProtocolError("empty field name")
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise RemoteProtocolError("invalid character in a field name")
+        raise RemoteProtocolError("invalid character in a field value")
+    raise RemoteProtocolError("bare CR or LF in the header block")
