@@ -117,7 +117,7 @@ def prepare_process(config: Config, environ: dict[str, str] | None = None) -> No
 
 
 def _check_runtime(config: Config) -> None:
-    """Checks that need other wsgiserve modules, which config.py must not import."""
+    """Checks that need other wsgiserve modules, which the config package must not import."""
     try:
         AccessFormatter(config.logging.access_logformat)
     except ValueError as exc:

@@ -1,0 +1,323 @@
+"""The settings, each declared once as a field of a frozen section dataclass.
+
+``_setting`` gives a field its default, help, flags, metavar and check; ``SETTINGS`` reads
+them back as one ``Setting`` per field, from which the other config modules build the TOML
+loader, the environment reader, the argparse parser and ``dump_toml``. Imports only
+checks; outside the config modules, import these names from wsgiserve.config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from wsgiserve.config.checks import (
+    _above,
+    _at_least,
+    _Check,
+    _check_alpn,
+    _check_app,
+    _check_bind,
+    _check_env_pair,
+    _check_hook,
+    _check_ip,
+    _check_mode,
+    _check_script_name,
+    _one_of,
+)
+
+ENV_PREFIX: Final = "WSGISERVE_"
+# Looked for in the working directory when neither -c nor WSGISERVE_CONFIG names a file.
+DEFAULT_CONFIG_FILE: Final = "wsgiserve.toml"
+# Apache's "combined" format, spelled in gunicorn's atoms (gunicorn's own default omits %(l)s).
+DEFAULT_ACCESS_LOG_FORMAT: Final = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+# The access_logformat value that selects one JSON object per line.
+ACCESS_LOG_JSON: Final = "json"
+
+
+@dataclass(frozen=True)
+class _Meta:
+    help: str
+    short: str
+    flag: str
+    aliases: tuple[str, ...]
+    metavar: str
+    check: _Check | None
+    is_repeatable: bool
+    is_positional: bool
+    is_mode: bool
+    allows_empty: bool
+    fallback_env: str
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    short: str = "",
+    flag: str = "",
+    aliases: tuple[str, ...] = (),
+    metavar: str = "",
+    check: _Check | None = None,
+    repeat: bool = False,
+    positional: bool = False,
+    mode: bool = False,
+    allows_empty: bool = True,
+    fallback_env: str = "",
+) -> Any:
+    meta = _Meta(help, short, flag, aliases, metavar, check, repeat, positional, mode,
+                 allows_empty, fallback_env)
+    return field(default=default, metadata={"wsgiserve": meta})
+
+
+_HOOK_HELP: Final = "called as"
+
+
+@dataclass(frozen=True)
+class Server:
+    """Listening sockets, the application and the process environment."""
+
+    bind: tuple[str, ...] = _setting(
+        ("127.0.0.1:8000",), "address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH "
+        "or fd://N; repeat the flag for several", short="-b", metavar="ADDRESS",
+        check=_check_bind, repeat=True, allows_empty=False)
+    # Linux somaxconn caps it; 2048 is gunicorn's default.
+    backlog: int = _setting(2048, "listen(2) queue length", metavar="N", check=_at_least(1))
+    reuse_port: bool = _setting(False, "set SO_REUSEPORT on the listening sockets")
+    app: str = _setting("", "WSGI application, MODULE[:CALLABLE]; empty serves the bundled "
+                        "demo wsgiserve.demo:app", metavar="APP", check=_check_app,
+                        positional=True)
+    name: str = _setting("", "process name shown by ps (default: wsgiserve)", short="-n",
+                         metavar="NAME")
+    chdir: str = _setting("", "change to this directory before loading the app",
+                          metavar="DIR")
+    pythonpath: tuple[str, ...] = _setting(
+        (), "comma-separated directories to prepend to sys.path", metavar="DIRS")
+    preload: bool = _setting(False, "import the app in the arbiter before forking workers")
+    reload: bool = _setting(False, "restart workers when a source file changes "
+                            "(development only)")
+    reload_extra_files: tuple[str, ...] = _setting(
+        (), "another file whose change triggers a reload; repeat for several",
+        aliases=("--reload-extra-file",), metavar="FILE", repeat=True)
+    env: tuple[str, ...] = _setting(
+        (), "set an environment variable for the app; repeat for several", short="-e",
+        metavar="KEY=VALUE", check=_check_env_pair, repeat=True)
+    pid: str = _setting("", "write the arbiter's process id to this file", metavar="FILE")
+    user: str = _setting("", "switch workers to this user (name or uid)", metavar="USER")
+    group: str = _setting("", "switch workers to this group (name or gid)", metavar="GROUP")
+    umask: int = _setting(0, "umask of the server processes, e.g. 0o22 or 022",
+                          metavar="MODE", check=_check_mode, mode=True)
+    script_name: str = _setting("", "SCRIPT_NAME mount prefix such as /app (default: the "
+                                "SCRIPT_NAME environment variable)", metavar="PATH",
+                                check=_check_script_name, fallback_env="SCRIPT_NAME")
+    proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header on each "
+                                    "connection")
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Worker processes, their threads and their timers."""
+
+    workers: int = _setting(1, "number of worker processes (default: $WEB_CONCURRENCY or 1)",
+                            short="-w", metavar="N", check=_at_least(1),
+                            fallback_env="WEB_CONCURRENCY")
+    threads: int = _setting(1, "threads per worker serving requests", metavar="N",
+                            check=_at_least(1))
+    worker_connections: int = _setting(1000, "open connections per worker at most",
+                                       metavar="N", check=_at_least(1))
+    timeout: float = _setting(30.0, "kill and replace a worker silent this many seconds; "
+                              "0 disables", short="-t", metavar="SECONDS", check=_at_least(0))
+    graceful_timeout: float = _setting(30.0, "seconds a stopping worker may finish requests",
+                                       metavar="SECONDS", check=_at_least(0))
+    keep_alive: float = _setting(5.0, "seconds an idle keep-alive connection is kept; "
+                                 "0 disables keep-alive", metavar="SECONDS",
+                                 check=_at_least(0))
+    max_requests: int = _setting(0, "restart a worker after this many requests; 0 never",
+                                 metavar="N", check=_at_least(0))
+    max_requests_jitter: int = _setting(0, "add a random 0..N to max_requests per worker",
+                                        metavar="N", check=_at_least(0))
+    # Slowloris defence: a client may not trickle a request head byte by byte forever.
+    header_timeout: float = _setting(10.0, "seconds to receive a whole request head after "
+                                     "its first byte; 0 disables", metavar="SECONDS",
+                                     check=_at_least(0))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits (defaults are gunicorn's and nginx's)."""
+
+    limit_request_line: int = _setting(8190, "longest request line in bytes (else 414)",
+                                       metavar="BYTES", check=_above(0))
+    limit_request_fields: int = _setting(100, "most header fields in a request (else 431)",
+                                         metavar="N", check=_above(0))
+    limit_request_field_size: int = _setting(
+        8190, "longest header field line in bytes (else 431)",
+        flag="--limit-request-field_size", aliases=("--limit-request-field-size",),
+        metavar="BYTES", check=_above(0))
+    limit_request_head: int = _setting(65536, "largest whole request head in bytes (else 431)",
+                                       metavar="BYTES", check=_above(0))
+    limit_chunk_ext: int = _setting(4096, "longest chunk-size line with extensions, bytes",
+                                    metavar="BYTES", check=_above(0))
+    limit_trailer: int = _setting(8190, "largest chunked trailer section in bytes",
+                                  metavar="BYTES", check=_above(0))
+    limit_request_body: int = _setting(0, "largest request body in bytes (else 413); "
+                                       "0 means unlimited", metavar="BYTES",
+                                       check=_at_least(0))
+
+
+@dataclass(frozen=True)
+class TLS:
+    """TLS for the listeners; off while certfile is empty."""
+
+    certfile: str = _setting("", "PEM certificate chain; enables TLS", metavar="FILE")
+    keyfile: str = _setting("", "PEM private key (default: inside certfile)", metavar="FILE")
+    keyfile_password: str = _setting("", "password of an encrypted keyfile",
+                                     metavar="PASSWORD")
+    ca_certs: str = _setting("", "PEM CA bundle used to verify client certificates",
+                             metavar="FILE")
+    cert_reqs: str = _setting("none", "client certificates: none, optional or required",
+                              metavar="MODE", check=_one_of("none", "optional", "required"))
+    ssl_min_version: str = _setting("TLSv1.2", "oldest TLS version accepted: TLSv1.2 or "
+                                    "TLSv1.3", metavar="VERSION",
+                                    check=_one_of("TLSv1.2", "TLSv1.3"))
+    ciphers: str = _setting("", "OpenSSL cipher list for TLS 1.2 (default: Python's)",
+                            metavar="LIST")
+    alpn: tuple[str, ...] = _setting(("http/1.1",), "comma-separated ALPN protocols offered",
+                                     metavar="PROTOCOLS", check=_check_alpn)
+
+
+TLSSettings = TLS
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """Which peers are trusted to speak for the client."""
+
+    forwarded_allow_ips: tuple[str, ...] = _setting(
+        ("127.0.0.1", "::1"), "comma-separated peers (IPs, CIDRs or *) trusted for "
+        "X-Forwarded-* and Forwarded headers", metavar="IPS", check=_check_ip)
+    proxy_allow_ips: tuple[str, ...] = _setting(
+        ("127.0.0.1", "::1"), "comma-separated peers (IPs, CIDRs or *) allowed to send a "
+        "PROXY protocol header", metavar="IPS", check=_check_ip)
+
+
+@dataclass(frozen=True)
+class Logging:
+    """Error log and access log."""
+
+    access_logfile: str = _setting("", "access log file; - is stdout, empty is off",
+                                   metavar="FILE")
+    access_logformat: str = _setting(
+        DEFAULT_ACCESS_LOG_FORMAT, "access line in gunicorn atoms, or json for one JSON "
+        "object per line (default: Apache combined)", aliases=("--access-log-format",),
+        metavar="FORMAT")
+    error_logfile: str = _setting("-", "error log file; - is stderr", metavar="FILE")
+    log_level: str = _setting("info", "debug, info, warning, error or critical",
+                              metavar="LEVEL",
+                              check=_one_of("debug", "info", "warning", "error", "critical"))
+    capture_output: bool = _setting(False, "send the app's stdout and stderr to the error log")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Server hooks, each a dotted path to a callable (gunicorn's names and arguments)."""
+
+    on_starting: str = _setting("", f"{_HOOK_HELP} on_starting(arbiter)", metavar="PATH",
+                                check=_check_hook)
+    when_ready: str = _setting("", f"{_HOOK_HELP} when_ready(arbiter)", metavar="PATH",
+                               check=_check_hook)
+    pre_fork: str = _setting("", f"{_HOOK_HELP} pre_fork(arbiter, worker)", metavar="PATH",
+                             check=_check_hook)
+    post_fork: str = _setting("", f"{_HOOK_HELP} post_fork(arbiter, worker)", metavar="PATH",
+                              check=_check_hook)
+    post_worker_init: str = _setting("", f"{_HOOK_HELP} post_worker_init(worker)",
+                                     metavar="PATH", check=_check_hook)
+    worker_exit: str = _setting("", f"{_HOOK_HELP} worker_exit(arbiter, worker)",
+                                metavar="PATH", check=_check_hook)
+    on_reload: str = _setting("", f"{_HOOK_HELP} on_reload(arbiter)", metavar="PATH",
+                              check=_check_hook)
+    on_exit: str = _setting("", f"{_HOOK_HELP} on_exit(arbiter)", metavar="PATH",
+                            check=_check_hook)
+    pre_request: str = _setting("", f"{_HOOK_HELP} pre_request(worker, request)",
+                                metavar="PATH", check=_check_hook)
+    post_request: str = _setting("", f"{_HOOK_HELP} post_request(worker, request, environ, "
+                                 "response)", metavar="PATH", check=_check_hook)
+    worker_abort: str = _setting("", f"{_HOOK_HELP} worker_abort(worker)", metavar="PATH",
+                                 check=_check_hook)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration; ``config_path`` is the file loaded, if any."""
+
+    server: Server = field(default_factory=Server)
+    workers: Workers = field(default_factory=Workers)
+    limits: Limits = field(default_factory=Limits)
+    tls: TLS = field(default_factory=TLS)
+    proxy: Proxy = field(default_factory=Proxy)
+    logging: Logging = field(default_factory=Logging)
+    hooks: Hooks = field(default_factory=Hooks)
+    config_path: str = ""
+
+
+# TOML table name -> (section dataclass, --help group title)
+SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
+    "server": (Server, "server"),
+    "workers": (Workers, "workers"),
+    "limits": (Limits, "request limits"),
+    "tls": (TLS, "TLS"),
+    "proxy": (Proxy, "proxies"),
+    "logging": (Logging, "logging"),
+    "hooks": (Hooks, "server hooks (each a dotted path module:callable, as in gunicorn)"),
+}
+
+_KINDS: Final[Mapping[object, str]] = {
+    str: "str", int: "int", float: "float", bool: "bool", tuple[str, ...]: "list",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as read from its section dataclass field."""
+
+    section: str
+    key: str
+    kind: str  # "str", "int", "float", "bool", "list" (of strings) or "mode" (octal int)
+    default: Any
+    help: str
+    flags: tuple[str, ...]  # primary long flag first; () for the positional APP
+    metavar: str
+    check: _Check | None  # applied to the value, or to each item of a list
+    is_repeatable: bool  # a list flag given once per item (else comma-separated)
+    is_positional: bool
+    allows_empty: bool
+    fallback_env: str  # a conventional variable supplying the default, e.g. WEB_CONCURRENCY
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.key.upper()
+
+    @property
+    def dest(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+def _declared() -> Iterator[Setting]:
+    for section, (cls, _) in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            meta: _Meta = item.metadata["wsgiserve"]
+            kind = "mode" if meta.is_mode else _KINDS[hints[item.name]]
+            long_flag = meta.flag or "--" + item.name.replace("_", "-")
+            flags = () if meta.is_positional else (long_flag, *meta.aliases)
+            if meta.short:
+                flags = (meta.short, *flags)
+            yield Setting(section, item.name, kind, item.default, meta.help, flags,
+                          meta.metavar, meta.check, meta.is_repeatable, meta.is_positional,
+                          meta.allows_empty, meta.fallback_env)
+
+
+SETTINGS: Final[tuple[Setting, ...]] = tuple(_declared())
+_BY_KEY: Final[Mapping[tuple[str, str], Setting]] = {(s.section, s.key): s for s in SETTINGS}
