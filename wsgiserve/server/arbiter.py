@@ -3,7 +3,9 @@
 It binds (or inherits) the listening sockets, forks workers, watches their heartbeats,
 replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgrade,
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
-does the work. Imported by ``cli``; imports ``children`` (which runs the worker) and the rest
+does the work. Imported by ``cli``; imports ``children`` (which runs the worker) and what
+it delegates to: ``listeners`` (open, rebind, close), ``reload`` (config re-read, file
+watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd`` (notifications, watchdog).
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -21,46 +23,43 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Final, NoReturn
 
-from wsgiserve import config as config_module, tls
+from wsgiserve import tls
 from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files
-from wsgiserve.reloader import Reloader
-from wsgiserve.server import sockets, systemd
+from wsgiserve.server import systemd
 from wsgiserve.server.children import (
     Generation,
+    RespawnBackoff,
     WorkerProcess,
     app_label,
-    app_source_files,
     boot_worker,
     exit_description,
     resolve_ids,
     start_directory,
 )
 from wsgiserve.server.heartbeat import Heartbeat
+from wsgiserve.server.listeners import Listeners
+from wsgiserve.server.pidfile import PidFile
 from wsgiserve.server.proctitle import set_process_title
+from wsgiserve.server.reload import CodeWatcher, reread_config
 from wsgiserve.server.signals import SignalQueue
+from wsgiserve.server.sockets import ListenerError
+from wsgiserve.server.upgrade import BinaryUpgrade
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
 logger = logging.getLogger(__name__)
 
-# After SIGABRT (stack dump) a stale worker gets this long to die before SIGKILL.
-ABORT_GRACE_S: Final = 2.0
 # INT/QUIT: workers stop at once; this is how long we wait before SIGKILL (the probes
 # require the master gone within 3 s).
 FAST_STOP_WAIT_S: Final = 1.0
 # A worker that booted and lived this long was healthy: its death resets the backoff.
 HEALTHY_LIFETIME_S: Final = 1.0
-# Respawn backoff after fast deaths: doubles from the first to the last value.
-FIRST_BACKOFF_S: Final = 0.1
-MAX_BACKOFF_S: Final = 10.0
 # Main loop tick: heartbeat checks, boot detection and STATUS updates happen this often.
 TICK_S: Final = 0.1
-# --reload polls file signatures this often (Reloader is stat-based).
-RELOAD_POLL_S: Final = 1.0
 # Each worker process shows this role in its title.
 _TITLE_MASTER: Final = "master"
 
@@ -80,26 +79,19 @@ class Arbiter:
         self.workers: dict[int, WorkerProcess] = {}
         self._signals = SignalQueue()
         self._notifier = systemd.Notifier()
-        self._listener_source = "bind"
+        self._watchdog = systemd.Watchdog(self._notifier)
+        self._listeners = Listeners(self.pid)
+        self._upgrade = BinaryUpgrade(argv=self._argv, start_directory=self._start_directory,
+                                      master_pid=self.pid)
+        self._pidfile: PidFile | None = None
         self._serving: Generation | None = None
         self._pending: Generation | None = None
         self._next_worker_id = 1
-        self._backoff_s = 0.0
-        self._next_spawn_at = 0.0
+        self._backoff = RespawnBackoff()
         self._is_ready = False
         self._boot_failure: str | None = None
-        self._upgrade_pid = 0
-        self._is_upgraded_master = False
-        self._pidfile = ""
-        self._pidfile_original = ""
-        self._status_line = ""
-        self._watchdog_s = systemd.watchdog_interval_s(os.environ)
-        self._next_watchdog_at = 0.0
-        self._reloader: Reloader | None = None
-        self._next_reload_poll_at = 0.0
+        self._code_watcher: CodeWatcher | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
-        self._bound_for: tuple[str, ...] = ()
-        self._unix_paths_owned: set[str] = set()
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -120,75 +112,6 @@ class Arbiter:
 
     # --- start-up ----------------------------------------------------------------------
 
-    def _open_listeners(self, config: Config) -> list[socket.socket]:
-        """Inherit ($WSGISERVE_FDS from a USR2 parent, or systemd's) or bind ``--bind``."""
-        inherited = sockets.inherited_fds(os.environ)
-        os.environ.pop(sockets.INHERITED_FDS_VARIABLE, None)
-        if inherited:
-            self._listener_source = "upgrade"
-            self._is_upgraded_master = True
-            listeners = [sockets.adopt_fd(fd) for fd in inherited]
-        else:
-            activated = systemd.listen_fds(os.environ)
-            if activated:
-                self._listener_source = "systemd"
-                listeners = [sockets.adopt_fd(item.fd) for item in activated]
-            else:
-                return self._bind_all(config, [])
-        logger.info("using %d inherited listener(s) from %s; --bind is not used",
-                    len(listeners), "the old master" if inherited else "systemd")
-        return listeners
-
-    def _bind_all(self, config: Config, keep: Sequence[socket.socket]) -> list[socket.socket]:
-        """Listeners for ``config.server.bind``, reusing those in ``keep`` with the same
-        address. Raises ListenerError with nothing new left open."""
-        reusable = {sockets.listener_key(sock): sock for sock in keep}
-        listeners: list[socket.socket] = []
-        try:
-            for text in config.server.bind:
-                key = sockets.bind_key(text)
-                if key is not None and key in reusable:
-                    listeners.append(reusable.pop(key))
-                    continue
-                sock = sockets.bind(text, backlog=config.server.backlog,
-                                    reuse_port=config.server.reuse_port,
-                                    umask=config.server.umask)
-                path = sockets.unix_path(sock)
-                if path:
-                    self._unix_paths_owned.add(path)
-                    self._chown_unix_socket(path)
-                listeners.append(sock)
-        except sockets.ListenerError:
-            sockets.close_listeners([s for s in listeners if s not in keep], unlink=True)
-            raise
-        return listeners
-
-    def _chown_unix_socket(self, path: str) -> None:
-        uid, gid = self._ids
-        if uid is not None or gid is not None:
-            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-
-    def _scheme(self, config: Config) -> str:
-        return "https" if config.tls.certfile else "http"
-
-    def _write_pidfile(self, path: str) -> None:
-        directory = os.path.dirname(os.path.abspath(path))
-        temporary = os.path.join(directory, f".{os.path.basename(path)}.{self.pid}.tmp")
-        with open(temporary, "w", encoding="ascii") as file:
-            file.write(f"{self.pid}\n")
-        os.replace(temporary, path)
-
-    def _remove_pidfile(self) -> None:
-        if not self._pidfile:
-            return
-        try:
-            with open(self._pidfile, encoding="ascii") as file:
-                is_ours = file.read().strip() == str(self.pid)
-            if is_ours:
-                os.unlink(self._pidfile)
-        except OSError:
-            pass
-
     def _start(self) -> int | None:
         """Everything before the first fork; returns an exit code if start-up failed."""
         config = self.config
@@ -207,37 +130,30 @@ class Arbiter:
             return EXIT_APP_LOAD
         self._signals.install()
         try:
-            listeners = self._open_listeners(config)
-        except (sockets.ListenerError, ValueError) as exc:
+            listeners = self._listeners.open(config, ids=self._ids)
+        except (ListenerError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return EXIT_ERROR
-        self._bound_for = config.server.bind
         app = None
         if config.server.preload:
             try:
                 app = load_app(config.server.app)
             except AppLoadError as exc:
                 logger.error("cannot load the app: %s", exc)
-                sockets.close_listeners(listeners, unlink=self._listener_source == "bind")
+                self._listeners.close_after_failed_start(listeners)
                 return EXIT_APP_LOAD
         self._serving = Generation(1, config, hooks, listeners, app, reason="start")
-        for sock in listeners:
-            logger.info("Listening at: %s (%d)", sockets.describe(sock, scheme=self._scheme(config)),
-                        self.pid)
+        self._listeners.log_listening(listeners, config)
         if config.server.pid:
-            self._pidfile = self._pidfile_original = config.server.pid
+            self._pidfile = PidFile(config.server.pid, self.pid)
             try:
-                self._write_pidfile(self._pidfile)
+                self._pidfile.write()
             except OSError as exc:
-                logger.error("cannot write the pid file %s: %s", self._pidfile, exc.strerror)
-                sockets.close_listeners(listeners, unlink=self._listener_source == "bind")
+                logger.error("cannot write the pid file %s: %s", self._pidfile.path, exc.strerror)
+                self._listeners.close_after_failed_start(listeners)
                 return EXIT_ERROR
         if config.server.reload:
-            if config.server.preload:
-                logger.warning("--reload with --preload restarts workers but cannot load "
-                               "new app code")
-            extra = [*app_source_files(config.server.app), *config.server.reload_extra_files]
-            self._reloader = Reloader(extra, watch_modules=config.server.preload)
+            self._code_watcher = CodeWatcher(config)
         logger.info("master %d starting %d worker(s) for %s", self.pid, self.num_workers,
                     app_label(config))
         self._call_hook(hooks, "on_starting", self)
@@ -278,8 +194,8 @@ class Arbiter:
     def _sleep_s(self) -> float:
         now = time.monotonic()
         sleep_s = TICK_S
-        if self._next_spawn_at > now:
-            sleep_s = min(sleep_s, self._next_spawn_at - now)
+        if self._backoff.next_spawn_at > now:
+            sleep_s = min(sleep_s, self._backoff.next_spawn_at - now)
         return sleep_s
 
     def _handle_signals(self) -> bool | None:
@@ -303,7 +219,8 @@ class Arbiter:
                 logger.info("SIGUSR1: reopened %d log file(s)", count)
                 self._signal_workers(signal.SIGUSR1, retire=False)
             elif signum == signal.SIGUSR2:
-                self._upgrade()
+                self._upgrade.start(self._serving.listeners if self._serving else [],
+                                    self._pidfile, self._signals)
             elif signum == signal.SIGWINCH:
                 logger.info("SIGWINCH: stopping all workers gracefully (the master stays)")
                 self.num_workers = 0
@@ -320,14 +237,14 @@ class Arbiter:
         self._next_worker_id += 1
         if not self._call_hook(generation.hooks, "pre_fork", self, record):
             heartbeat.close()
-            self._delay_next_spawn()
+            self._backoff.delay()
             return
         try:
             pid = os.fork()
         except OSError as exc:
             logger.error("cannot fork a worker: %s", exc.strerror)
             heartbeat.close()
-            self._delay_next_spawn()
+            self._backoff.delay()
             return
         if pid == 0:
             self._run_worker(record, generation)
@@ -360,27 +277,12 @@ class Arbiter:
                 seen += [s for s in generation.listeners if all(s is not x for x in seen)]
         return seen
 
-    def _delay_next_spawn(self) -> None:
-        self._backoff_s = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, self._backoff_s * 2))
-        self._next_spawn_at = time.monotonic() + self._backoff_s
-
-    def _send(self, record: WorkerProcess, signum: int) -> None:
-        try:
-            os.kill(record.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def _retire(self, record: WorkerProcess, signum: int = signal.SIGTERM) -> None:
-        if record.stop_sent_at is None:
-            record.stop_sent_at = time.monotonic()
-            self._send(record, signum)
-
     def _signal_workers(self, signum: int, *, retire: bool) -> None:
         for record in list(self.workers.values()):
             if retire:
-                self._retire(record, signum)
+                record.retire(signum)
             else:
-                self._send(record, signum)
+                record.send(signum)
 
     def _reap_workers(self) -> None:
         while True:
@@ -392,8 +294,9 @@ class Arbiter:
                 continue
             if pid == 0:
                 return
-            if pid == self._upgrade_pid:
-                self._upgrade_child_exited(status)
+            if pid == self._upgrade.new_master_pid:
+                self._upgrade.new_master_exited(status, self._pidfile)
+                self._notifier.notify(f"MAINPID={self.pid}")
                 continue
             record = self.workers.pop(pid, None)
             if record is not None:
@@ -404,27 +307,15 @@ class Arbiter:
         record.check_booted()
         record.heartbeat.close()
         lifetime = time.monotonic() - record.spawned_at
-        name = f"worker {record.worker_id} (pid {record.pid})"
-        if record.abort_sent_at is not None:
-            logger.error("%s %s after a timeout (its stack is in the log above)", name,
-                         description)
-        elif record.stop_sent_at is not None:
-            logger.info("%s %s", name, description)
-        elif code == EXIT_OK:
-            logger.info("%s exited (max requests reached or master changed)", name)
-        elif code == signal.SIGKILL * -1:
-            logger.error("%s %s; perhaps out of memory?", name, description)
-        else:
-            logger.error("%s %s", name, description)
+        record.log_exit(code, description)
         if record.stop_sent_at is not None or code == EXIT_OK:
             return
         if not record.has_booted:
             self._boot_failed(record, code, description)
         if record.has_booted and lifetime >= HEALTHY_LIFETIME_S:
-            self._backoff_s = 0.0
-            self._next_spawn_at = 0.0
+            self._backoff.reset()
         else:
-            self._delay_next_spawn()
+            self._backoff.delay()
 
     def _boot_failed(self, record: WorkerProcess, code: int, description: str) -> None:
         pending = self._pending
@@ -447,30 +338,7 @@ class Arbiter:
         now = time.monotonic()
         for record in list(self.workers.values()):
             record.check_booted()
-            timeout_s = record.config.workers.timeout
-            if record.kill_sent_at is not None:
-                continue
-            if record.abort_sent_at is not None:
-                if now - record.abort_sent_at >= ABORT_GRACE_S:
-                    logger.critical("worker %d (pid %d) did not die on SIGABRT: SIGKILL",
-                                    record.worker_id, record.pid)
-                    record.kill_sent_at = now
-                    self._send(record, signal.SIGKILL)
-                continue
-            # The graceful timeout; a worker that goes silent meanwhile is caught below.
-            if record.stop_sent_at is not None and \
-                    now - record.stop_sent_at >= record.config.workers.graceful_timeout + 1.0:
-                logger.warning("worker %d (pid %d) still running %.0f s after TERM: SIGKILL",
-                               record.worker_id, record.pid, now - record.stop_sent_at)
-                record.kill_sent_at = now
-                self._send(record, signal.SIGKILL)
-                continue
-            if timeout_s > 0 and record.heartbeat.age() > timeout_s:
-                logger.critical("WORKER TIMEOUT: worker %d (pid %d) silent for %.1f s; "
-                                "SIGABRT dumps its stacks", record.worker_id, record.pid,
-                                record.heartbeat.age())
-                record.abort_sent_at = now
-                self._send(record, signal.SIGABRT)
+            record.enforce_timeouts(now)
 
     def _maintain_worker_count(self) -> None:
         for generation in (self._serving, self._pending):
@@ -482,9 +350,9 @@ class Arbiter:
             while len(active) > self.num_workers:
                 oldest = active.pop(0)
                 logger.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
-                self._retire(oldest)
+                oldest.retire()
             missing = self.num_workers - len(active)
-            while missing > 0 and time.monotonic() >= self._next_spawn_at:
+            while missing > 0 and time.monotonic() >= self._backoff.next_spawn_at:
                 self._spawn_worker(generation)
                 missing -= 1
 
@@ -500,7 +368,7 @@ class Arbiter:
         config = base.config
         if reread:
             try:
-                config = self._reread_config()
+                config = reread_config(self._argv, self._environ, self._start_directory)
                 hooks = load_hooks(config.hooks)
                 tls.check_config(config.tls)
             except (ConfigError, AppLoadError) as exc:
@@ -511,8 +379,8 @@ class Arbiter:
         else:
             hooks = base.hooks
         try:
-            listeners = self._listeners_for(config, base.listeners)
-        except sockets.ListenerError as exc:
+            listeners = self._listeners.for_reload(config, base.listeners)
+        except ListenerError as exc:
             logger.error("reload (%s) failed, keeping the running listeners: %s", reason, exc)
             self._notifier.notify("READY=1")
             return
@@ -522,39 +390,8 @@ class Arbiter:
                                          default=0)) + 1
         self._pending = Generation(number, config, hooks, listeners, serving.app, reason)
         self.num_workers = config.workers.workers if reread else max(self.num_workers, 1)
-        self._backoff_s = 0.0
-        self._next_spawn_at = 0.0
+        self._backoff.reset()
         self._call_hook(hooks, "on_reload", self)
-
-    def _reread_config(self) -> Config:
-        here = os.getcwd()
-        os.chdir(self._start_directory)
-        try:
-            config = config_module.load(self._argv, self._environ)
-        finally:
-            os.chdir(here)
-        if config.server.chdir:
-            os.chdir(os.path.join(self._start_directory, config.server.chdir))
-        for directory in reversed(config.server.pythonpath):
-            directory = os.path.abspath(directory)
-            if directory not in sys.path:
-                sys.path.insert(0, directory)
-        for pair in config.server.env:
-            name, _, value = pair.partition("=")
-            os.environ[name] = value
-        return config
-
-    def _listeners_for(self, config: Config,
-                       current: list[socket.socket]) -> list[socket.socket]:
-        if self._listener_source != "bind" or config.server.bind == self._bound_for:
-            return current
-        logger.info("bind changed: %s -> %s", ", ".join(self._bound_for),
-                    ", ".join(config.server.bind))
-        listeners = self._bind_all(config, current)
-        for sock in listeners:
-            logger.info("Listening at: %s (%d)",
-                        sockets.describe(sock, scheme=self._scheme(config)), self.pid)
-        return listeners
 
     def _abandon_pending(self, keep: Sequence[socket.socket] = ()) -> None:
         pending, self._pending = self._pending, None
@@ -562,19 +399,8 @@ class Arbiter:
             return
         for record in self.workers.values():
             if record.generation == pending.number:
-                self._retire(record)
-        self._close_unused_listeners(pending.listeners, keep)
-
-    def _close_unused_listeners(self, candidates: Sequence[socket.socket],
-                                keep: Sequence[socket.socket] = ()) -> None:
-        in_use = [*keep, *(self._serving.listeners if self._serving else []),
-                  *(self._pending.listeners if self._pending else [])]
-        unused = [s for s in candidates if all(s is not x for x in in_use)]
-        for sock in unused:
-            path = sockets.unix_path(sock)
-            if path:
-                self._unix_paths_owned.discard(path)
-        sockets.close_listeners(unused, unlink=True)
+                record.retire()
+        self._listeners.close_unused(pending.listeners, in_use=[*keep, *self._all_listeners()])
 
     def _advance_generations(self) -> None:
         """Promote the pending generation once all its workers have booted."""
@@ -587,81 +413,23 @@ class Arbiter:
             return
         old, self._serving, self._pending = self._serving, pending, None
         self.config = pending.config
-        if pending.config.server.bind != self._bound_for and self._listener_source == "bind":
-            self._bound_for = pending.config.server.bind
+        self._listeners.mark_serving(pending.config)
         retired = 0
         for record in self.workers.values():
             if record.generation != pending.number and not record.is_retiring:
-                self._retire(record)
+                record.retire()
                 retired += 1
         if old is not None:
-            self._close_unused_listeners(old.listeners)
+            self._listeners.close_unused(old.listeners, in_use=self._all_listeners())
         logger.info("reload (%s) done: %d new worker(s) serving, %d old one(s) retiring",
                     pending.reason, len(booted), retired)
         self._notifier.notify("READY=1")
 
     def _poll_reloader(self) -> None:
-        if self._reloader is None or time.monotonic() < self._next_reload_poll_at:
-            return
-        self._next_reload_poll_at = time.monotonic() + RELOAD_POLL_S
-        changed = self._reloader.changed()
+        changed = self._code_watcher.changed() if self._code_watcher else []
         if changed:
             logger.info("changed: %s; restarting workers", ", ".join(changed[:5]))
             self._reload(reread=False, reason="--reload")
-
-    # --- USR2 upgrade -------------------------------------------------------------------
-
-    def _upgrade(self) -> None:
-        """Fork and exec a new master that inherits the listeners (nginx's binary upgrade)."""
-        if self._upgrade_pid:
-            logger.warning("SIGUSR2 ignored: new master %d is still running", self._upgrade_pid)
-            return
-        if self._pidfile:
-            oldbin = self._pidfile_original + ".oldbin"
-            try:
-                os.replace(self._pidfile, oldbin)
-                self._pidfile = oldbin
-            except OSError as exc:
-                logger.error("SIGUSR2 ignored: cannot rename %s: %s", self._pidfile, exc.strerror)
-                return
-        listeners = self._serving.listeners if self._serving else []
-        arguments = [sys.executable, "-m", "wsgiserve", *self._argv]
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            logger.error("SIGUSR2 failed: cannot fork: %s", exc.strerror)
-            self._restore_pidfile()
-            return
-        if pid == 0:
-            try:
-                self._signals.restore_defaults()
-                environment = {k: v for k, v in os.environ.items()
-                               if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
-                environment[sockets.INHERITED_FDS_VARIABLE] = sockets.export_for_exec(listeners)
-                os.chdir(self._start_directory)
-                os.execve(sys.executable, arguments, environment)
-            finally:
-                os._exit(EXIT_ERROR)
-        self._upgrade_pid = pid
-        logger.info("SIGUSR2: started new master %d; TERM this one (%d) once it is ready",
-                    pid, self.pid)
-
-    def _upgrade_child_exited(self, status: int) -> None:
-        _, description = exit_description(status)
-        logger.error("new master %d %s; this master carries on", self._upgrade_pid, description)
-        self._upgrade_pid = 0
-        self._restore_pidfile()
-        self._notifier.notify(f"MAINPID={self.pid}")
-
-    def _restore_pidfile(self) -> None:
-        """Undo the ``.oldbin`` rename after a failed upgrade."""
-        if self._pidfile and self._pidfile != self._pidfile_original:
-            try:
-                self._write_pidfile(self._pidfile_original)
-                os.unlink(self._pidfile)
-            except OSError as exc:
-                logger.error("cannot restore the pid file: %s", exc.strerror)
-            self._pidfile = self._pidfile_original
 
     # --- systemd -----------------------------------------------------------------------
 
@@ -673,23 +441,15 @@ class Arbiter:
             self._is_ready = True
             logger.info("ready: %d worker(s) serving", booted)
             fields = ["READY=1"]
-            if self._is_upgraded_master:
+            if self._listeners.is_from_old_master:
                 fields.insert(0, f"MAINPID={self.pid}")
             self._notifier.notify(*fields)
             self._call_hook(self.hooks, "when_ready", self)
         booting = sum(1 for w in self.workers.values() if not w.has_booted and not w.is_retiring)
         retiring = sum(1 for w in self.workers.values() if w.is_retiring)
-        status = f"STATUS={booted} worker(s) serving, {booting} booting, {retiring} stopping"
-        if status != self._status_line and self._notifier.is_enabled:
-            self._status_line = status
-            self._notifier.notify(status)
-        self._ping_watchdog()
-
-    def _ping_watchdog(self) -> None:
-        now = time.monotonic()
-        if self._watchdog_s is not None and now >= self._next_watchdog_at:
-            self._notifier.notify("WATCHDOG=1")
-            self._next_watchdog_at = now + self._watchdog_s
+        self._notifier.notify_status(
+            f"{booted} worker(s) serving, {booting} booting, {retiring} stopping")
+        self._watchdog.ping()
 
     # --- stop --------------------------------------------------------------------------
 
@@ -697,7 +457,7 @@ class Arbiter:
         """Numbered shutdown under one deadline. 1: tell systemd; 2: close the listeners so
         new connections are refused; 3: TERM (graceful) or QUIT (fast) the workers; 4: wait
         for them; 5: SIGKILL stragglers; 6: on_exit, pid file."""
-        handed_over = self._upgrade_pid != 0
+        handed_over = self._upgrade.is_running
         if not handed_over:
             self._notifier.notify("STOPPING=1")
         logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
@@ -705,25 +465,26 @@ class Arbiter:
         signum = signal.SIGTERM if graceful else signal.SIGQUIT
         for record in self.workers.values():
             record.stop_sent_at = time.monotonic()
-            self._send(record, signum)
+            record.send(signum)
         wait_s = self.config.workers.graceful_timeout if graceful else FAST_STOP_WAIT_S
         deadline = time.monotonic() + wait_s
         while self.workers and time.monotonic() < deadline:
             self._reap_workers()
             if not self.workers:
                 break
-            self._ping_watchdog()  # a long graceful stop is not a hang
+            self._watchdog.ping()  # a long graceful stop is not a hang
             self._signals.wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
             while (pending_signal := self._signals.pop()) is not None:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
                     logger.info("fast stop requested during graceful stop")
                     graceful = False
                     for record in self.workers.values():
-                        self._send(record, signal.SIGQUIT)
+                        record.send(signal.SIGQUIT)
                     deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
         self._kill_remaining()
         self._call_hook(self.hooks, "on_exit", self)
-        self._remove_pidfile()
+        if self._pidfile is not None:
+            self._pidfile.remove()
         logger.info("master %d exiting", self.pid)
         return EXIT_OK
 
@@ -732,17 +493,13 @@ class Arbiter:
         for generation in (self._serving, self._pending):
             if generation is not None:
                 generation.listeners = []
-        for sock in listeners:
-            path = sockets.unix_path(sock)
-            owned = bool(path) and path in self._unix_paths_owned or \
-                self._listener_source == "upgrade"
-            sockets.close_listeners([sock], unlink=unlink and owned)
+        self._listeners.close_for_stop(listeners, unlink=unlink)
 
     def _kill_remaining(self) -> None:
         for record in self.workers.values():
             logger.warning("worker %d (pid %d) did not stop in time: SIGKILL",
                            record.worker_id, record.pid)
-            self._send(record, signal.SIGKILL)
+            record.send(signal.SIGKILL)
         deadline = time.monotonic() + 2.0
         while self.workers and time.monotonic() < deadline:
             self._reap_workers()

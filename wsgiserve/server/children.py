@@ -2,8 +2,11 @@
 
 ``boot_worker`` runs in the forked child: title, privileges, ``post_fork``, app import, the
 first heartbeat (which tells the arbiter the worker booted), then ``Worker.run()`` and
-``os._exit``. Also the small process helpers the arbiter uses (exit statuses, ids, the
-directory the command ran in). Imported by ``server.arbiter`` only; imports ``server.worker``.
+``os._exit``. A ``WorkerProcess`` also applies the timeouts (SIGABRT when its heartbeat
+goes stale, SIGKILL when it outlives that or TERM) and ``RespawnBackoff`` paces replacements
+after fast deaths. Also the small process helpers the arbiter uses (exit statuses, ids, the
+directory the command ran in). Imported by ``server.arbiter`` and its helpers only; imports
+``server.worker``.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from wsgiserve.server.worker import Worker
 
 __all__ = [
     "Generation",
+    "RespawnBackoff",
     "WorkerProcess",
     "app_label",
     "app_source_files",
@@ -44,6 +48,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TITLE_WORKER: Final = "worker"
+# After SIGABRT (stack dump) a stale worker gets this long to die before SIGKILL.
+ABORT_GRACE_S: Final = 2.0
+# A worker still running this long after TERM and its graceful timeout gets SIGKILL.
+_STOP_GRACE_S: Final = 1.0
+# Respawn backoff after fast deaths: doubles from the first to the last value.
+FIRST_BACKOFF_S: Final = 0.1
+MAX_BACKOFF_S: Final = 10.0
 
 
 @dataclass(eq=False)
@@ -72,6 +83,64 @@ class WorkerProcess:
             self.has_booted = last_beat > self.spawned_at
         return self.has_booted
 
+    def send(self, signum: int) -> None:
+        """Send ``signum``; a worker that has exited but is not yet reaped is ignored."""
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def retire(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the worker to stop with ``signum``, once: later calls do nothing."""
+        if self.stop_sent_at is None:
+            self.stop_sent_at = time.monotonic()
+            self.send(signum)
+
+    def log_exit(self, code: int, description: str) -> None:
+        """Log the exit reaped with ``code`` (``exit_description``): info when it was asked
+        for or clean, error for a timeout, a crash or a kill."""
+        name = f"worker {self.worker_id} (pid {self.pid})"
+        if self.abort_sent_at is not None:
+            logger.error("%s %s after a timeout (its stack is in the log above)", name,
+                         description)
+        elif self.stop_sent_at is not None:
+            logger.info("%s %s", name, description)
+        elif code == EXIT_OK:
+            logger.info("%s exited (max requests reached or master changed)", name)
+        elif code == signal.SIGKILL * -1:
+            logger.error("%s %s; perhaps out of memory?", name, description)
+        else:
+            logger.error("%s %s", name, description)
+
+    def enforce_timeouts(self, now: float) -> None:
+        """SIGABRT a worker silent for longer than its timeout (it dumps its stacks), then
+        SIGKILL it if it outlives that by ``ABORT_GRACE_S``; SIGKILL a worker still running
+        a second after TERM and its graceful timeout. Each signal is sent once."""
+        timeout_s = self.config.workers.timeout
+        if self.kill_sent_at is not None:
+            return
+        if self.abort_sent_at is not None:
+            if now - self.abort_sent_at >= ABORT_GRACE_S:
+                logger.critical("worker %d (pid %d) did not die on SIGABRT: SIGKILL",
+                                self.worker_id, self.pid)
+                self.kill_sent_at = now
+                self.send(signal.SIGKILL)
+            return
+        # The graceful timeout; a worker that goes silent meanwhile is caught below.
+        if self.stop_sent_at is not None and \
+                now - self.stop_sent_at >= self.config.workers.graceful_timeout + _STOP_GRACE_S:
+            logger.warning("worker %d (pid %d) still running %.0f s after TERM: SIGKILL",
+                           self.worker_id, self.pid, now - self.stop_sent_at)
+            self.kill_sent_at = now
+            self.send(signal.SIGKILL)
+            return
+        if timeout_s > 0 and self.heartbeat.age() > timeout_s:
+            logger.critical("WORKER TIMEOUT: worker %d (pid %d) silent for %.1f s; "
+                            "SIGABRT dumps its stacks", self.worker_id, self.pid,
+                            self.heartbeat.age())
+            self.abort_sent_at = now
+            self.send(signal.SIGABRT)
+
 
 @dataclass(eq=False)
 class Generation:
@@ -84,6 +153,24 @@ class Generation:
     app: WSGIApplication | None = None
     reason: str = ""
     started_at: float = field(default_factory=time.monotonic)
+
+
+class RespawnBackoff:
+    """When the next worker may be forked. Each ``delay()`` (a fast death, a failed fork or
+    ``pre_fork``) waits longer, from ``FIRST_BACKOFF_S`` doubling up to ``MAX_BACKOFF_S``;
+    ``reset()`` (a healthy worker's death, a reload) allows a fork at once."""
+
+    def __init__(self) -> None:
+        self._backoff_s = 0.0
+        self.next_spawn_at = 0.0
+
+    def delay(self) -> None:
+        self._backoff_s = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, self._backoff_s * 2))
+        self.next_spawn_at = time.monotonic() + self._backoff_s
+
+    def reset(self) -> None:
+        self._backoff_s = 0.0
+        self.next_spawn_at = 0.0
 
 
 def exit_description(status: int) -> tuple[int, str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["LISTEN_FDS_START", "ListenFd", "Notifier", "listen_fds", "watchdog_interval_s"]
+__all__ = ["LISTEN_FDS_START", "ListenFd", "Notifier", "Watchdog", "listen_fds",
+           "watchdog_interval_s"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class Notifier:
         if self._address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
+        self._status = ""
 
     @property
     def is_enabled(self) -> bool:
@@ -120,6 +123,14 @@ class Notifier:
             return False
         return True
 
+    def notify_status(self, text: str) -> None:
+        """Send ``STATUS=text`` unless that is the status last sent (the loop calls this on
+        every tick; systemd needs only the changes)."""
+        field = f"STATUS={text}"
+        if field != self._status and self.is_enabled:
+            self._status = field
+            self.notify(field)
+
     def fileno(self) -> int:
         return -1 if self._socket is None else self._socket.fileno()
 
@@ -127,3 +138,19 @@ class Notifier:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+class Watchdog:
+    """Sends ``WATCHDOG=1`` through a ``Notifier`` as often as ``$WATCHDOG_USEC`` asks."""
+
+    def __init__(self, notifier: Notifier, environ: Mapping[str, str] | None = None) -> None:
+        self._notifier = notifier
+        self._interval_s = watchdog_interval_s(os.environ if environ is None else environ)
+        self._next_ping_at = 0.0
+
+    def ping(self) -> None:
+        """Call often: sends ``WATCHDOG=1`` when due, nothing when the watchdog is off."""
+        now = time.monotonic()
+        if self._interval_s is not None and now >= self._next_ping_at:
+            self._notifier.notify("WATCHDOG=1")
+            self._next_ping_at = now + self._interval_s
