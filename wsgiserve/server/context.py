@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ DRAIN_MAX_BYTES: Final = 65536
 # lingering close of RFC 9112 §9.6, done in the event loop (nginx lingering_time is 30 s,
 # lingering_timeout 5 s; we allow 2 s).
 LINGER_S: Final = 2.0
+# What a non-blocking send or receive raises when it has to wait (TLS sockets included).
+WOULD_BLOCK: Final = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                      ssl.SSLWantWriteError)
 
 
 class DateCache:

@@ -136,7 +136,7 @@ class PreambleConnection(Connection):
             self._base_environ["REMOTE_ADDR"] = self.remote_addr
             self._base_environ["REMOTE_PORT"] = str(self.remote_port)
         if self.is_tls:
-            self._set_state(ConnState.HANDSHAKING)
+            self.set_state(ConnState.HANDSHAKING)
             return self._handshake()
         return self._start_http()
 
@@ -177,7 +177,7 @@ class PreambleConnection(Connection):
             socket.socket.send(self.sock, response)
         except OSError:
             return Outcome.CLOSE
-        self._set_state(ConnState.CLOSING)
+        self.set_state(ConnState.CLOSING)
         return self._start_lingering()
 
     def _start_lingering(self) -> Outcome:
@@ -193,7 +193,7 @@ class PreambleConnection(Connection):
 
     # -- then HTTP ------------------------------------------------------------------------
     def _start_http(self) -> Outcome:
-        self._set_state(ConnState.READING_HEAD)
+        self.set_state(ConnState.READING_HEAD)
         self.deadline = time.monotonic() + self.context.header_timeout_s
         # The request may already be buffered (it often follows the client's Finished):
         # read now rather than wait for an event that may not come.
