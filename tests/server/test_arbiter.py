@@ -413,10 +413,13 @@ def test_hooks_are_called_in_order(start_server: StartServer, app_dir: Path) -> 
         "        f.write(f'{name} {os.getpid()}\\n')\n"
         + "".join(f"def {name}(*args):\n    _note({name!r})\n"
                   for name in ("on_starting", "when_ready", "pre_fork", "post_fork",
-                               "on_reload", "on_exit", "post_worker_init")))
+                               "on_reload", "on_exit", "post_worker_init"))
+        # As in gunicorn: worker_exit(server, worker), in the worker, with the arbiter.
+        + "def worker_exit(server, worker):\n"
+          "    _note('worker_exit-' + type(server).__name__ + '-' + type(worker).__name__)\n")
     hook_args = []
     for name in ("on_starting", "when_ready", "pre_fork", "post_fork", "on_reload", "on_exit",
-                 "post_worker_init"):
+                 "post_worker_init", "worker_exit"):
         hook_args += [f"--{name.replace('_', '-')}", f"arbiter_hooks:{name}"]
     server = start_server("--pythonpath", str(app_dir), *hook_args)
     server.signal(signal.SIGHUP)
@@ -432,6 +435,8 @@ def test_hooks_are_called_in_order(start_server: StartServer, app_dir: Path) -> 
     assert all(pid != master for name, pid in lines if name in ("post_fork",
                                                                "post_worker_init"))
     assert names.count("pre_fork") == 2 and names.count("post_fork") == 2
+    exits = [pid for name, pid in lines if name == "worker_exit-Arbiter-Worker"]
+    assert len(exits) == 2 and master not in exits  # the HUP's old worker, then the new one
     assert "on_reload" in names and "when_ready" in names
 
 

@@ -267,7 +267,7 @@ class Arbiter:
                     stale.close()
         except BaseException:
             os._exit(EXIT_ERROR)
-        boot_worker(record, generation, ids=self._ids,
+        boot_worker(record, generation, ids=self._ids, server=self,
                     post_fork=lambda: self._call_hook(generation.hooks, "post_fork", self, record))
 
     def _all_listeners(self) -> list[socket.socket]:

@@ -256,7 +256,7 @@ def drop_privileges(uid: int | None, gid: int | None, user: str) -> None:
 
 def boot_worker(record: WorkerProcess, generation: Generation, *,
                 ids: tuple[int | None, int | None],
-                post_fork: Callable[[], bool]) -> NoReturn:
+                post_fork: Callable[[], bool], server: object = None) -> NoReturn:
     """In the forked child (master state already shed): boot and run one worker, then exit.
 
     Exit status: the worker's own, ``EXIT_APP_LOAD`` when anything before the first
@@ -278,7 +278,7 @@ def boot_worker(record: WorkerProcess, generation: Generation, *,
         code = EXIT_ERROR
         worker = Worker(config=config, listeners=generation.listeners, app=app,
                         heartbeat=record.heartbeat, worker_id=record.worker_id,
-                        max_requests=max_requests, hooks=generation.hooks)
+                        max_requests=max_requests, hooks=generation.hooks, server=server)
         code = worker.run()
     except AppLoadError as exc:
         logger.error("worker %d cannot load the app: %s", os.getpid(), exc)

@@ -76,8 +76,12 @@ class Worker:
     def __init__(self, *, config: Config, listeners: Sequence[socket.socket],
                  app: WSGIApplication, heartbeat: Heartbeat, worker_id: int,
                  max_requests: int = 0,
-                 hooks: Mapping[str, Callable[..., object]] | None = None) -> None:
+                 hooks: Mapping[str, Callable[..., object]] | None = None,
+                 server: object = None) -> None:
         self.config = config
+        # The arbiter (the forked copy of it in this process): hooks get it as ``server``,
+        # as gunicorn's do; nothing here calls it.
+        self.server = server
         self.listeners = list(listeners)
         self.app = app
         self.heartbeat = heartbeat
@@ -147,7 +151,7 @@ class Worker:
                 conn.close()
             if "worker_exit" in self.hooks:
                 try:
-                    self.hooks["worker_exit"](None, self)
+                    self.hooks["worker_exit"](self.server, self)
                 except Exception:  # noqa: BLE001 - exiting anyway
                     _log.exception("worker_exit hook failed")
         return code
