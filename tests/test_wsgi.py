@@ -121,6 +121,26 @@ def test_http10_protocol_and_latin1_values() -> None:
     assert environ["HTTP_X_NAME"] == "caf\u00e9"
 
 
+@pytest.mark.parametrize("fields", [
+    b"Host: h\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nX-A: 1\r\n",
+    b"Host: h\r\nAccept: a\r\naccept: b\r\nCookie: x=1\r\nCOOKIE: y=2\r\n",
+    b"Host: h\r\nX-Auth_User: evil\r\nX-Auth-User: alice\r\n",
+    b"Host: h\r\nTransfer-Encoding: chunked\r\nX-B: caf\xe9\r\n",
+])
+def test_environ_is_the_same_through_the_per_name_sequence_keys(fields: bytes) -> None:
+    # A parsed request's names are a shared tuple (the keys-per-sequence path, twice: the
+    # second time from the cache); a list takes the general loop. All must agree.
+    raw = b"POST / HTTP/1.1\r\n" + fields + b"\r\n"
+    request, _ = parse(raw)
+    assert type(request.headers.names) is tuple
+    base = make_base_environ("127.0.0.1", "8000", "http", multithread=False,
+                             multiprocess=True)
+    first, second = build_environ(request, base, ""), build_environ(request, base, "")
+    request.headers.names = list(request.headers.names)
+    assert first == second == build_environ(request, base, "")
+    assert first["HTTP_HOST"] == "h"
+
+
 def test_split_target() -> None:
     assert split_target(b"/p?a=1?b#f") == (b"/p", b"a=1?b#f")
     assert split_target(b"*") == (b"*", b"")

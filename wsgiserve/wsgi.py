@@ -22,6 +22,12 @@ _log = logging.getLogger(__name__)
 # distinct names costs one dict entry each until the cache is full, then plain work).
 _KEY_CACHE_MAX: Final = 1024
 _key_cache: dict[bytes, str | None] = {}
+# The parser hands out one shared tuple per sequence of field names (http.fields). For a
+# sequence whose environ keys are all kept and all different (the usual case: no repeated
+# field, no name with "_"), the keys are computed once and the values set in one update.
+# None marks a sequence that needs the general loop. Bounded: cleared when full.
+_KEYS_MAX: Final = 256
+_keys_for_names: dict[tuple[bytes, ...], tuple[str, ...] | None] = {}
 
 # RFC 9110 §7.6.1 hop-by-hop fields: PEP 3333 forbids applications to send them; the
 # server frames and manages the connection itself.
@@ -98,8 +104,20 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str) -> d
             path = path[len(script_name):]
         environ["SCRIPT_NAME"] = script_name
     environ["PATH_INFO"] = path
+    headers = request.headers
+    names = headers.names
+    if type(names) is tuple:
+        try:
+            keys = _keys_for_names[names]
+        except KeyError:
+            keys = _keys_of(names)
+        if keys is not None:
+            environ.update(zip(keys, [value.decode("latin-1") for _, value in headers.fields]))
+            if request.framing.kind.value == "chunked":
+                environ.pop("CONTENT_LENGTH", None)  # see below
+            return environ
     cookie_values: list[str] | None = None
-    for (_, value), name in zip(request.headers.fields, request.headers.names):
+    for (_, value), name in zip(headers.fields, names):
         key = _environ_key(name)
         if key is None:
             continue
@@ -122,6 +140,16 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str) -> d
         # Content-Length with Transfer-Encoding).
         environ.pop("CONTENT_LENGTH", None)
     return environ
+
+
+def _keys_of(names: tuple[bytes, ...]) -> tuple[str, ...] | None:
+    keys = [_environ_key(name) for name in names]
+    plain = None if None in keys or len(set(keys)) != len(keys) else tuple(
+        key for key in keys if key is not None)
+    if len(_keys_for_names) >= _KEYS_MAX:
+        _keys_for_names.clear()
+    _keys_for_names[names] = plain
+    return plain
 
 
 class RequestBody(io.RawIOBase):
