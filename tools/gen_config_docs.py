@@ -58,7 +58,9 @@ user_agent, pid`. Any other value is a gunicorn-style format: `h` remote address
 status, `B` body bytes, `b` body bytes or `-`, `f` referer, `a` user agent, `T`/`M`/`D`
 duration in seconds/milliseconds/microseconds, `L` decimal seconds, `p` `<pid>`, and
 `{{name}}i`, `{{name}}o`, `{{name}}e` for a request header, a response header and an
-environment variable, each written `%(atom)s`.
+environment variable, each written `%(atom)s`. The remote address (`h`, `remote_addr`) is
+the app's `REMOTE_ADDR`: the client a trusted proxy names (see `forwarded_allow_ips`),
+otherwise the peer.
 """
 
 

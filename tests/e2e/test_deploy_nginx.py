@@ -6,6 +6,7 @@ TCP upstream of the same site file."""
 from __future__ import annotations
 
 import hashlib
+import json
 import http.client
 import os
 import signal
@@ -103,6 +104,12 @@ def test_client_address_and_scheme_reach_the_app(stack: Stack) -> None:
     assert info["HTTP_HOST"] == f"localhost:{stack.nginx.https_port}"
     assert info["SERVER_PORT"] == str(stack.nginx.https_port)
     assert info["PATH_INFO"] == "/where"
+    # The access log names the client too (gunicorn's %(h)s is REMOTE_ADDR), not nginx.
+    access_log = stack.server.log_path.parent / "access.log"
+    wait_until(lambda: "/where" in access_log.read_text(), 5, message="the access line")
+    [line] = [json.loads(text) for text in access_log.read_text().splitlines()
+              if '"/where"' in text]
+    assert line["remote_addr"] == "127.0.0.2"
 
 
 def test_spoofed_forwarding_headers_from_the_client_change_nothing(stack: Stack) -> None:

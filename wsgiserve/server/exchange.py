@@ -256,14 +256,19 @@ class Exchange:
             return
         request = self.request
         writer = self.writer
+        # REMOTE_ADDR as the app saw it: the client named by a trusted proxy, else the peer
+        # (gunicorn's %(h)s is REMOTE_ADDR too). Behind nginx on a unix socket the peer has
+        # no address at all.
+        environ = self.environ
         access_log.log(AccessRecord(
-            remote_addr=connection.remote_addr, remote_port=connection.remote_port,
+            remote_addr=str(environ.get("REMOTE_ADDR") or connection.remote_addr),
+            remote_port=connection.remote_port,
             method=request.method.decode("ascii"), target=request.target.decode("latin-1"),
             version="HTTP/1.0" if request.http_version == b"1.0" else "HTTP/1.1",
             status=self.status_code, response_bytes=writer.bytes_written if writer else 0,
             start_time=self.start_wall, duration_s=time.monotonic() - self.started,
             request_headers=request.headers.lowered(), response_headers=self.headers,
-            pid=connection.context.pid, remote_user=_remote_user(self.environ)))
+            pid=connection.context.pid, remote_user=_remote_user(environ)))
 
 
 def _remote_user(environ: dict[str, Any]) -> str:
