@@ -440,6 +440,22 @@ def test_hooks_are_called_in_order(start_server: StartServer, app_dir: Path) -> 
     assert "on_reload" in names and "when_ready" in names
 
 
+def test_without_tls_no_process_loads_the_ssl_module(start_server: StartServer,
+                                                     app_dir: Path) -> None:
+    # The ssl module and OpenSSL cost ~5 MiB of RSS per process: only TLS loads them.
+    (app_dir / "ssl_app.py").write_text(
+        "import sys\n"
+        "def app(environ, start_response):\n"
+        "    body = str('ssl' in sys.modules).encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n")
+    server = start_server("--pythonpath", str(app_dir), app="ssl_app:app")
+    [worker] = server.wait_workers(1)
+    assert get(server.port)[:2] == (200, b"False")
+    for pid in (server.pid, worker):
+        assert "libssl" not in Path(f"/proc/{pid}/maps").read_text()
+
+
 def test_reload_flag_restarts_workers_when_the_app_file_changes(
         start_server: StartServer, app_dir: Path) -> None:
     server = start_server("--reload")

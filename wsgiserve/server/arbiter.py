@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Final, NoReturn
 
-from wsgiserve import tls
 from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
@@ -121,7 +120,7 @@ class Arbiter:
         try:
             self._ids = resolve_ids(config)
             hooks = load_hooks(config.hooks)
-            tls.check_config(config.tls)  # TLSConfigError is a ConfigError naming the file
+            _check_tls(config)  # TLSConfigError is a ConfigError naming the file
         except ConfigError as exc:
             logger.error("%s", exc)
             return EXIT_USAGE
@@ -370,7 +369,7 @@ class Arbiter:
             try:
                 config = reread_config(self._argv, self._environ, self._start_directory)
                 hooks = load_hooks(config.hooks)
-                tls.check_config(config.tls)
+                _check_tls(config)
             except (ConfigError, AppLoadError) as exc:
                 logger.error("reload (%s) failed, keeping the running configuration: %s",
                              reason, exc)
@@ -508,3 +507,11 @@ class Arbiter:
         for record in self.workers.values():
             record.heartbeat.close()
         self.workers.clear()
+
+
+def _check_tls(config: Config) -> None:
+    """Build (and drop) the server SSLContext when TLS is on, so a bad certificate fails
+    before any fork. The ssl module (~5 MiB in every process) is imported only then."""
+    if config.tls.certfile:
+        from wsgiserve import tls
+        tls.check_config(config.tls)

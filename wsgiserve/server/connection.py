@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import time
 from typing import Any, Final
 
@@ -52,6 +51,17 @@ from wsgiserve.wsgi import (
 _log = logging.getLogger(__name__)
 
 RECV_BYTES: Final = 65536
+# What a non-blocking socket call raises when it has to wait. ``use_tls`` adds ssl's two
+# errors once a worker serves TLS: the ssl module is imported only then (it costs ~5 MiB
+# of RSS in every process).
+_WOULD_BLOCK: tuple[type[Exception], ...] = WOULD_BLOCK
+
+
+def use_tls() -> None:
+    """Let the I/O below treat ssl's SSLWantRead/WriteError as "wait" (TLS sockets)."""
+    global _WOULD_BLOCK
+    import ssl
+    _WOULD_BLOCK = (*WOULD_BLOCK, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -73,7 +83,7 @@ class Connection:
         self.state = ConnState.READING_HEAD
         self.deadline = time.monotonic() + context.header_timeout_s
         self.idle_since = 0.0
-        self.is_tls = isinstance(sock, ssl.SSLSocket)
+        self.is_tls = False  # server.preamble's connections may be TLS
         self._pending_out: memoryview | None = None
         self._pending_request: Request | None = None
         self.exchange: Exchange | None = None
@@ -111,7 +121,7 @@ class Connection:
             return self.on_writable()
         try:
             data = self.sock.recv(RECV_BYTES)
-        except WOULD_BLOCK:
+        except _WOULD_BLOCK:
             return Outcome.WAIT_READABLE
         except OSError as exc:
             _log.debug("recv from %s failed: %s", self.remote_addr, exc)
@@ -369,7 +379,7 @@ class Connection:
         while True:
             try:
                 return self.sock.recv(RECV_BYTES)
-            except WOULD_BLOCK:
+            except _WOULD_BLOCK:
                 pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -381,7 +391,7 @@ class Connection:
         """Send without blocking; False when the rest waits in ``_pending_out``."""
         try:
             sent = self.sock.send(data)
-        except WOULD_BLOCK:
+        except _WOULD_BLOCK:
             sent = 0
         if sent == len(data):
             return True
@@ -395,7 +405,7 @@ class Connection:
         while pending is not None and len(pending):
             try:
                 sent = self.sock.send(pending)
-            except WOULD_BLOCK:
+            except _WOULD_BLOCK:
                 self._pending_out = pending
                 return False
             except OSError as exc:
@@ -414,7 +424,7 @@ class Connection:
                 sent = self.sock.send(view)
                 view = view[sent:]
                 continue
-            except WOULD_BLOCK:
+            except _WOULD_BLOCK:
                 pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -459,7 +469,7 @@ class Connection:
                 data = self.sock.recv(RECV_BYTES)
                 if not data:
                     return self._close_now()
-        except WOULD_BLOCK:
+        except _WOULD_BLOCK:
             return Outcome.WAIT_READABLE
         except OSError:
             return self._close_now()
@@ -494,4 +504,4 @@ def make_base_environ(server_name: str, server_port: str, url_scheme: str, *,
     }
 
 
-__all__ = ["ConnState", "Connection", "Outcome", "make_base_environ"]
+__all__ = ["ConnState", "Connection", "Outcome", "make_base_environ", "use_tls"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,9 +30,9 @@ DRAIN_MAX_BYTES: Final = 65536
 # lingering close of RFC 9112 §9.6, done in the event loop (nginx lingering_time is 30 s,
 # lingering_timeout 5 s; we allow 2 s).
 LINGER_S: Final = 2.0
-# What a non-blocking send or receive raises when it has to wait (TLS sockets included).
-WOULD_BLOCK: Final = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
-                      ssl.SSLWantWriteError)
+# What a non-blocking send or receive on a plain socket raises when it has to wait. (TLS
+# sockets add ssl's SSLWantReadError and SSLWantWriteError: see server.connection.)
+WOULD_BLOCK: Final = (BlockingIOError, InterruptedError)
 
 
 class DateCache:

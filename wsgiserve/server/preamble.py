@@ -21,18 +21,19 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from wsgiserve import tls
 from wsgiserve.config import Proxy, TLSSettings
-from wsgiserve.server.connection import Connection, ConnState, Outcome
+from wsgiserve.server.connection import Connection, ConnState, Outcome, use_tls
 from wsgiserve.server.context import ServerContext
 from wsgiserve.server.proxy import AddressMatcher
 from wsgiserve.server.proxy_protocol import V2_MAX_BYTES, ProxyHeaderParser, ProxyProtocolError
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["ConnectionFactory", "PreambleConnection", "PreambleSettings", "connection_factory"]
 
@@ -65,8 +66,14 @@ def connection_factory(tls_settings: TLSSettings, proxy: Proxy,
     """
     if not tls_settings.certfile and not proxy_protocol:
         return Connection
+    ssl_context = None
+    if tls_settings.certfile:
+        # wsgiserve.tls (and so the ssl module: ~5 MiB per process) only when TLS is on.
+        from wsgiserve import tls
+        ssl_context = tls.server_context(tls_settings)
+        use_tls()
     settings = PreambleSettings(
-        ssl_context=tls.server_context(tls_settings) if tls_settings.certfile else None,
+        ssl_context=ssl_context,
         proxy_allowed=AddressMatcher(proxy.proxy_allow_ips) if proxy_protocol else None)
     return functools.partial(PreambleConnection, settings=settings)
 
@@ -79,6 +86,7 @@ class PreambleConnection(Connection):
         super().__init__(sock, peer, context, base_environ)
         self._settings = settings
         self.is_tls = settings.ssl_context is not None
+        self._is_wrapped = False
         self._is_handshaken = False
         self._proxy_parser: ProxyHeaderParser | None = None
         if settings.proxy_allowed is not None:
@@ -142,16 +150,18 @@ class PreambleConnection(Connection):
 
     # -- TLS -----------------------------------------------------------------------------
     def _handshake(self) -> Outcome:
-        sock = self.sock
-        if not isinstance(sock, ssl.SSLSocket):
+        from wsgiserve import tls  # loaded by connection_factory already
+        if not self._is_wrapped:
             ssl_context = self._settings.ssl_context
             assert ssl_context is not None
             try:
-                sock = self.sock = ssl_context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False)
+                self.sock = ssl_context.wrap_socket(
+                    self.sock, server_side=True, do_handshake_on_connect=False)
             except OSError as exc:
                 _log.debug("TLS with %s failed to start: %s", self.remote_addr, exc)
                 return Outcome.CLOSE
+            self._is_wrapped = True
+        sock = cast("ssl.SSLSocket", self.sock)
         try:
             result = tls.handshake_step(sock)
         except OSError as exc:
@@ -181,12 +191,11 @@ class PreambleConnection(Connection):
         return self._start_lingering()
 
     def _start_lingering(self) -> Outcome:
-        sock = self.sock
-        if self._is_handshaken and isinstance(sock, ssl.SSLSocket):
+        if self._is_handshaken:
             # Send close_notify (RFC 8446 §6.1) so the client can tell the end of the
             # response from a truncation; do not wait for the peer's own.
             try:
-                sock.unwrap()
+                cast("ssl.SSLSocket", self.sock).unwrap()
             except (OSError, ValueError):
                 pass
         return Connection._start_lingering(self)
