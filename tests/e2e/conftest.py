@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import REPO_ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from serving import REPO_ROOT, Server  # noqa: E402
+from serving import Server  # noqa: E402
 
 EXAMPLES = REPO_ROOT / "examples"
 

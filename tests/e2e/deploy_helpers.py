@@ -7,7 +7,7 @@ replaced string must occur, so a change in the shipped file cannot leave the tes
 something else. nginx's listening sockets are bound here on ``127.0.0.1:0`` and handed to it
 through ``$NGINX`` (its own socket-inheritance mechanism, used for binary upgrades), so no
 port is guessed in advance. Every process is stopped by the PID we started, and every wait
-has a deadline.
+has a deadline (the process helpers are shared, in ``tests/processes.py``).
 """
 from __future__ import annotations
 
@@ -25,20 +25,29 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from processes import (
+    READY,
+    REPO_ROOT,
+    child_environment,
+    children_of,
+    kill_by_pid,
+    listening_url,
+    runs_wsgiserve,
+    spawn,
+    stop_by_pid,
+    wait_for_log,
+    wait_until,
+)
+
 DEPLOY = REPO_ROOT / "deploy"
 EXAMPLES = REPO_ROOT / "examples"
-LISTENING = re.compile(r"Listening at: (\S+)")
-READY = r"ready: \d+ worker"
-
-_T = TypeVar("_T")
 
 # The test app behind nginx: reports what the WSGI environ says, echoes bodies, and can be
 # told to be slow. VERSION is rewritten by the reload test.
@@ -82,52 +91,6 @@ APP_SOURCE = textwrap.dedent('''\
 ''')
 
 
-def wait_until(predicate: Callable[[], _T], timeout_s: float, *, message: str,
-               interval_s: float = 0.05) -> _T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError after the
-    deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
-        time.sleep(interval_s)
-
-
-def children_of(pid: int) -> list[int]:
-    """Live child processes of ``pid``, from /proc."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            data = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
-            found.append(int(name))
-    return found
-
-
-def _is_our_process(pid: int) -> bool:
-    """Still alive and still running wsgiserve (the number was not reused)."""
-    try:
-        return b"wsgiserve" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _kill_all(pids: Sequence[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-
-
 def write_app(directory: Path, version: str = "v1") -> None:
     """(Re)write ``deploy_app.py`` in ``directory`` with ``VERSION = version``."""
     source = APP_SOURCE.replace('VERSION = "v1"', f'VERSION = "{version}"')
@@ -147,13 +110,9 @@ class Wsgiserve:
         self.log_dir = log_dir
         self.log_path = log_dir / f"wsgiserve-{time.monotonic_ns()}.log"
         self.command = [*(command or [sys.executable, "-m", "wsgiserve"]), *args]
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT), *map(str, pythonpath),
-             *filter(None, [environment.get("PYTHONPATH")])])
-        environment["PYTHONDONTWRITEBYTECODE"] = "1"  # an app rewritten within a second
-        environment.update(env or {})
-        self.environment = environment
+        # PYTHONDONTWRITEBYTECODE: an app rewritten within a second
+        self.environment = child_environment(
+            pythonpath, {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
         self.cwd = cwd
         self.pass_fds = tuple(pass_fds)
         self.process: subprocess.Popen[bytes] | None = None
@@ -164,10 +123,8 @@ class Wsgiserve:
         says its workers are ready."""
         if self.process is not None:
             self.log_path = self.log_dir / f"wsgiserve-{time.monotonic_ns()}.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=self.cwd, env=self.environment, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, pass_fds=self.pass_fds)
+        self.process = spawn(self.command, self.log_path, cwd=self.cwd, env=self.environment,
+                             pass_fds=self.pass_fds)
         self.known_pids.add(self.process.pid)
         if wait_ready:
             self.wait_for_log(READY, timeout_s)
@@ -184,23 +141,7 @@ class Wsgiserve:
     def wait_for_log(self, pattern: str, timeout_s: float = 20.0, *, count: int = 1) -> str:
         """Wait until ``pattern`` (a regex) has matched ``count`` times in the log; fails
         early if the process exits first."""
-        compiled = re.compile(pattern)
-
-        def found() -> str | None:
-            exited = self.process is not None and self.process.poll() is not None
-            text = self.log()
-            if len(compiled.findall(text)) >= count:
-                return text
-            if exited:
-                raise AssertionError(f"wsgiserve exited ({self.returncode}) before "
-                                     f"{pattern!r}:\n{text[-3000:]}")
-            return None
-        try:
-            text = wait_until(found, timeout_s, message=pattern)
-            assert text is not None
-            return text
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- wsgiserve log ---\n{self.log()[-3000:]}") from None
+        return wait_for_log(self.log, self.process, pattern, timeout_s, count=count)
 
     @property
     def returncode(self) -> int | None:
@@ -208,9 +149,7 @@ class Wsgiserve:
 
     @property
     def url(self) -> str:
-        match = LISTENING.search(self.log())
-        assert match, self.log()
-        return match.group(1)
+        return listening_url(self.log())
 
     def workers(self) -> list[int]:
         found = children_of(self.pid)
@@ -229,20 +168,11 @@ class Wsgiserve:
 
     def stop(self) -> None:
         """TERM the master; after 10 s SIGKILL every process of ours still alive."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.workers()
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.process.poll() is None:
-            _kill_all([self.pid, *children_of(self.pid)])
-            self.process.wait(timeout=10)
-        # Workers orphaned by a master that died first.
-        _kill_all([pid for pid in self.known_pids - {self.pid} if _is_our_process(pid)])
+        if self.process is not None:
+            # Workers orphaned by a master that died first are killed if they still run
+            # wsgiserve (their number was not reused).
+            stop_by_pid(self.process, self.known_pids, kill_wait_s=10.0,
+                        still_ours=runs_wsgiserve)
 
 
 def deploy_config_args(*, bind: str, app: str, chdir: Path, log_dir: Path,
@@ -433,7 +363,7 @@ class Nginx:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                _kill_all([self.process.pid, *children_of(self.process.pid)])
+                kill_by_pid([self.process.pid, *children_of(self.process.pid)])
                 self.process.wait(timeout=10)
         self.http_listener.close()
         self.https_listener.close()

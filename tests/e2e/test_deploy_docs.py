@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_helpers import REPO_ROOT
+from processes import REPO_ROOT
 
 from wsgiserve.config import SETTINGS, build_parser
 

@@ -27,9 +27,9 @@ from deploy_helpers import (
     make_certificate,
     nginx_binary,
     site_from_deploy,
-    wait_until,
     write_app,
 )
+from processes import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,9 +23,9 @@ from deploy_helpers import (
     deploy_config_args,
     substitute,
     unix_request,
-    wait_until,
     write_app,
 )
+from processes import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,5 +1,6 @@
 """Process helpers for the arbiter tests (imported by conftest and the tests): start ``python -m wsgiserve``, read its log, find
-its workers in /proc, drive keep-alive load, and always clean up by PID.
+its workers in /proc, drive keep-alive load, and always clean up by PID (the process helpers
+are shared, in ``tests/processes.py``).
 
 Servers bind ``127.0.0.1:0`` and report the port in their log ("Listening at: ..."); no test
 picks a free port in advance. Every wait has a deadline.
@@ -8,23 +9,29 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"Listening at: (\S+)")
+from processes import (
+    READY,
+    child_environment,
+    children_of,
+    listening_port,
+    listening_url,
+    spawn,
+    stop_by_pid,
+    wait_for_log,
+    wait_until,
+)
 
 # The test apps: written into each test's directory, loaded by module name.
 APP_SOURCE = textwrap.dedent('''\
@@ -47,47 +54,8 @@ APP_SOURCE = textwrap.dedent('''\
 ''')
 
 
-# --- /proc ----------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    rest = data[data.rindex(b")") + 2:].split()
-    return rest[0].decode(), int(rest[1])
-
-
-def is_alive(pid: int) -> bool:
-    state = _stat(pid)
-    return state is not None and state[0] not in ("Z", "X")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            state = _stat(int(name))
-            if state is not None and state[1] == pid and state[0] not in ("Z", "X"):
-                found.append(int(name))
-    return sorted(found)
-
-
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, *, interval_s: float = 0.02,
-               message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
-        time.sleep(interval_s)
 
 
 # --- the server process -------------------------------------------------------------------
@@ -102,23 +70,17 @@ class ServerProcess:
         self.directory = directory
         self.log_path = directory / f"server-{time.monotonic_ns()}.log"
         self.args = list(args)
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT), str(directory), *filter(None, [environment.get("PYTHONPATH")])])
-        environment["PYTHONDONTWRITEBYTECODE"] = "1"  # an app rewritten within a second
-        environment.update(env or {})
-        self.environment = environment
+        # PYTHONDONTWRITEBYTECODE: an app rewritten within a second
+        self.environment = child_environment(
+            [directory], {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
         self.command = list(command or [sys.executable, "-m", "wsgiserve"]) + self.args
         self.pass_fds = tuple(pass_fds)
         self.process: subprocess.Popen[bytes] | None = None
         self.known_pids: set[int] = set()
 
     def start(self) -> ServerProcess:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=self.directory, env=self.environment,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=self.pass_fds)
+        self.process = spawn(self.command, self.log_path, cwd=self.directory,
+                             env=self.environment, pass_fds=self.pass_fds)
         self.known_pids.add(self.process.pid)
         return self
 
@@ -134,36 +96,20 @@ class ServerProcess:
                      while_running: bool = True) -> str:
         """Wait until ``pattern`` (a regex) has matched ``count`` times; returns the log.
         With ``while_running``, fail early if the process we started exits first."""
-        compiled = re.compile(pattern)
-
-        def found() -> str | None:
-            text = self.log()
-            if len(compiled.findall(text)) >= count:
-                return text
-            if while_running and self.process is not None and \
-                    self.process.poll() is not None and \
-                    len(compiled.findall(self.log())) < count:
-                raise AssertionError(f"server exited ({self.process.returncode}) before "
-                                     f"{pattern!r}:\n{text[-3000:]}")
-            return None
-        try:
-            return str(wait_until(found, timeout_s, message=pattern))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- server log ---\n{self.log()[-3000:]}") from None
+        return wait_for_log(self.log, self.process, pattern, timeout_s, count=count,
+                            while_running=while_running)
 
     def wait_ready(self, timeout_s: float = 15.0) -> ServerProcess:
-        self.wait_for_log(r"ready: \d+ worker", timeout_s)
+        self.wait_for_log(READY, timeout_s)
         return self
 
     @property
     def url(self) -> str:
-        match = LISTENING.search(self.log())
-        assert match, self.log()
-        return match.group(1)
+        return listening_url(self.log())
 
     @property
     def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
+        return listening_port(self.log())
 
     def workers(self, master: int | None = None) -> list[int]:
         found = children_of(self.pid if master is None else master)
@@ -192,22 +138,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """TERM the master; after 10 s SIGKILL every process of ours still alive, by PID."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.known_pids.update(children_of(self.pid))
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        for pid in self.known_pids:
-            if pid != self.pid and is_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if self.process is not None:
+            stop_by_pid(self.process, self.known_pids)
 
 
 # --- clients ------------------------------------------------------------------------------

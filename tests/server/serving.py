@@ -3,38 +3,29 @@ a raw-socket HTTP/1.1 client that shares no code with ``wsgiserve.http``.
 
 The server binds ``127.0.0.1:0`` and the port is read from its log ("Listening at: ...");
 no test picks a free port in advance. Every wait has a deadline; processes are stopped by
-PID. Used by tests/server/test_worker*.py and tests/e2e/.
+PID (the process helpers are shared, in ``tests/processes.py``). Used by
+tests/server/test_worker*.py and tests/e2e/.
 """
 from __future__ import annotations
 
-import os
-import re
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"Listening at: http://([\d.]+):(\d+)")
-_READY = re.compile(r"ready: \d+ worker")
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, *, interval_s: float = 0.02,
-               message: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy (returned) or ``timeout_s`` passes (raises)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
-        time.sleep(interval_s)
+from processes import (
+    READY,
+    child_environment,
+    children_of,
+    listening_port,
+    spawn,
+    stop_by_pid,
+    wait_for_log,
+    wait_until,
+)
 
 
 # --- /proc ---------------------------------------------------------------------------------
@@ -57,21 +48,6 @@ def peak_rss_kib(pid: int) -> int:
     return _status_field(pid, "VmHWM")
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            data = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        rest = data[data.rindex(b")") + 2:].split()
-        if int(rest[1]) == pid and rest[0] not in (b"Z", b"X"):
-            found.append(int(name))
-    return sorted(found)
-
-
 # --- the server process -----------------------------------------------------------------------
 
 
@@ -86,37 +62,21 @@ class Server:
                         "--workers", "1", *args]
         if app:
             self.command.append(app)
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT), *map(str, pythonpath),
-             *filter(None, [environment.get("PYTHONPATH")])])
-        environment.update(env or {})
-        self.environment = environment
+        self.environment = child_environment(pythonpath, env)
         self.cwd = cwd or directory
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.worker_pid = 0
 
     def start(self, timeout_s: float = 20.0) -> Server:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=self.cwd, env=self.environment, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready() -> bool:
-            assert self.process is not None
-            text = self.log()
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited ({self.process.returncode}):\n{text}")
-            return bool(_READY.search(text))
+        self.process = spawn(self.command, self.log_path, cwd=self.cwd, env=self.environment,
+                             start_new_session=True)
         try:
-            wait_until(ready, timeout_s, message="the server to be ready")
+            wait_for_log(self.log, self.process, READY, timeout_s)
         except AssertionError:
             self.stop()
             raise
-        match = _LISTENING.search(self.log())
-        assert match, self.log()
-        self.port = int(match.group(2))
+        self.port = listening_port(self.log())
         workers = wait_until(lambda: children_of(self.pid), 5.0, message="a worker")
         self.worker_pid = workers[0]
         return self
@@ -144,24 +104,10 @@ class Server:
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM the master; SIGKILL it and its worker by PID if they outlive the timeout."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        pids = [self.worker_pid] if self.worker_pid else []
-        if process.poll() is None:
-            pids += children_of(process.pid)
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return process.returncode
+        return stop_by_pid(self.process, {self.worker_pid} if self.worker_pid else set(),
+                           timeout_s=timeout_s)
 
 
 # --- a raw HTTP/1.1 client --------------------------------------------------------------------

@@ -26,9 +26,8 @@ from arbiter_processes import (
     assert_no_failed_requests,
     connect,
     get,
-    is_alive,
-    wait_until,
 )
+from processes import is_alive, wait_until
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_OK, EXIT_USAGE
 
 StartServer = Callable[..., ServerProcess]

@@ -25,10 +25,9 @@ from arbiter_processes import (
     assert_no_failed_requests,
     fd_count,
     get,
-    is_alive,
     raise_nofile,
-    wait_until,
 )
+from processes import is_alive, wait_until
 
 from wsgiserve.exitcodes import EXIT_OK
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from arbiter_processes import ServerProcess, get, is_alive, wait_until
+from arbiter_processes import ServerProcess, get
+from processes import is_alive, wait_until
 
 from wsgiserve.exitcodes import EXIT_OK
 from wsgiserve.server import systemd

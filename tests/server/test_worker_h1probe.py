@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from serving import REPO_ROOT
+from processes import REPO_ROOT
 
 PROBE = REPO_ROOT.parent / "shared" / "probes" / "h1probe.py"
 

@@ -19,15 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import (
-    RawConnection,
-    Server,
-    children_of,
-    peak_rss_kib,
-    request_bytes,
-    rss_kib,
-    wait_until,
-)
+from processes import children_of, wait_until
+from serving import RawConnection, Server, peak_rss_kib, request_bytes, rss_kib
 
 pytestmark = pytest.mark.timeout(90)
 
