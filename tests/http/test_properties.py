@@ -4,7 +4,7 @@
 - any split of valid input gives the same events;
 - any bytes either parse or raise RemoteProtocolError, never another exception, and the
   bytes the parser holds while reading a head, chunk line or trailers stay under limits;
-- every state change the parsers make is in ``_TRANSITIONS``.
+- every state change the parsers make is in ``TRANSITIONS``.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from wsgiserve.http import (
     encode_request_head,
     encode_response_head,
 )
-from wsgiserve.http.parser import _TRANSITIONS, ParserState
+from wsgiserve.http.reader import TRANSITIONS, ParserState
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
@@ -235,7 +235,7 @@ def _reachable(start: ParserState, end: ParserState) -> bool:
         state = todo.pop()
         if state is end:
             return True
-        for nxt in _TRANSITIONS[state] - seen:
+        for nxt in TRANSITIONS[state] - seen:
             seen.add(nxt)
             todo.append(nxt)
     return False
@@ -259,7 +259,7 @@ def _fuzz(parser: RequestParser | ResponseParser, chunks: list[bytes], close: bo
     except RemoteProtocolError:
         assert parser.state is ParserState.ERROR
     for old, new in parser.seen:  # type: ignore[union-attr]  # a Recording subclass
-        assert new in _TRANSITIONS[old]
+        assert new in TRANSITIONS[old]
 
 
 def _mutate(wire: bytes, edits: list[tuple[int, bytes]]) -> bytes:
