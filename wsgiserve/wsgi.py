@@ -113,8 +113,6 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str) -> d
             keys = _keys_of(names)
         if keys is not None:
             environ.update(zip(keys, [value.decode("latin-1") for _, value in headers.fields]))
-            if request.framing.kind.value == "chunked":
-                environ.pop("CONTENT_LENGTH", None)  # see below
             return environ
     cookie_values: list[str] | None = None
     for (_, value), name in zip(headers.fields, names):
@@ -134,18 +132,15 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str) -> d
             environ[key] = text
     if cookie_values is not None:
         environ["HTTP_COOKIE"] = "; ".join(cookie_values)
-    if request.framing.kind.value == "chunked":
-        # PEP 3333 has no length for a chunked body; wsgi.input_terminated says read() to
-        # the end is safe. A client-sent Content-Length cannot be here (the parser refuses
-        # Content-Length with Transfer-Encoding).
-        environ.pop("CONTENT_LENGTH", None)
+    # A chunked body has no CONTENT_LENGTH (PEP 3333 has no length for it; with
+    # wsgi.input_terminated, read() to the end is safe): the parser refuses Content-Length
+    # with Transfer-Encoding.
     return environ
 
 
 def _keys_of(names: tuple[bytes, ...]) -> tuple[str, ...] | None:
-    keys = [_environ_key(name) for name in names]
-    plain = None if None in keys or len(set(keys)) != len(keys) else tuple(
-        key for key in keys if key is not None)
+    kept = tuple(key for key in map(_environ_key, names) if key is not None)
+    plain = kept if len(set(kept)) == len(names) else None  # none dropped, none repeated
     if len(_keys_for_names) >= _KEYS_MAX:
         _keys_for_names.clear()
     _keys_for_names[names] = plain

@@ -28,6 +28,8 @@ from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.client.url import URL, Origin, parse_url
+from wsgiserve.http.errors import RemoteProtocolError
+from wsgiserve.http.framing import parse_content_length
 from wsgiserve.http.limits import HttpLimits
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ DEFAULT_MAX_REDIRECTS: Final = 20
 # A redirect's body up to this size is read and dropped to keep the connection; more
 # costs the connection instead (urllib3 drains 64 KiB, curl drains everything).
 _MAX_DRAIN_BYTES: Final = 1 << 20
+_MAX_ORIGINS_REMEMBERED: Final = 256  # origins whose proxy is remembered (then forgotten)
 DEFAULT_USER_AGENT: Final = f"wsgiserve/{__version__}"
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -82,6 +85,9 @@ class Pool:
         self._proxy = proxy
         self._no_proxy = no_proxy
         self._limits = limits
+        # The proxy of each origin, decided on its first request (parsing the settings and
+        # reading the environment cost more than a small request itself).
+        self._proxies: dict[Origin, Proxy | None] = {}
         self._idle: dict[_PoolKey, list[Connection]] = {}
         self._lock = threading.Lock()
         self._is_closed = False
@@ -229,11 +235,20 @@ class Pool:
         return headers
 
     def _proxy_for(self, origin: Origin) -> Proxy | None:
+        try:
+            return self._proxies[origin]
+        except KeyError:
+            pass
         if self._no_proxy and is_excluded(origin, self._no_proxy):
-            return None
-        if self._proxy is not None:
-            return parse_proxy_url(self._proxy)
-        return proxy_for(origin) if self._trust_env else None
+            proxy = None
+        elif self._proxy is not None:
+            proxy = parse_proxy_url(self._proxy)
+        else:
+            proxy = proxy_for(origin) if self._trust_env else None
+        if len(self._proxies) >= _MAX_ORIGINS_REMEMBERED:
+            self._proxies.clear()
+        self._proxies[origin] = proxy
+        return proxy
 
     def _acquire(self, key: _PoolKey, timeouts: Timeouts) -> tuple[Connection, bool]:
         while True:
@@ -293,9 +308,10 @@ def _prepare(headers: Headers | None, body: BodyValue | RequestBody,
     for name, value in items:
         lowered = name.lower()
         if lowered == "content-length":
-            if not value.strip().isdigit():
-                raise InvalidRequest(f"invalid Content-Length {value!r}")
-            content_length = int(value)
+            try:
+                content_length = parse_content_length([value.encode("latin-1")])
+            except (RemoteProtocolError, UnicodeEncodeError):
+                raise InvalidRequest(f"invalid Content-Length {value!r}") from None
         elif lowered == "transfer-encoding":
             if value.strip().lower() != "chunked":
                 raise InvalidRequest(f"unsupported Transfer-Encoding {value!r} (only chunked)")
