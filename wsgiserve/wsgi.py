@@ -16,8 +16,6 @@ from urllib.parse import unquote_to_bytes
 from wsgiserve.http import Request
 from wsgiserve.http.errors import LocalProtocolError
 
-_log = logging.getLogger(__name__)
-
 # Environ keys computed once per distinct header name (bounded: a peer that sends many
 # distinct names costs one dict entry each until the cache is full, then plain work).
 _KEY_CACHE_MAX: Final = 1024

@@ -69,7 +69,7 @@ class Message:
 
 
 def _body(writer: BodyWriter, pieces: list[bytes], trailers: list[tuple[str, str]]) -> bytes:
-    return b"".join(writer.write_many(pieces)) + writer.end(trailers)
+    return b"".join([writer.write(piece) for piece in pieces]) + writer.end(trailers)
 
 
 def _latin1(pairs: list[tuple[str, str]]) -> Headers:

@@ -185,13 +185,20 @@ def choose_request_framing(content_length: int | None, has_body: bool) -> Framin
     return CHUNKED
 
 
-def wants_keep_alive(http_version: bytes, headers: Headers) -> bool:
-    """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"."""
-    names = headers.names
-    if b"connection" not in names:
+def wants_keep_alive(http_version: bytes, headers: Headers,
+                     connection_at: int | None = None) -> bool:
+    """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
+
+    ``connection_at``: where the only Connection field is, -1 if there is none, -2 if there
+    are several (the parser's ``FieldShape`` knows); None to look it up here.
+    """
+    if connection_at is None:
+        count = headers.names.count(b"connection")
+        connection_at = headers.names.index(b"connection") if count == 1 else -1 - min(count, 1)
+    if connection_at == -1:
         return http_version != b"1.0"
-    if names.count(b"connection") == 1:
-        value = headers.fields[names.index(b"connection")][1].lower()
+    if connection_at >= 0:
+        value = headers.fields[connection_at][1].lower()
         # The two values nearly every client sends, decided without splitting a list.
         if value == b"keep-alive":
             return True

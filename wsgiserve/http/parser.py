@@ -41,7 +41,7 @@ from wsgiserve.http.framing import (
 )
 from wsgiserve.http.headers import TCHAR
 from wsgiserve.http.limits import HttpLimits
-from wsgiserve.http.reader import BaseParser, ClosedBetweenMessages, ParserEvent, ParserState
+from wsgiserve.http.reader import BaseParser, ParserEvent, ParserState
 
 __all__ = ["ParserEvent", "ParserState", "RequestParser", "ResponseParser"]
 
@@ -86,13 +86,9 @@ class RequestParser(BaseParser):
             # The head is buf[pos:end + 2]: read in place, only the field block is copied.
             self._pos = self._scan = end + 4
         else:
-            try:
-                found = self._find_head()
-            except ClosedBetweenMessages:
-                self._set_state(_S.CLOSED)
-                return ConnectionClosed()
-            if found is None:
-                return NEED_DATA
+            found = self._find_head()
+            if not isinstance(found, bytes):
+                return found
             buf, pos, end = found, 0, len(found) - 2
         line_end = buf.find(b"\r\n", pos)
         if line_end - pos > limits.max_request_line_bytes:
@@ -124,16 +120,8 @@ class RequestParser(BaseParser):
         framing = NO_BODY
         if has_framing_fields:
             framing = request_framing(version, headers, limits.max_body_bytes)
-        keep_alive = version == b"1.1"
-        if connection_at != -1:
-            value = headers.fields[connection_at][1] if connection_at >= 0 else b""
-            # The two values nearly every client sends, decided without splitting a list.
-            if value == b"keep-alive":
-                keep_alive = True
-            elif value == b"close":
-                keep_alive = False
-            else:
-                keep_alive = wants_keep_alive(version, headers)
+        keep_alive = version == b"1.1" if connection_at == -1 else \
+            wants_keep_alive(version, headers, connection_at)
         expects_continue = False
         if has_expect and version == b"1.1":
             # RFC 9110 §10.1.1: 100-continue is the only expectation defined; a server MAY
@@ -145,11 +133,7 @@ class RequestParser(BaseParser):
             elif expectation:
                 raise ExpectationFailed("only 100-continue is a supported expectation")
         self._keep_alive = keep_alive
-        if framing is NO_BODY:
-            self._state = _S.BODY_LENGTH  # HEAD -> BODY_LENGTH is in the table
-            self._remaining = 0
-        else:
-            self._start_body(framing)
+        self._start_body(framing)
         return Request(method, target, version, headers, framing, keep_alive, expects_continue)
 
     @staticmethod
@@ -200,13 +184,9 @@ class ResponseParser(BaseParser):
                 self._set_state(_S.CLOSED)
                 return ConnectionClosed()
             return PAUSED
-        try:
-            head = self._find_head()
-        except ClosedBetweenMessages:
-            self._set_state(_S.CLOSED)
-            return ConnectionClosed()
-        if head is None:
-            return NEED_DATA
+        head = self._find_head()
+        if not isinstance(head, bytes):
+            return head
         line_end = head.find(b"\r\n")
         match = _STATUS_LINE_RE.fullmatch(head, 0, line_end)
         if match is None:
@@ -227,12 +207,5 @@ class ResponseParser(BaseParser):
         keep_alive = wants_keep_alive(version, headers) and framing.kind is not BodyKind.UNTIL_CLOSE
         self._methods.popleft()
         self._keep_alive = keep_alive
-        response = Response(status, reason or b"", version, headers, framing, keep_alive)
-        if framing.kind is BodyKind.TUNNEL:
-            self._set_state(_S.SWITCHED)
-        elif framing is NO_BODY:
-            self._set_state(_S.BODY_LENGTH)
-            self._remaining = 0
-        else:
-            self._start_body(framing)
-        return response
+        self._start_body(framing)
+        return Response(status, reason or b"", version, headers, framing, keep_alive)

@@ -45,7 +45,7 @@ from wsgiserve.http.framing import BodyKind, Framing
 from wsgiserve.http.headers import TCHAR
 from wsgiserve.http.limits import HttpLimits
 
-__all__ = ["TRANSITIONS", "BaseParser", "ClosedBetweenMessages", "ParserEvent", "ParserState"]
+__all__ = ["TRANSITIONS", "BaseParser", "ParserEvent", "ParserState"]
 
 ParserEvent = Request | Response | InformationalResponse | Data | EndOfMessage | ConnectionClosed | Sentinel
 
@@ -188,8 +188,9 @@ class BaseParser:
     def _next_head(self) -> ParserEvent:
         raise NotImplementedError
 
-    def _find_head(self) -> bytes | None:
-        """Return the next head (through the CRLF of its last line), or None to wait."""
+    def _find_head(self) -> bytes | ParserEvent:
+        """Return the next head (through the CRLF of its last line), or the event to return
+        instead: ``NEED_DATA``, or ``ConnectionClosed`` for a clean close between messages."""
         buf = self._buffer
         pos = self._pos
         # RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the
@@ -201,9 +202,12 @@ class BaseParser:
             self._scan = pos
         end = buf.find(b"\r\n\r\n", self._scan)
         if end < 0:
+            if self._peer_closed and len(buf) == pos:
+                self._set_state(_S.CLOSED)  # a clean close between messages
+                return ConnectionClosed()
             self._check_incomplete_head(buf, pos)
             self._scan = max(pos, len(buf) - 3)
-            return None
+            return NEED_DATA
         self._pos = end + 4
         self._scan = end + 4
         if end + 4 - pos > self.limits.max_head_bytes:
@@ -212,8 +216,6 @@ class BaseParser:
         return bytes(buf[pos:end + 2])
 
     def _check_incomplete_head(self, buf: bytes | bytearray, pos: int) -> None:
-        if self._peer_closed and len(buf) == pos:
-            raise ClosedBetweenMessages
         self._check_line_length(buf, pos)
         if len(buf) - pos > self.limits.max_head_bytes:
             raise HeadTooLarge("the message head is larger than the limit")
@@ -240,7 +242,7 @@ class BaseParser:
 
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
-        if kind is BodyKind.LENGTH:
+        if kind is BodyKind.LENGTH or kind is BodyKind.NONE:  # NO_BODY: a length of 0
             self._remaining = framing.length
             self._set_state(_S.BODY_LENGTH)
         elif kind is BodyKind.CHUNKED:
@@ -375,8 +377,3 @@ class BaseParser:
         self._pos = end + 4
         self._message_done()
         return EndOfMessage(trailers)
-
-
-class ClosedBetweenMessages(Exception):
-    """Raised by ``BaseParser._find_head`` to its subclasses: the peer closed cleanly
-    between messages (they report ``ConnectionClosed``)."""

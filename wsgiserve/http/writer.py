@@ -7,7 +7,7 @@ header injection on the wire. Used by the server (responses) and the client (req
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from wsgiserve.http.errors import LocalProtocolError
@@ -99,14 +99,13 @@ class BodyWriter:
     declared (nothing is produced for that call) or ends short.
     """
 
-    __slots__ = ("framing", "_kind", "_remaining", "bytes_written", "is_finished")
+    __slots__ = ("framing", "_kind", "_remaining", "bytes_written")
 
     def __init__(self, framing: Framing):
         self.framing = framing
         self._kind = framing.kind
         self._remaining = framing.length
         self.bytes_written = 0      # body bytes, before framing
-        self.is_finished = False
 
     @property
     def remaining(self) -> int:
@@ -118,19 +117,12 @@ class BodyWriter:
         if not size:
             return b""
         kind = self._kind
-        if kind is BodyKind.LENGTH:
-            if size > self._remaining:
-                raise LocalProtocolError(
-                    f"body is longer than its Content-Length ({self.framing.length})")
-            self._remaining -= size
-            self.bytes_written += size
-            return data
         if kind is BodyKind.CHUNKED:
             self.bytes_written += size
             return b"%x\r\n%b\r\n" % (size, data)
         if kind is BodyKind.NONE:
             return b""
-        self.bytes_written += size
+        self.account(size)  # Content-Length or close-delimited: the bytes go out as they are
         return data
 
     def account(self, size: int) -> None:
@@ -150,12 +142,8 @@ class BodyWriter:
             self._remaining -= size
         self.bytes_written += size
 
-    def write_many(self, pieces: Iterable[bytes]) -> list[bytes]:
-        return [self.write(piece) for piece in pieces]
-
     def end(self, trailers: Fields = ()) -> bytes:
         """Return the bytes that end the body (the last chunk and trailers, if chunked)."""
-        self.is_finished = True
         kind = self._kind
         if kind is BodyKind.LENGTH and self._remaining:
             raise LocalProtocolError(

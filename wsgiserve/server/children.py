@@ -20,7 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, NoReturn
 from wsgiref.types import WSGIApplication
 
@@ -152,7 +152,6 @@ class Generation:
     listeners: list[socket.socket]
     app: WSGIApplication | None = None
     reason: str = ""
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class RespawnBackoff:

@@ -65,10 +65,8 @@ def use_tls() -> None:
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-_REASONS: Final = {400: "Bad Request", 408: "Request Timeout", 411: "Length Required",
-                   413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
-                   431: "Request Header Fields Too Large", 500: "Internal Server Error",
-                   501: "Not Implemented", 505: "HTTP Version Not Supported"}
+# Reasons for the errors the server answers itself; a RemoteProtocolError carries its own.
+_REASONS: Final = {400: "Bad Request", 408: "Request Timeout", 500: "Internal Server Error"}
 
 
 class Connection:
@@ -287,8 +285,8 @@ class Connection:
         # worker's _close_idle.
         body = exchange.body
         if body is not None and not body.is_finished:
-            if exchange.request.expects_continue and not self.continue_sent:
-                return self._start_closing()
+            # (An Expect: 100-continue body never invited is not here: prepare_head made
+            # that response close.)
             try:
                 if not body.drain(DRAIN_MAX_BYTES):
                     return self._start_closing()
@@ -335,10 +333,10 @@ class Connection:
         _log.debug("invalid request from %s: %s", self.remote_addr, exc)
         if self.state is not ConnState.CLOSING:
             self.set_state(ConnState.CLOSING)
-        return self._send_final(self._error_response(exc.status, str(exc)))
+        return self._send_final(self._error_response(exc.status, str(exc), exc.reason))
 
-    def _error_response(self, status: int, message: str) -> bytes:
-        reason = _REASONS.get(status, "Error")
+    def _error_response(self, status: int, message: str, reason: str = "") -> bytes:
+        reason = reason or _REASONS[status]
         body = f"{status} {reason}\n{message}\n".encode("latin-1", "replace")
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n"

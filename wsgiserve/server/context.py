@@ -77,8 +77,6 @@ class ServerContext:
     access_log: AccessLog | None
     proxy: Any = None  # trusted-proxy handling (issue 6)
     hooks: Mapping[str, Callable[..., object]] = field(default_factory=dict)
-    multithread: bool = False
-    multiprocess: bool = True
     is_stopping: bool = False
     dates: DateCache = field(default_factory=DateCache)
     pid: int = field(default_factory=os.getpid)

@@ -9,7 +9,7 @@ import importlib
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["is_supported", "set_process_title"]
+__all__ = ["set_process_title"]
 
 _PREFIX: Final = "wsgiserve"
 
@@ -24,10 +24,6 @@ def _load() -> Callable[[str], None] | None:
 
 
 _SETTER: Final = _load()
-
-
-def is_supported() -> bool:
-    return _SETTER is not None
 
 
 def set_process_title(role: str, label: str) -> None:

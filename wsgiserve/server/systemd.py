@@ -131,9 +131,6 @@ class Notifier:
             self._status = field
             self.notify(field)
 
-    def fileno(self) -> int:
-        return -1 if self._socket is None else self._socket.fileno()
-
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()

@@ -100,8 +100,7 @@ class Worker:
             header_timeout_s=workers.header_timeout,
             body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
             script_name=config.server.script_name.rstrip("/"), access_log=access_log,
-            hooks=self.hooks, multithread=self.threads > 1,
-            multiprocess=workers.workers > 1, worker=self,
+            hooks=self.hooks, worker=self,
             proxy=ProxySettings.from_config(config.proxy))
         # Connection itself unless TLS or PROXY protocol is on; builds the SSLContext once
         # per worker process (so a HUP's new workers read renewed certificates).
