@@ -393,3 +393,10 @@ def test_sections_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().workers.workers = 2  # type: ignore[misc]  # proving it is rejected
     assert isinstance(Config().server, Server) and isinstance(Config().workers, Workers)
+
+
+def test_limit_defaults_are_the_protocol_cores() -> None:
+    # config may not import wsgiserve.http, so the defaults are written twice: keep them equal.
+    from wsgiserve.http import HttpLimits
+    from wsgiserve.server.worker import limits_from_config
+    assert limits_from_config(Config()) == HttpLimits()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from wsgiserve.config import ACCESS_LOG_JSON
+
 __all__ = [
     "ACCESS_LOGGER",
     "ERROR_LOGGER",
@@ -34,7 +36,6 @@ ACCESS_LOGGER: Final = "wsgiserve.access"
 # gunicorn's error log layout, so existing log parsers keep working.
 ERROR_LOG_FORMAT: Final = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 ERROR_LOG_DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S %z"
-_JSON_FORMAT: Final = "json"
 
 # CLF dates use English month names whatever the locale (Apache's %t).
 _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
@@ -145,21 +146,22 @@ class AccessFormatter:
     def __init__(self, log_format: str) -> None:
         """Raises ValueError naming an unknown atom or a malformed format."""
         self.log_format = log_format
-        self.is_json = log_format == _JSON_FORMAT
+        self.is_json = log_format == ACCESS_LOG_JSON
         self._getters: list[tuple[str, _Getter]] = []
         self._last_second = -1
         self._last_clf_time = ""
         self._has_time = False
         if self.is_json:
             return
-        for key in dict.fromkeys(_ATOM.findall(log_format)):
+        atoms = _ATOM.findall(log_format)
+        for key in dict.fromkeys(atoms):
             if key in _SIMPLE_ATOMS:
                 self._getters.append((key, _SIMPLE_ATOMS[key]))
             elif (match := _HEADER_ATOM.fullmatch(key)) is not None:
                 self._getters.append((key, _header_getter(match[1], match[2])))
             elif key != "t":
                 raise ValueError(f"unknown access log atom %({key})s")
-        self._has_time = "t" in _ATOM.findall(log_format)
+        self._has_time = "t" in atoms
         try:
             log_format % {key: "-" for key in [*(k for k, _ in self._getters), "t"]}
         except (ValueError, TypeError, KeyError) as exc:

@@ -34,6 +34,7 @@ from wsgiserve.client.errors import (
     ServerDisconnected,
     TotalTimeout,
     TransportError,
+    WriteError,
     translate_os_error,
     translate_os_errors,
     translate_protocol_error,
@@ -125,7 +126,6 @@ class Connection:
         self.origin = origin
         self.proxy = proxy
         self.timeouts = timeouts
-        self.requests_sent = 0
         self._ssl_context = ssl_context
         self._limits = limits
         self._sock: socket.socket | None = None
@@ -284,7 +284,6 @@ class Connection:
         interim: list[InformationalResponse] = []
         try:
             self._parser.expect_response(method.encode("ascii"))
-            self.requests_sent += 1
             final = self._send_request(head, body, framing, deadline, expect_continue,
                                        interim, on_informational)
             if final is None:
@@ -362,8 +361,10 @@ class Connection:
             raise _EarlyResponse() from None
 
     def _peer_has_answered(self) -> bool:
+        sock = self._sock
+        assert sock is not None  # the caller checked
         try:
-            readable, _, _ = select.select([self._sock], [], [], 0) if self._sock else ([], [], [])
+            readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return False
         return bool(readable)
@@ -468,7 +469,7 @@ class Connection:
     def _send(self, data: bytes, deadline: float | None) -> None:
         sock = self._sock
         if sock is None:
-            raise ReadError(f"{self._where}: the connection is closed")
+            raise WriteError(f"{self._where}: the connection is closed")
         self._set_timeout(self._limit(self.timeouts.write_s, deadline))
         try:
             sock.sendall(data)

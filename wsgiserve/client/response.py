@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from wsgiserve.client.errors import ClientError, HTTPStatusError
+from wsgiserve.client.redirects import REDIRECT_STATUSES
 from wsgiserve.http.events import Data, EndOfMessage, InformationalResponse
 from wsgiserve.http.events import Response as ResponseHead
 from wsgiserve.http.headers import Headers
@@ -47,7 +48,6 @@ class Response:
         self._deadline = deadline
         self._on_release = on_release
         self._content: bytes | None = None
-        self.bytes_received = 0
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}] {self.url}>"
@@ -78,7 +78,7 @@ class Response:
 
     @property
     def is_redirect(self) -> bool:
-        return self.status in (301, 302, 303, 307, 308) and b"location" in self.headers
+        return self.status in REDIRECT_STATUSES and b"location" in self.headers
 
     def raise_for_status(self) -> None:
         """Raise ``HTTPStatusError`` for a status of 400 or more."""
@@ -112,7 +112,6 @@ class Response:
             while True:
                 event = connection.next_body_event(self._deadline)
                 if type(event) is Data:
-                    self.bytes_received += len(event.data)
                     yield event.data
                     continue
                 assert isinstance(event, EndOfMessage)
