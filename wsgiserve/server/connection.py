@@ -255,7 +255,7 @@ class Connection:
             exchange.body = EmptyInput()
         environ["wsgi.input"] = exchange.body
         hooks = context.hooks
-        context.in_app[self] = time.monotonic()
+        context.in_app[self] = exchange.started
         try:
             if "pre_request" in hooks:
                 hooks["pre_request"](context.worker, environ)

@@ -43,7 +43,7 @@ class Exchange:
     """One request and the response being produced for it."""
 
     __slots__ = ("request", "environ", "body", "status", "headers", "head_sent", "writer",
-                 "result", "iterator", "should_close", "started", "start_wall", "is_finished",
+                 "result", "iterator", "should_close", "started", "is_finished",
                  "head_bytes", "status_code", "sendfile", "file_remaining", "connection")
 
     def __init__(self, request: Request, connection: Connection) -> None:
@@ -61,7 +61,6 @@ class Exchange:
         self.iterator: Iterator[bytes] | None = None
         self.should_close = not request.keep_alive
         self.started = time.monotonic()
-        self.start_wall = time.time()
         self.is_finished = False
         self.sendfile: FileWrapper | None = None
         self.file_remaining = -1
@@ -260,13 +259,14 @@ class Exchange:
         # (gunicorn's %(h)s is REMOTE_ADDR too). Behind nginx on a unix socket the peer has
         # no address at all.
         environ = self.environ
+        duration_s = time.monotonic() - self.started
         access_log.log(AccessRecord(
             remote_addr=str(environ.get("REMOTE_ADDR") or connection.remote_addr),
             remote_port=connection.remote_port,
             method=request.method.decode("ascii"), target=request.target.decode("latin-1"),
             version="HTTP/1.0" if request.http_version == b"1.0" else "HTTP/1.1",
             status=self.status_code, response_bytes=writer.bytes_written if writer else 0,
-            start_time=self.start_wall, duration_s=time.monotonic() - self.started,
+            start_time=time.time() - duration_s, duration_s=duration_s,
             request_headers=request.headers.lowered(), response_headers=self.headers,
             pid=connection.context.pid, remote_user=_remote_user(environ)))
 

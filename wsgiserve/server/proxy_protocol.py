@@ -26,8 +26,10 @@ _V2_FIXED_BYTES: Final = 16
 V2_MAX_BYTES: Final = _V2_FIXED_BYTES + 4096
 _V1_PREFIX: Final = b"PROXY "
 # v2 address block sizes (spec §2.2): TCP/UDP over IPv4, over IPv6, and AF_UNIX.
-_V2_INET_BYTES: Final = 12
-_V2_INET6_BYTES: Final = 36
+# Family 1 (AF_INET) and 2 (AF_INET6): the address type, its size, its name in errors.
+_V2_INET_FAMILIES: Final[dict[int, tuple[type[ipaddress.IPv4Address | ipaddress.IPv6Address],
+                                         int, str]]] = {
+    1: (ipaddress.IPv4Address, 4, "IPv4"), 2: (ipaddress.IPv6Address, 16, "IPv6")}
 _V2_UNIX_BYTES: Final = 216
 
 
@@ -181,24 +183,17 @@ def _parse_v2(header: bytes) -> ProxyHeader:
     if transport != 1:
         # Only STREAM makes sense in front of HTTP/1.1 over TCP.
         raise ProxyProtocolError("PROXY v2 header for a non-stream transport")
-    if family == 1:
-        if len(block) < _V2_INET_BYTES:
-            raise ProxyProtocolError("PROXY v2 IPv4 address block too short")
-        source = str(ipaddress.IPv4Address(block[0:4]))
-        destination = str(ipaddress.IPv4Address(block[4:8]))
-        source_port, destination_port = struct.unpack_from("!HH", block, 8)
-        tlvs = block[_V2_INET_BYTES:]
-    elif family == 2:
-        if len(block) < _V2_INET6_BYTES:
-            raise ProxyProtocolError("PROXY v2 IPv6 address block too short")
-        source = str(ipaddress.IPv6Address(block[0:16]))
-        destination = str(ipaddress.IPv6Address(block[16:32]))
-        source_port, destination_port = struct.unpack_from("!HH", block, 32)
-        tlvs = block[_V2_INET6_BYTES:]
-    else:
+    if family == 3:
         if len(block) < _V2_UNIX_BYTES:
             raise ProxyProtocolError("PROXY v2 AF_UNIX address block too short")
         return ProxyHeader(2, None, None, block[_V2_UNIX_BYTES:])
+    address_type, size, name = _V2_INET_FAMILIES[family]
+    if len(block) < 2 * size + 4:  # source, destination, then their two ports
+        raise ProxyProtocolError(f"PROXY v2 {name} address block too short")
+    source = str(address_type(block[0:size]))
+    destination = str(address_type(block[size:2 * size]))
+    source_port, destination_port = struct.unpack_from("!HH", block, 2 * size)
+    tlvs = block[2 * size + 4:]
     _check_tlvs(tlvs)
     return ProxyHeader(2, (source, source_port), (destination, destination_port), tlvs)
 
