@@ -285,8 +285,8 @@ class Connection:
         # worker's _close_idle.
         body = exchange.body
         if body is not None and not body.is_finished:
-            # (An Expect: 100-continue body never invited is not here: prepare_head made
-            # that response close.)
+            # (Not the body of an Expect: 100-continue never invited: the exchange made
+            # that response close when it built the head.)
             try:
                 if not body.drain(DRAIN_MAX_BYTES):
                     return self._start_closing()

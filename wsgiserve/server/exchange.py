@@ -92,8 +92,9 @@ class Exchange:
             self.connection.send_blocking(self.frame(data))
 
     # -- the response ------------------------------------------------------------------------
-    def prepare_head(self) -> None:
-        """Decide the framing and build the head; called once, before the first body byte."""
+    def _prepare_head(self) -> BodyWriter:
+        """Decide the framing and build the head; called once, before the first body byte.
+        Returns the body's writer (callers use ``self.writer or self._prepare_head()``)."""
         if not self.status:
             raise AppError("the application did not call start_response")
         connection = self.connection
@@ -111,18 +112,15 @@ class Exchange:
                 # close rather than guess (RFC 9110 §10.1.1).
                 should_close = True
         self.should_close = should_close
-        self.writer = BodyWriter(template.framing)
+        writer = self.writer = BodyWriter(template.framing)
         self.head_bytes = template.render(context.dates.line(), should_close,
                                           request.http_version == b"1.0")
         self.headers = template.fields
+        return writer
 
     def frame(self, data: bytes) -> bytes:
         """``data`` as it goes on the wire: transfer-coded, after the head the first time."""
-        writer = self.writer
-        if writer is None:
-            self.prepare_head()
-            writer = self.writer
-            assert writer is not None
+        writer = self.writer or self._prepare_head()
         if writer.framing.kind is BodyKind.LENGTH and len(data) > writer.remaining:
             # More than the app declared: send what was declared, then close, so the
             # extra bytes can never be read as the next response.
@@ -169,11 +167,7 @@ class Exchange:
                     return outcome
             if not self.is_finished:
                 self.is_finished = True
-                writer = self.writer
-                if writer is None:
-                    self.prepare_head()
-                    writer = self.writer
-                    assert writer is not None
+                writer = self.writer or self._prepare_head()
                 if writer.framing.kind is BodyKind.LENGTH and writer.remaining:
                     # Fewer bytes than declared: the client will see a short body; close
                     # so that the next response is never read as the rest of this one.
@@ -202,10 +196,7 @@ class Exchange:
         fileno = wrapper.fileno()
         assert fileno is not None
         connection = self.connection
-        if self.writer is None:
-            self.prepare_head()
-        writer = self.writer
-        assert writer is not None
+        writer = self.writer or self._prepare_head()
         if not self.head_sent:
             self.head_sent = True
             if not connection.send_or_park(self.head_bytes):
