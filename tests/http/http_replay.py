@@ -25,11 +25,10 @@ from wsgiserve.http import (
     Response,
     ResponseParser,
 )
-from wsgiserve.http.events import Sentinel
+from wsgiserve.http.events import Event, Sentinel
 from wsgiserve.http.framing import NO_BODY, BodyKind, Framing
 
 Parser = RequestParser | ResponseParser
-Event = Request | Response | InformationalResponse | Data | EndOfMessage | ConnectionClosed
 
 
 @dataclass(frozen=True)

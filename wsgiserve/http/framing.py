@@ -105,7 +105,7 @@ def request_framing(http_version: bytes, headers: Headers, max_body_bytes: int =
         codings = _transfer_codings(headers)
         if codings[-1] != b"chunked":
             # RFC 9112 §6.3 rule 4: a request whose final coding is not chunked cannot be
-            # delimited: 400, then close.
+            # delimited: 400, then close (501 when it is a coding we know but do not do).
             if codings[-1] in (b"gzip", b"deflate", b"compress", b"x-gzip", b"identity"):
                 raise UnsupportedTransferCoding(f"transfer coding {codings[-1]!r} is not chunked")
             raise RemoteProtocolError(f"final transfer coding {codings[-1][:40]!r} is not chunked")

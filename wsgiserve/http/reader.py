@@ -35,9 +35,7 @@ from wsgiserve.http.events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
-    InformationalResponse,
-    Request,
-    Response,
+    Event,
     Sentinel,
 )
 from wsgiserve.http.fields import parse_field_block
@@ -47,7 +45,7 @@ from wsgiserve.http.limits import HttpLimits
 
 __all__ = ["TRANSITIONS", "BaseParser", "ParserEvent", "ParserState"]
 
-ParserEvent = Request | Response | InformationalResponse | Data | EndOfMessage | ConnectionClosed | Sentinel
+ParserEvent = Event | Sentinel
 
 
 class ParserState(Enum):

@@ -179,8 +179,7 @@ class Connection:
         A client that checks its pooled connection before reusing it sees the FIN and opens
         a new one instead of losing a request to the race with our close.
         """
-        self.set_state(ConnState.CLOSING)
-        return self._start_lingering()
+        return self._start_closing()
 
     # -- the request cycle ---------------------------------------------------------------
     def _advance(self) -> Outcome:

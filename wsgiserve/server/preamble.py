@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from wsgiserve.config import Proxy, TLSSettings
 from wsgiserve.server.connection import Connection, ConnState, Outcome, use_tls
-from wsgiserve.server.context import ServerContext
+from wsgiserve.server.context import WOULD_BLOCK, ServerContext
 from wsgiserve.server.proxy import AddressMatcher
 from wsgiserve.server.proxy_protocol import V2_MAX_BYTES, ProxyHeaderParser, ProxyProtocolError
 
@@ -45,7 +45,6 @@ ConnectionFactory = Callable[[socket.socket, Any, ServerContext, dict[str, Any]]
 # client_header_timeout, which also bounds its handshakes, defaults to 60 s; we use less).
 DEFAULT_PREAMBLE_TIMEOUT_S: Final = 10.0
 _PREAMBLE_STATES: Final = frozenset({ConnState.READING_PROXY_HEADER, ConnState.HANDSHAKING})
-_WOULD_BLOCK: Final = (BlockingIOError, InterruptedError)
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ class PreambleConnection(Connection):
             # The peeked bytes are in the socket buffer: this takes exactly the header's.
             if taken and len(sock.recv(taken)) != taken:
                 return Outcome.CLOSE
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return Outcome.WAIT_READABLE
         except (ProxyProtocolError, EOFError, OSError) as exc:
             _log.debug("bad PROXY protocol header from %s: %s", self.remote_addr, exc)
@@ -187,8 +186,7 @@ class PreambleConnection(Connection):
             socket.socket.send(self.sock, response)
         except OSError:
             return Outcome.CLOSE
-        self.set_state(ConnState.CLOSING)
-        return self._start_lingering()
+        return self._start_closing()
 
     def _start_lingering(self) -> Outcome:
         if self._is_handshaken:

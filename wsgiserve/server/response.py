@@ -4,7 +4,7 @@
 the framing (``http.framing``) and encodes the validated part of the head once; identical
 (status, headers, method kind, version) combinations reuse that work from a bounded cache,
 since most apps answer most requests with the same header set. ``HeadTemplate.render()``
-adds the per-response fields (Date, Server, Connection). Used by ``server.connection``.
+adds the per-response fields (Date, Server, Connection). Used by ``server.exchange``.
 """
 from __future__ import annotations
 
@@ -115,8 +115,8 @@ def _build(status: str, headers: list[tuple[str, str]], method: bytes,
             has_date = True
         out.append((name, value))
     framing = choose_response_framing(method, http_version, code, content_length)
-    if code < 200 or code == 204:
-        # RFC 9110 §8.6: no Content-Length in 1xx and 204 (a 304 keeps the app's).
+    if code == 204:
+        # RFC 9110 §8.6: no Content-Length in a 204 (a 304 keeps the app's; 1xx never get here).
         out = [(n, v) for n, v in out if n.lower() != "content-length"]
     if framing.kind is BodyKind.CHUNKED:
         out.append(("Transfer-Encoding", "chunked"))

@@ -14,14 +14,15 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["LISTEN_FDS_START", "ListenFd", "Notifier", "Watchdog", "listen_fds",
-           "watchdog_interval_s"]
+__all__ = ["ACTIVATION_VARIABLES", "LISTEN_FDS_START", "ListenFd", "Notifier", "Watchdog",
+           "listen_fds", "watchdog_interval_s"]
 
 logger = logging.getLogger(__name__)
 
 # sd_listen_fds(3): passed descriptors start at 3 (SD_LISTEN_FDS_START).
 LISTEN_FDS_START: Final = 3
-_ACTIVATION_VARIABLES: Final = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+# sd_listen_fds(3)'s variables: for the process systemd started, never for its children.
+ACTIVATION_VARIABLES: Final = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def listen_fds(environ: MutableMapping[str, str], *, pid: int | None = None,
                 for index in range(count)]
     finally:
         if unset:
-            for name in _ACTIVATION_VARIABLES:
+            for name in ACTIVATION_VARIABLES:
                 environ.pop(name, None)
 
 

@@ -13,10 +13,10 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Final, NoReturn
+from typing import NoReturn
 
 from wsgiserve.exitcodes import EXIT_ERROR
-from wsgiserve.server import sockets
+from wsgiserve.server import sockets, systemd
 from wsgiserve.server.children import exit_description
 from wsgiserve.server.pidfile import PidFile
 from wsgiserve.server.signals import SignalQueue
@@ -24,9 +24,6 @@ from wsgiserve.server.signals import SignalQueue
 __all__ = ["BinaryUpgrade"]
 
 logger = logging.getLogger(__name__)
-
-# systemd's socket activation variables (sd_listen_fds(3)): never passed to the new master.
-_ACTIVATION_VARIABLES: Final = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 class BinaryUpgrade:
@@ -77,7 +74,7 @@ class BinaryUpgrade:
         try:
             signals.restore_defaults()
             environment = {k: v for k, v in os.environ.items()
-                           if k not in _ACTIVATION_VARIABLES}
+                           if k not in systemd.ACTIVATION_VARIABLES}
             environment[sockets.INHERITED_FDS_VARIABLE] = sockets.export_for_exec(listeners)
             os.chdir(self._start_directory)
             os.execve(sys.executable, arguments, environment)
