@@ -1,8 +1,10 @@
-"""The arbiter's signal queue: handlers only record, the main loop does the work.
+"""The signal queue of the master and of each worker: handlers only record, the main loop
+(the arbiter's, the worker's housekeeping) does the work.
 
 A handler appends the signal number to a deque and Python's C-level handler writes a byte to
 a non-blocking wakeup pipe (``signal.set_wakeup_fd``), so the loop's ``select`` wakes up.
-Handlers never log (logging takes locks a signal may interrupt). Imported by the arbiter.
+Handlers never log (logging takes locks a signal may interrupt). Imported by the arbiter and
+the worker.
 """
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Final
 
-__all__ = ["MASTER_SIGNALS", "SignalQueue"]
+__all__ = ["MASTER_SIGNALS", "WORKER_SIGNALS", "SignalQueue"]
 
 # What the master acts on (gunicorn's set); CHLD only wakes the loop to reap.
 MASTER_SIGNALS: Final = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGTTIN,
     signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
 )
+# What a worker acts on: stop (TERM graceful; INT, QUIT fast), USR1 reopen, ABRT dump.
+WORKER_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                         signal.SIGABRT)
 # Bounds the queue against a signal flood (gunicorn keeps 5); stop signals always get in.
 _MAX_QUEUED: Final = 64
 _STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
@@ -67,6 +72,18 @@ class SignalQueue:
                 pass
         except BlockingIOError:
             pass
+
+    def push(self, signum: int) -> None:
+        """Queue ``signum`` as if it had arrived, and wake the loop (from any thread)."""
+        self._pending.append(signum)
+        self.wake()
+
+    def wake(self) -> None:
+        """End the loop's current ``wait`` early (from any thread)."""
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is waking up anyway
 
     def pop(self) -> int | None:
         """The oldest recorded signal, or None."""

@@ -34,6 +34,7 @@ from wsgiserve.server.context import ServerContext
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.preamble import connection_factory
 from wsgiserve.server.proxy import ProxySettings
+from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -120,8 +121,7 @@ class Worker:
         self._standing_by = 0
         self._progress = 0  # events handled, for the watchdog
         self._progress_seen = -1
-        self._signals: collections.deque[int] = collections.deque()
-        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._signals = SignalQueue()
         self._is_done = False
         self._stop_deadline = 0.0
         self._served = 0
@@ -166,17 +166,11 @@ class Worker:
                                  multiprocess=self.config.workers.workers > 1)
 
     def _install_signals(self) -> None:
-        def record(signum: int, frame: object) -> None:
-            self._signals.append(signum)
-
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                       signal.SIGABRT):
-            signal.signal(signum, record)
+        self._signals.install(WORKER_SIGNALS)
         for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH,
                        signal.SIGUSR2):
-            signal.signal(signum, signal.SIG_IGN)
+            signal.signal(signum, signal.SIG_IGN)  # the master's business
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
 
     # -- housekeeping (main thread) ------------------------------------------------------
     def _housekeep_forever(self) -> int:
@@ -184,17 +178,9 @@ class Worker:
         while True:
             busy = self.threads > 1 and \
                 time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S
-            try:
-                select.select([self._wakeup_r], [], [], WATCHDOG_S if busy else TICK_S)
-            except InterruptedError:
-                pass
-            try:
-                while os.read(self._wakeup_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-            while self._signals:
-                code = self._handle_signal(self._signals.popleft())
+            self._signals.wait(WATCHDOG_S if busy else TICK_S)
+            while (signum := self._signals.pop()) is not None:
+                code = self._handle_signal(signum)
                 if code is not None:
                     return code
             if busy:
@@ -313,11 +299,7 @@ class Worker:
         if self.max_requests and self._served >= self.max_requests \
                 and not self.context.is_stopping:
             _log.info("Worker %d reached max_requests (%d)", self.pid, self.max_requests)
-            self._signals.append(signal.SIGTERM)
-            try:
-                os.write(self._wakeup_w, b"\0")
-            except BlockingIOError:
-                pass
+            self._signals.push(signal.SIGTERM)
 
     # -- serving (server threads) ----------------------------------------------------------
     def _serve_forever(self) -> None:
@@ -362,7 +344,7 @@ class Worker:
                     continue
                 now = monotonic()
                 if now - self._last_events_at > STANDBY_IDLE_AFTER_S and self.threads > 1:
-                    os.write(self._wakeup_w, b"\0")  # the watchdog switches to its fast tick
+                    self._signals.wake()  # the watchdog switches to its fast tick
                 self._last_events_at = now
                 fd, mask = events[0]
                 if len(events) > 1:
