@@ -77,11 +77,12 @@ def resolve(command_line: CommandLine, environ: Mapping[str, str], *,
     by_dest = {s.dest: s for s in SETTINGS}
     for dest, value in command_line.values.items():
         setting = by_dest[dest]
+        origin = f"argument {'/'.join(setting.flags) or setting.metavar}"
         try:
             values[dest] = _checked(setting, value)
         except _BadValue as exc:
-            raise ConfigError(f"argument {'/'.join(setting.flags)}: {exc}") from None
-        origins[dest] = f"argument {'/'.join(setting.flags) or setting.metavar}"
+            raise ConfigError(f"{origin}: {exc}") from None
+        origins[dest] = origin
     _check_together(values, origins)
     sections = {
         name: cls(**{s.key: values[s.dest] for s in SETTINGS if s.section == name})
