@@ -25,7 +25,7 @@ from wsgiserve.config import Config, Hooks, load
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import HookError, load_hook, load_hooks
 from wsgiserve.log import ACCESS_LOGGER, ERROR_LOGGER
-from wsgiserve.reloader import Reloader
+from wsgiserve.server.master.reload import Reloader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,9 +149,9 @@ def test_environment_overrides_file_in_main(monkeypatch: pytest.MonkeyPatch,
 
 def test_without_a_server_main_exits_2_with_a_message(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "wsgiserve.server.arbiter", None)  # import fails
+    monkeypatch.setitem(sys.modules, "wsgiserve.server.master.arbiter", None)  # import fails
     assert main(["--error-logfile", "-"]) == EXIT_USAGE
-    assert "wsgiserve.server.arbiter is not available" in capsys.readouterr().err
+    assert "wsgiserve.server.master.arbiter is not available" in capsys.readouterr().err
 
 
 def test_main_prepares_the_process_and_runs_the_arbiter(
@@ -168,9 +168,9 @@ def test_main_prepares_the_process_and_runs_the_arbiter(
             seen["path"] = sys.path[:3]
             return 7
 
-    fake = types.ModuleType("wsgiserve.server.arbiter")
+    fake = types.ModuleType("wsgiserve.server.master.arbiter")
     fake.Arbiter = FakeArbiter  # type: ignore[attr-defined]  # a stand-in module
-    monkeypatch.setitem(sys.modules, "wsgiserve.server.arbiter", fake)
+    monkeypatch.setitem(sys.modules, "wsgiserve.server.master.arbiter", fake)
     monkeypatch.setenv("WSGISERVE_TEST_PAIR", "unset")  # so the fixture restores it
     site = tmp_path / "site"
     extra = tmp_path / "extra"

@@ -398,5 +398,5 @@ def test_sections_are_frozen() -> None:
 def test_limit_defaults_are_the_protocol_cores() -> None:
     # config may not import wsgiserve.http, so the defaults are written twice: keep them equal.
     from wsgiserve.http import HttpLimits
-    from wsgiserve.server.worker import limits_from_config
+    from wsgiserve.server.worker.loop import limits_from_config
     assert limits_from_config(Config()) == HttpLimits()

@@ -1,9 +1,17 @@
-"""The import direction of ../shared/STYLE.md section 2, checked on the source with ast.
+"""The package rules of the architecture, checked on the source with ast; imports under
+``TYPE_CHECKING`` count like any other.
 
-cli -> server.arbiter -> server.worker -> server.connection -> {wsgi, tls, http};
-client -> {http}; http/ imports only the standard library (and never socket, ssl,
-selectors or logging); the config package (wsgiserve/config/) imports no other wsgiserve
-module: its modules import only each other.
+- The sans-IO protocol packages (``http/``, ``http2/``, ``websocket/``) import only the
+  standard library, never socket, ssl, selectors, select, threading or logging, and of
+  wsgiserve only themselves (and ``http/`` for the shared field rules).
+- ``config/`` imports no other wsgiserve module; the client and the server never import
+  each other; ``wsgi``, ``tls`` and ``log`` never import the server.
+- The server's two processes: ``server/worker/`` never imports ``server/master/``; of the
+  master only ``master/spawn.py`` (which boots a worker) imports the worker; the shared
+  ``heartbeat`` and ``signals`` import neither.
+- Inside a worker, imports run one way: loop -> connection -> protocols -> exchange ->
+  transport -> context (``WORKER_RANKS``).
+- No import cycle anywhere in wsgiserve.
 """
 from __future__ import annotations
 
@@ -15,21 +23,34 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "wsgiserve"
 
 
+def _module_name(path: Path) -> str:
+    parts = ["wsgiserve", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+ALL_MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
 def _imports(path: Path) -> set[str]:
-    """Absolute names of the modules that ``path`` imports; relative imports are resolved."""
-    package = ["wsgiserve", *path.relative_to(PACKAGE).parent.parts]
+    """Absolute names of what ``path`` imports; relative imports are resolved, and
+    ``from package import module`` names the module."""
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[:len(package) - node.level + 1])
-            if node.module:
-                names.add(f"{base}.{node.module}")
+            if node.level == 0:
+                base = node.module or ""
             else:
-                names.update(f"{base}.{alias.name}" for alias in node.names)
+                base = ".".join(package[:len(package) - node.level + 1]
+                                + ([node.module] if node.module else []))
+            names.add(base)
+            for alias in node.names:
+                if f"{base}.{alias.name}" in ALL_MODULES:
+                    names.add(f"{base}.{alias.name}")
     return names
 
 
@@ -45,16 +66,23 @@ def _ids(paths: list[Path]) -> list[str]:
     return [str(path.relative_to(PACKAGE)) for path in paths]
 
 
-HTTP_MODULES = _modules("http")
+def _wsgiserve_imports(path: Path) -> set[str]:
+    return {name for name in _imports(path) if _within(name, "wsgiserve")}
 
 
-@pytest.mark.parametrize("path", HTTP_MODULES, ids=_ids(HTTP_MODULES))
-def test_http_layer_is_sans_io_and_imports_nothing_above_it(path: Path) -> None:
+SANS_IO = {"http": ("wsgiserve.http",), "http2": ("wsgiserve.http2", "wsgiserve.http"),
+           "websocket": ("wsgiserve.websocket", "wsgiserve.http")}
+SANS_IO_MODULES = [path for folder in SANS_IO for path in _modules(folder)]
+_BANNED = {"socket", "ssl", "selectors", "logging", "select", "threading", "time"}
+
+
+@pytest.mark.parametrize("path", SANS_IO_MODULES, ids=_ids(SANS_IO_MODULES))
+def test_protocol_cores_are_sans_io_and_import_nothing_above_them(path: Path) -> None:
+    allowed = SANS_IO[path.relative_to(PACKAGE).parts[0]]
     for name in _imports(path):
-        top = name.split(".")[0]
-        assert top not in {"socket", "ssl", "selectors", "logging", "select", "threading"}, name
-        if top == "wsgiserve":
-            assert name.startswith("wsgiserve.http"), name
+        assert name.split(".")[0] not in _BANNED, name
+        if _within(name, "wsgiserve"):
+            assert _within(name, *allowed), name
 
 
 CONFIG_MODULES = _modules("config")
@@ -66,13 +94,13 @@ def test_config_modules_are_found() -> None:
 
 @pytest.mark.parametrize("path", CONFIG_MODULES, ids=_ids(CONFIG_MODULES))
 def test_config_imports_no_other_wsgiserve_module(path: Path) -> None:
-    bad = [n for n in _imports(path)
-           if _within(n, "wsgiserve") and not _within(n, "wsgiserve.config")]
-    assert not bad
+    assert not [n for n in _wsgiserve_imports(path) if not _within(n, "wsgiserve.config")]
 
 
 CLIENT_MODULES = _modules("client")
 SERVER_MODULES = _modules("server")
+MASTER_MODULES = _modules("server/master")
+WORKER_MODULES = _modules("server/worker")
 
 
 @pytest.mark.parametrize("path", CLIENT_MODULES, ids=_ids(CLIENT_MODULES))
@@ -93,10 +121,83 @@ def test_leaf_modules_do_not_import_the_server(name: str) -> None:
     assert not [n for n in _imports(PACKAGE / name) if _within(n, "wsgiserve.server")]
 
 
-@pytest.mark.parametrize("lower, upper", [
-    ("server/connection.py", "wsgiserve.server.worker"),
-    ("server/connection.py", "wsgiserve.server.arbiter"),
-    ("server/worker.py", "wsgiserve.server.arbiter"),
-])
-def test_nothing_imports_upward(lower: str, upper: str) -> None:
-    assert upper not in _imports(PACKAGE / lower)
+@pytest.mark.parametrize("path", WORKER_MODULES, ids=_ids(WORKER_MODULES))
+def test_the_worker_never_imports_the_master(path: Path) -> None:
+    assert not [n for n in _imports(path) if _within(n, "wsgiserve.server.master")]
+
+
+@pytest.mark.parametrize("path", MASTER_MODULES, ids=_ids(MASTER_MODULES))
+def test_only_spawn_imports_the_worker(path: Path) -> None:
+    imports_worker = any(_within(n, "wsgiserve.server.worker") for n in _imports(path))
+    assert imports_worker == (path.name == "spawn.py")
+
+
+@pytest.mark.parametrize("name", ["heartbeat.py", "signals.py"])
+def test_what_both_processes_share_imports_neither(name: str) -> None:
+    bad = [n for n in _imports(PACKAGE / "server" / name)
+           if _within(n, "wsgiserve.server.master", "wsgiserve.server.worker")]
+    assert not bad
+
+
+# A worker module may import worker modules of lower rank only.
+WORKER_RANKS = {
+    "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0,
+    "context": 1, "protocol": 1,
+    "transport": 2,
+    "exchange": 3,
+    "http1": 4, "preamble": 4,
+    "connection": 5,
+    "loop": 6,
+    "__init__": 7,
+}
+
+
+@pytest.mark.parametrize("path", WORKER_MODULES, ids=_ids(WORKER_MODULES))
+def test_worker_imports_run_one_way(path: Path) -> None:
+    assert path.stem in WORKER_RANKS, f"give {path.name} a rank in WORKER_RANKS"
+    rank = WORKER_RANKS[path.stem]
+    for name in _imports(path):
+        if _within(name, "wsgiserve.server.worker") and name != "wsgiserve.server.worker":
+            other = name.split(".")[3]
+            assert WORKER_RANKS[other] < rank, f"{path.stem} imports {other}"
+
+
+def _cycle() -> list[str] | None:
+    graph = {name: sorted(n for n in _wsgiserve_imports(path) if n in ALL_MODULES and n != name)
+             for name, path in ALL_MODULES.items()}
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> list[str] | None:
+        if name in stack:
+            return stack[stack.index(name):] + [name]
+        if name in done:
+            return None
+        for child in graph[name]:
+            found = visit(child, [*stack, name])
+            if found:
+                return found
+        done.add(name)
+        return None
+
+    for name in graph:
+        found = visit(name, [])
+        if found:
+            return found
+    return None
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    assert len(ALL_MODULES) > 50
+    assert _cycle() is None
+
+
+def test_the_cycle_finder_finds_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _wsgiserve_imports
+
+    def with_a_cycle(path: Path) -> set[str]:
+        found = real(path)
+        if _module_name(path) == "wsgiserve.http.errors":
+            found.add("wsgiserve.http.parser")  # parser imports errors: now a cycle
+        return found
+    monkeypatch.setitem(globals(), "_wsgiserve_imports", with_a_cycle)
+    assert _cycle() is not None

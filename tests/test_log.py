@@ -188,8 +188,8 @@ def test_error_log_level_and_stderr(restore_loggers: None, tmp_path: Path) -> No
     stream_path = tmp_path / "stderr.txt"
     with stream_path.open("w") as stream:
         configure_logging(Logging(log_level="warning"), stderr=stream)
-        logging.getLogger("wsgiserve.server.worker").info("hidden")
-        logging.getLogger("wsgiserve.server.worker").warning("shown %d", 7)
+        logging.getLogger("wsgiserve.server.worker.loop").info("hidden")
+        logging.getLogger("wsgiserve.server.worker.loop").warning("shown %d", 7)
     lines = stream_path.read_text().splitlines()
     assert len(lines) == 1 and lines[0].endswith("[WARNING] shown 7")
 

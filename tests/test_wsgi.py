@@ -16,7 +16,7 @@ from wsgiserve.http import (
     Request,
     RequestParser,
 )
-from wsgiserve.server.connection import make_base_environ
+from wsgiserve.server.worker.connection import make_base_environ
 from wsgiserve.wsgi import (
     EmptyInput,
     ErrorStream,

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # Handler names mark what configure_logging installed, so a second call replaces them.
 _ERROR_HANDLER: Final = "wsgiserve-error-log"
 _ACCESS_HANDLER: Final = "wsgiserve-access-log"
-_ARBITER_MODULE: Final = "wsgiserve.server.arbiter"
+_ARBITER_MODULE: Final = "wsgiserve.server.master.arbiter"
 
 
 def _replace_handler(target: logging.Logger, name: str, handler: logging.Handler | None) -> None:
@@ -128,9 +128,9 @@ def _check_runtime(config: Config) -> None:
 def _run_arbiter(config: Config) -> int:
     try:
         # Imported here: the server is optional for config tools (--check-config) and tests.
-        from wsgiserve.server.arbiter import Arbiter
+        from wsgiserve.server.master.arbiter import Arbiter
     except ModuleNotFoundError as exc:
-        if exc.name not in (_ARBITER_MODULE, "wsgiserve.server"):
+        if exc.name not in (_ARBITER_MODULE, "wsgiserve.server.master", "wsgiserve.server"):
             raise
         logger.error("cannot serve: %s is not available in this installation", _ARBITER_MODULE)
         return EXIT_USAGE

@@ -73,7 +73,7 @@ def test_every_wsgiserve_setting_appears_in_the_migration_guide() -> None:
 def test_signal_table_matches_the_signals_the_arbiter_handles() -> None:
     rows = _table_rows((DOCS / "signals.md").read_text(), "## The master")
     documented = {token for row in rows for token in _ticked(row[0])}
-    source = (REPO_ROOT / "wsgiserve" / "server" / "arbiter.py").read_text()
+    source = (REPO_ROOT / "wsgiserve" / "server" / "master" / "arbiter.py").read_text()
     handled = set(re.findall(r"signal\.SIG([A-Z0-9]+)", source[source.index(
         "def _handle_signals"):source.index("# --- workers")]))
     assert {f"SIG{name}" for name in handled} == documented

@@ -18,8 +18,8 @@ from wsgiref.validate import WSGIWarning, validator
 import pytest
 
 from wsgiserve.http import HttpLimits
-from wsgiserve.server.connection import Connection, ConnState, Outcome, make_base_environ
-from wsgiserve.server.context import ServerContext
+from wsgiserve.server.worker.connection import Connection, ConnState, Outcome, make_base_environ
+from wsgiserve.server.worker.context import ServerContext
 
 pytestmark = pytest.mark.timeout(30)
 

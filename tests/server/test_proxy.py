@@ -13,9 +13,9 @@ import pytest
 from tls_servers import Server, read_response
 
 from wsgiserve.http import Request, RequestParser
-from wsgiserve.server.connection import make_base_environ
-from wsgiserve.server.proxy import AddressMatcher, ProxySettings
-from wsgiserve.server.proxy_protocol import V2_SIGNATURE
+from wsgiserve.server.worker.connection import make_base_environ
+from wsgiserve.server.worker.forwarded import AddressMatcher, ProxySettings
+from wsgiserve.server.worker.proxy_protocol import V2_SIGNATURE
 from wsgiserve.wsgi import build_environ
 
 PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SSL",

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from wsgiserve.server.proxy_protocol import (
+from wsgiserve.server.worker.proxy_protocol import (
     V2_MAX_BYTES,
     V2_SIGNATURE,
     ProxyHeader,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wsgiserve.server import sockets
+from wsgiserve.server.master import sockets
 
 
 def _has_ipv6_loopback() -> bool:

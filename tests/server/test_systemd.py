@@ -16,7 +16,7 @@ from arbiter_processes import ServerProcess, get
 from processes import is_alive, wait_until
 
 from wsgiserve.exitcodes import EXIT_OK
-from wsgiserve.server import systemd
+from wsgiserve.server.master import systemd
 
 StartServer = Callable[..., ServerProcess]
 

@@ -16,10 +16,13 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent bytes that are not valid HTTP/1.1, or that we refuse to accept.
 
     The parser that raised it stays in its ERROR state; the connection must close.
+    ``method`` is the request's method when the error came after its request line (a
+    server answers HEAD without a body).
     """
 
     status: ClassVar[int] = 400
     reason: ClassVar[str] = "Bad Request"
+    method: bytes | None = None
 
 
 class IncompleteMessage(RemoteProtocolError):

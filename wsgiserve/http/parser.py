@@ -97,43 +97,47 @@ class RequestParser(BaseParser):
         if match is None:
             raise self._request_line_error(bytes(buf[pos:line_end]))
         method, target, major, minor = match.groups()
-        if major != b"1":
-            # RFC 9110 §6.2 / RFC 9112 §2.3: we implement HTTP/1.x only.
-            raise UnsupportedVersion(f"HTTP/{major.decode()}.{minor.decode()} is not supported")
-        # RFC 9110 §6.2: a 1.x version above 1.1 is handled as 1.1.
-        version = b"1.0" if minor == b"0" else b"1.1"
-        # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
-        # field name that is not a token: both are rejected below.
-        headers, (host_at, has_framing_fields, connection_at, has_expect) = \
-            parse_field_block(bytes(buf[line_end + 2:end + 2]), limits)
-        if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
-            self._check_target_form(method, target)
-        if host_at < 0:
-            # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request
-            # with more than one Host field line.
-            if host_at == -2 or version == b"1.1":
-                raise RemoteProtocolError("missing or repeated Host header")
-        else:
-            host = headers.fields[host_at][1]
-            if host.translate(None, _HOST_BYTES) and _HOST_RE.fullmatch(host) is None:
-                raise RemoteProtocolError("invalid Host header")
-        framing = NO_BODY
-        if has_framing_fields:
-            framing = request_framing(version, headers, limits.max_body_bytes)
-        keep_alive = version == b"1.1" if connection_at == -1 else \
-            wants_keep_alive(version, headers, connection_at)
-        expects_continue = False
-        if has_expect and version == b"1.1":
-            # RFC 9110 §10.1.1: 100-continue is the only expectation defined; a server MAY
-            # answer 417 to any other, and does here rather than ignore it. HTTP/1.0
-            # requests' expectations MUST be ignored.
-            expectation = headers.combined(b"expect")
-            if expectation is not None and expectation.lower() == b"100-continue":
-                expects_continue = framing.has_body
-            elif expectation:
-                raise ExpectationFailed("only 100-continue is a supported expectation")
-        self._keep_alive = keep_alive
-        self._start_body(framing)
+        try:
+            if major != b"1":
+                # RFC 9110 §6.2 / RFC 9112 §2.3: we implement HTTP/1.x only.
+                raise UnsupportedVersion(f"HTTP/{major.decode()}.{minor.decode()} is not supported")
+            # RFC 9110 §6.2: a 1.x version above 1.1 is handled as 1.1.
+            version = b"1.0" if minor == b"0" else b"1.1"
+            # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
+            # field name that is not a token: both are rejected below.
+            headers, (host_at, has_framing_fields, connection_at, has_expect) = \
+                parse_field_block(bytes(buf[line_end + 2:end + 2]), limits)
+            if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
+                self._check_target_form(method, target)
+            if host_at < 0:
+                # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request
+                # with more than one Host field line.
+                if host_at == -2 or version == b"1.1":
+                    raise RemoteProtocolError("missing or repeated Host header")
+            else:
+                host = headers.fields[host_at][1]
+                if host.translate(None, _HOST_BYTES) and _HOST_RE.fullmatch(host) is None:
+                    raise RemoteProtocolError("invalid Host header")
+            framing = NO_BODY
+            if has_framing_fields:
+                framing = request_framing(version, headers, limits.max_body_bytes)
+            keep_alive = version == b"1.1" if connection_at == -1 else \
+                wants_keep_alive(version, headers, connection_at)
+            expects_continue = False
+            if has_expect and version == b"1.1":
+                # RFC 9110 §10.1.1: 100-continue is the only expectation defined; a server MAY
+                # answer 417 to any other, and does here rather than ignore it. HTTP/1.0
+                # requests' expectations MUST be ignored.
+                expectation = headers.combined(b"expect")
+                if expectation is not None and expectation.lower() == b"100-continue":
+                    expects_continue = framing.has_body
+                elif expectation:
+                    raise ExpectationFailed("only 100-continue is a supported expectation")
+            self._keep_alive = keep_alive
+            self._start_body(framing)
+        except RemoteProtocolError as exc:
+            exc.method = method  # the server answers a HEAD request without a body
+            raise
         return Request(method, target, version, headers, framing, keep_alive, expects_continue)
 
     @staticmethod

@@ -125,6 +125,11 @@ class BaseParser:
     def buffered_bytes(self) -> int:
         return len(self._buffer) - self._pos
 
+    @property
+    def is_peer_closed(self) -> bool:
+        """``feed(b"")`` was called: nothing more will come."""
+        return self._peer_closed
+
     def feed(self, data: bytes) -> None:
         """Add bytes from the peer; ``b""`` means the peer closed its side."""
         if not data:

@@ -95,17 +95,24 @@ class BodyWriter:
     ``write`` returns the bytes to send for a piece of body (with NONE framing, nothing:
     a body for HEAD, 204 or 304 is dropped); ``end`` returns the closing bytes.
 
-    Raises ``LocalProtocolError`` when a Content-Length body would get more bytes than
-    declared (nothing is produced for that call) or ends short.
+    A Content-Length body that gets more bytes than declared, or ends short, is a bug of
+    whoever produces the body. By default that raises ``LocalProtocolError`` (nothing is
+    produced for that call). With ``keep_declared_length`` the writer applies the server's
+    policy instead: send what was declared, then close. Excess bytes are dropped and a short
+    body is left short; ``has_broken_length`` then tells the caller to close the
+    connection, so the bytes that follow can never be read as the next message.
     """
 
-    __slots__ = ("framing", "_kind", "_remaining", "bytes_written")
+    __slots__ = ("framing", "_kind", "_remaining", "bytes_written", "_keep_declared_length",
+                 "has_broken_length")
 
-    def __init__(self, framing: Framing):
+    def __init__(self, framing: Framing, *, keep_declared_length: bool = False):
         self.framing = framing
         self._kind = framing.kind
         self._remaining = framing.length
         self.bytes_written = 0      # body bytes, before framing
+        self._keep_declared_length = keep_declared_length
+        self.has_broken_length = False
 
     @property
     def remaining(self) -> int:
@@ -122,6 +129,10 @@ class BodyWriter:
             return b"%x\r\n%b\r\n" % (size, data)
         if kind is BodyKind.NONE:
             return b""
+        if kind is BodyKind.LENGTH and size > self._remaining and self._keep_declared_length:
+            self.has_broken_length = True
+            data = data[:self._remaining]
+            size = len(data)
         self.account(size)  # Content-Length or close-delimited: the bytes go out as they are
         return data
 
@@ -146,6 +157,9 @@ class BodyWriter:
         """Return the bytes that end the body (the last chunk and trailers, if chunked)."""
         kind = self._kind
         if kind is BodyKind.LENGTH and self._remaining:
+            if self._keep_declared_length:
+                self.has_broken_length = True
+                return b""
             raise LocalProtocolError(
                 f"body ended {self._remaining} bytes short of its Content-Length")
         if kind is BodyKind.CHUNKED:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from wsgiserve.exitcodes import EXIT_ERROR
-from wsgiserve.server import sockets, systemd
-from wsgiserve.server.children import exit_description
-from wsgiserve.server.pidfile import PidFile
+from wsgiserve.server.master import sockets, systemd
+from wsgiserve.server.master.workers import exit_description
+from wsgiserve.server.master.pidfile import PidFile
 from wsgiserve.server.signals import SignalQueue
 
 __all__ = ["BinaryUpgrade"]

@@ -3,9 +3,9 @@
 It binds (or inherits) the listening sockets, forks workers, watches their heartbeats,
 replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgrade,
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
-does the work. Imported by ``cli``; imports ``children`` (which runs the worker) and what
-it delegates to: ``listeners`` (open, rebind, close), ``reload`` (config re-read, file
-watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd`` (notifications, watchdog).
+does the work. It delegates to small collaborators: ``workers`` (the worker table),
+``spawn`` (the forked child's boot), ``listeners`` (open, rebind, close), ``reload``
+(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``.
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -28,25 +28,24 @@ from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files
-from wsgiserve.server import systemd
-from wsgiserve.server.children import (
+from wsgiserve.server.heartbeat import Heartbeat
+from wsgiserve.server.master import systemd
+from wsgiserve.server.master.listeners import Listeners
+from wsgiserve.server.master.pidfile import PidFile
+from wsgiserve.server.master.proctitle import set_process_title
+from wsgiserve.server.master.reload import CodeWatcher, reread_config
+from wsgiserve.server.master.sockets import ListenerError
+from wsgiserve.server.master.spawn import boot_worker
+from wsgiserve.server.master.startup import app_label, check_tls, resolve_ids, start_directory
+from wsgiserve.server.master.upgrade import BinaryUpgrade
+from wsgiserve.server.master.workers import (
     Generation,
     RespawnBackoff,
     WorkerProcess,
-    app_label,
-    boot_worker,
+    WorkerTable,
     exit_description,
-    resolve_ids,
-    start_directory,
 )
-from wsgiserve.server.heartbeat import Heartbeat
-from wsgiserve.server.listeners import Listeners
-from wsgiserve.server.pidfile import PidFile
-from wsgiserve.server.proctitle import set_process_title
-from wsgiserve.server.reload import CodeWatcher, reread_config
 from wsgiserve.server.signals import SignalQueue
-from wsgiserve.server.sockets import ListenerError
-from wsgiserve.server.upgrade import BinaryUpgrade
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
@@ -75,7 +74,7 @@ class Arbiter:
         self._start_directory = start_directory(config)
         self.pid = os.getpid()
         self.num_workers = config.workers.workers
-        self.workers: dict[int, WorkerProcess] = {}
+        self.workers = WorkerTable()
         self._signals = SignalQueue()
         self._notifier = systemd.Notifier()
         self._watchdog = systemd.Watchdog(self._notifier)
@@ -120,7 +119,7 @@ class Arbiter:
         try:
             self._ids = resolve_ids(config)
             hooks = load_hooks(config.hooks)
-            _check_tls(config)  # TLSConfigError is a ConfigError naming the file
+            check_tls(config)  # TLSConfigError is a ConfigError naming the file
         except ConfigError as exc:
             logger.error("%s", exc)
             return EXIT_USAGE
@@ -248,7 +247,7 @@ class Arbiter:
         if pid == 0:
             self._run_worker(record, generation)
         record.pid = pid
-        self.workers[pid] = record
+        self.workers.add(record)
         logger.info("booting worker %d (pid %d, generation %d)", record.worker_id, pid,
                     generation.number)
 
@@ -258,15 +257,15 @@ class Arbiter:
             record.pid = os.getpid()
             self._signals.restore_defaults()
             self._notifier.close()
-            for other in self.workers.values():
+            for other in self.workers:
                 other.heartbeat.close()
-            self.workers = {}
+            self.workers = WorkerTable()
             for stale in self._all_listeners():
                 if all(stale is not sock for sock in generation.listeners):
                     stale.close()
         except BaseException:
             os._exit(EXIT_ERROR)
-        boot_worker(record, generation, ids=self._ids, server=self,
+        boot_worker(record, generation, ids=self._ids, arbiter=self,
                     post_fork=lambda: self._call_hook(generation.hooks, "post_fork", self, record))
 
     def _all_listeners(self) -> list[socket.socket]:
@@ -277,7 +276,7 @@ class Arbiter:
         return seen
 
     def _signal_workers(self, signum: int, *, retire: bool) -> None:
-        for record in list(self.workers.values()):
+        for record in self.workers:
             if retire:
                 record.retire(signum)
             else:
@@ -297,7 +296,7 @@ class Arbiter:
                 self._upgrade.new_master_exited(status, self._pidfile)
                 self._notifier.notify(f"MAINPID={self.pid}")
                 continue
-            record = self.workers.pop(pid, None)
+            record = self.workers.pop(pid)
             if record is not None:
                 self._worker_exited(record, status)
 
@@ -322,20 +321,16 @@ class Arbiter:
             serving = self._serving.number if self._serving else 0
             logger.error("reload (%s) failed: a new worker %s before it booted; the %d "
                          "worker(s) of generation %d keep serving", pending.reason,
-                         description, self._count(serving), serving)
+                         description, self.workers.count_active(serving), serving)
             self._abandon_pending()
             self._notifier.notify("READY=1")
         elif code == EXIT_APP_LOAD and not self._is_ready:
             self._boot_failure = (f"worker {record.worker_id} failed to boot ({description}): "
                                   "the app or a hook cannot be loaded, see the error above")
 
-    def _count(self, generation: int) -> int:
-        return sum(1 for w in self.workers.values()
-                   if w.generation == generation and not w.is_retiring)
-
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
-        for record in list(self.workers.values()):
+        for record in self.workers:
             record.check_booted()
             record.enforce_timeouts(now)
 
@@ -343,9 +338,7 @@ class Arbiter:
         for generation in (self._serving, self._pending):
             if generation is None:
                 continue
-            active = sorted((w for w in self.workers.values()
-                             if w.generation == generation.number and not w.is_retiring),
-                            key=lambda w: w.spawned_at)
+            active = self.workers.active(generation.number)
             while len(active) > self.num_workers:
                 oldest = active.pop(0)
                 logger.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
@@ -369,7 +362,7 @@ class Arbiter:
             try:
                 config = reread_config(self._argv, self._environ, self._start_directory)
                 hooks = load_hooks(config.hooks)
-                _check_tls(config)
+                check_tls(config)
             except (ConfigError, AppLoadError) as exc:
                 logger.error("reload (%s) failed, keeping the running configuration: %s",
                              reason, exc)
@@ -385,8 +378,7 @@ class Arbiter:
             return
         if self._pending is not None:
             self._abandon_pending(keep=listeners)
-        number = max(serving.number, max((w.generation for w in self.workers.values()),
-                                         default=0)) + 1
+        number = max(serving.number, self.workers.newest_generation()) + 1
         self._pending = Generation(number, config, hooks, listeners, serving.app, reason)
         self.num_workers = config.workers.workers if reread else max(self.num_workers, 1)
         self._backoff.reset()
@@ -396,9 +388,7 @@ class Arbiter:
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        for record in self.workers.values():
-            if record.generation == pending.number:
-                record.retire()
+        self.workers.retire_generation(pending.number)
         self._listeners.close_unused(pending.listeners, in_use=[*keep, *self._all_listeners()])
 
     def _advance_generations(self) -> None:
@@ -406,22 +396,17 @@ class Arbiter:
         pending = self._pending
         if pending is None:
             return
-        booted = [w for w in self.workers.values()
-                  if w.generation == pending.number and not w.is_retiring and w.has_booted]
-        if len(booted) < self.num_workers:
+        booted = self.workers.count_booted(pending.number)
+        if booted < self.num_workers:
             return
         old, self._serving, self._pending = self._serving, pending, None
         self.config = pending.config
         self._listeners.mark_serving(pending.config)
-        retired = 0
-        for record in self.workers.values():
-            if record.generation != pending.number and not record.is_retiring:
-                record.retire()
-                retired += 1
+        retired = self.workers.retire_generation(pending.number, keep=True)
         if old is not None:
             self._listeners.close_unused(old.listeners, in_use=self._all_listeners())
         logger.info("reload (%s) done: %d new worker(s) serving, %d old one(s) retiring",
-                    pending.reason, len(booted), retired)
+                    pending.reason, booted, retired)
         self._notifier.notify("READY=1")
 
     def _poll_reloader(self) -> None:
@@ -434,8 +419,7 @@ class Arbiter:
 
     def _tell_systemd(self) -> None:
         serving = self._serving.number if self._serving else 0
-        booted = sum(1 for w in self.workers.values()
-                     if w.generation == serving and w.has_booted and not w.is_retiring)
+        booted = self.workers.count_booted(serving)
         if not self._is_ready and booted >= self.num_workers and self._pending is None:
             self._is_ready = True
             logger.info("ready: %d worker(s) serving", booted)
@@ -444,8 +428,8 @@ class Arbiter:
                 fields.insert(0, f"MAINPID={self.pid}")
             self._notifier.notify(*fields)
             self._call_hook(self.hooks, "when_ready", self)
-        booting = sum(1 for w in self.workers.values() if not w.has_booted and not w.is_retiring)
-        retiring = sum(1 for w in self.workers.values() if w.is_retiring)
+        booting = self.workers.count_booting()
+        retiring = self.workers.count_retiring()
         self._notifier.notify_status(
             f"{booted} worker(s) serving, {booting} booting, {retiring} stopping")
         self._watchdog.ping()
@@ -462,7 +446,7 @@ class Arbiter:
         logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
         self._close_listeners_for_stop(unlink=not handed_over)
         signum = signal.SIGTERM if graceful else signal.SIGQUIT
-        for record in self.workers.values():
+        for record in self.workers:
             record.stop_sent_at = time.monotonic()
             record.send(signum)
         wait_s = self.config.workers.graceful_timeout if graceful else FAST_STOP_WAIT_S
@@ -477,7 +461,7 @@ class Arbiter:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
                     logger.info("fast stop requested during graceful stop")
                     graceful = False
-                    for record in self.workers.values():
+                    for record in self.workers:
                         record.send(signal.SIGQUIT)
                     deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
         self._kill_remaining()
@@ -495,7 +479,7 @@ class Arbiter:
         self._listeners.close_for_stop(listeners, unlink=unlink)
 
     def _kill_remaining(self) -> None:
-        for record in self.workers.values():
+        for record in self.workers:
             logger.warning("worker %d (pid %d) did not stop in time: SIGKILL",
                            record.worker_id, record.pid)
             record.send(signal.SIGKILL)
@@ -504,14 +488,6 @@ class Arbiter:
             self._reap_workers()
             if self.workers:
                 time.sleep(0.01)
-        for record in self.workers.values():
+        for record in self.workers:
             record.heartbeat.close()
         self.workers.clear()
-
-
-def _check_tls(config: Config) -> None:
-    """Build (and drop) the server SSLContext when TLS is on, so a bad certificate fails
-    before any fork. The ssl module (~5 MiB in every process) is imported only then."""
-    if config.tls.certfile:
-        from wsgiserve import tls
-        tls.check_config(config.tls)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Sequence
 
 from wsgiserve.config import Config
-from wsgiserve.server import sockets, systemd
+from wsgiserve.server.master import sockets, systemd
 
 __all__ = ["ListenerSource", "Listeners"]
 

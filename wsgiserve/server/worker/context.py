@@ -1,25 +1,27 @@
 """What every connection of a worker shares: the app, limits, timeouts, logs and hooks.
 
-Built once per worker process by ``server.worker`` from the configuration sections it needs,
-then read (never changed, apart from the stop flag and counters) by ``server.connection``.
+Built once per worker process by the worker's loop from the configuration sections it
+needs, then read (never changed, apart from the stop flag and counters) by the protocols.
 """
 from __future__ import annotations
 
 import email.utils
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from wsgiserve import __version__
 from wsgiserve.http import HttpLimits
 from wsgiserve.log import AccessLog
+from wsgiserve.server.worker.heads import HeadCache
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
-SERVER_HEADER: Final = f"wsgiserve/{__version__}"
+_log = logging.getLogger(__name__)
+
 # A request body up to this size is read in full by the event loop before a thread runs the
 # app, so a slow uploader never holds a thread (nginx buffers bodies the same way).
 PREBUFFER_MAX_BYTES: Final = 65536
@@ -79,9 +81,19 @@ class ServerContext:
     hooks: Mapping[str, Callable[..., object]] = field(default_factory=dict)
     is_stopping: bool = False
     dates: DateCache = field(default_factory=DateCache)
+    heads: HeadCache = field(default_factory=HeadCache)
     pid: int = field(default_factory=os.getpid)
     # Connections whose app code is running now, with the monotonic time it started: the
     # worker stops its heartbeat when one has run longer than the timeout.
     in_app: dict[object, float] = field(default_factory=dict)
     on_request_done: Callable[[], None] | None = None
     worker: Any = None
+    # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
+    preamble: Any = None
+    _noted_bugs: set[str] = field(default_factory=set)
+
+    def note_app_bug(self, message: str, *args: object) -> None:
+        """Log an app bug the server works around, once per worker for each message."""
+        if message not in self._noted_bugs:
+            self._noted_bugs.add(message)
+            _log.warning(message + " (logged once per worker)", *args)

@@ -1,14 +1,19 @@
 """A worker process: one epoll set, served by ``threads`` threads, and a housekeeping loop.
 
-Every connection sits in the epoll set with EPOLLONESHOT, so exactly one thread owns it
-at a time and no thread ever hands a request to another: the thread that reads a complete
-head runs the app and writes the response itself (PEERS.md: the loop-to-pool hand-off is
-what makes gunicorn's gthread worker slow). Idle keep-alive connections cost no thread; a
-response that fills the socket buffer parks the connection until it is writable.
+Every connection is registered once, edge-triggered for reading and writing (as nginx
+does), so serving a request costs no epoll_ctl call. One thread runs a connection at a
+time (its ``lock``); an event for a connection another thread is running is recorded on it
+and run by that thread before it lets go. No thread ever hands a request to another: the
+thread that reads a complete head runs the app and writes the response itself (the
+loop-to-pool hand-off is what makes gunicorn's gthread worker slow). Idle keep-alive
+connections cost no thread; a response that fills the socket buffer waits for the
+socket's writable edge without one. A new connection is served straight from accept():
+its request is usually there already, and a ``Connection: close`` request is then
+answered and closed without ever entering the epoll set.
 
 The main thread only does housekeeping: signals (recorded by handlers, acted on here),
 the heartbeat, deadlines (slowloris, keep-alive, lingering close), and the numbered stop
-sequence. Imported by ``server.arbiter``; imports ``server.connection`` and below.
+sequence.
 """
 from __future__ import annotations
 
@@ -29,12 +34,12 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiserve.config import Config
 from wsgiserve.http import HttpLimits
 from wsgiserve.log import AccessLog, reopen_log_files
-from wsgiserve.server.connection import Connection, Outcome, make_base_environ
-from wsgiserve.server.context import ServerContext
 from wsgiserve.server.heartbeat import Heartbeat
-from wsgiserve.server.preamble import connection_factory
-from wsgiserve.server.proxy import ProxySettings
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
+from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
+from wsgiserve.server.worker.context import ServerContext
+from wsgiserve.server.worker.forwarded import ProxySettings
+from wsgiserve.server.worker.preamble import preamble_settings
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -53,8 +58,8 @@ STANDBY_IDLE_AFTER_S: Final = 0.5
 # closed after answering its next request (see _close_idle).
 STOP_IDLE_GRACE_S: Final = 1.0
 EXIT_ABORTED: Final = 134  # 128 + SIGABRT, what a shell reports for an aborted process
-_READ: Final = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
-_WRITE: Final = select.EPOLLOUT | select.EPOLLONESHOT
+# A connection is registered once for both directions, edge-triggered (nginx's choice).
+_CONNECTION_EVENTS: Final = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 _LISTEN: Final = select.EPOLLIN | select.EPOLLEXCLUSIVE
 
 
@@ -77,12 +82,8 @@ class Worker:
     def __init__(self, *, config: Config, listeners: Sequence[socket.socket],
                  app: WSGIApplication, heartbeat: Heartbeat, worker_id: int,
                  max_requests: int = 0,
-                 hooks: Mapping[str, Callable[..., object]] | None = None,
-                 server: object = None) -> None:
+                 hooks: Mapping[str, Callable[..., object]] | None = None) -> None:
         self.config = config
-        # The arbiter (the forked copy of it in this process): hooks get it as ``server``,
-        # as gunicorn's do; nothing here calls it.
-        self.server = server
         self.listeners = list(listeners)
         self.app = app
         self.heartbeat = heartbeat
@@ -102,15 +103,16 @@ class Worker:
             body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
             script_name=config.server.script_name.rstrip("/"), access_log=access_log,
             hooks=self.hooks, worker=self,
-            proxy=ProxySettings.from_config(config.proxy))
-        # Connection itself unless TLS or PROXY protocol is on; builds the SSLContext once
-        # per worker process (so a HUP's new workers read renewed certificates).
-        self._new_connection = connection_factory(config.tls, config.proxy,
-                                                  config.server.proxy_protocol)
+            proxy=ProxySettings.from_config(config.proxy),
+            # Builds the SSLContext once per worker process (so a HUP's new workers read
+            # renewed certificates); None when neither TLS nor the PROXY protocol is on.
+            preamble=preamble_settings(config.tls, config.proxy,
+                                       config.server.proxy_protocol))
         self.context.on_request_done = self._count_request
         self._epoll = select.epoll()
-        self._parked: dict[int, Connection] = {}
-        self._connections: set[Connection] = set()
+        # Every open connection by descriptor; ``_registered`` those in the epoll set.
+        self._connections: dict[int, Connection] = {}
+        self._registered: set[int] = set()
         self._listener_by_fd: dict[int, tuple[socket.socket, dict[str, Any]]] = {}
         self._accepting = False
         self._accept_lock = threading.Lock()
@@ -133,6 +135,9 @@ class Worker:
         self._install_signals()
         for listener in self.listeners:
             listener.setblocking(False)
+            if listener.family in (socket.AF_INET, socket.AF_INET6):
+                # Accepted sockets inherit it (Linux): no setsockopt per connection.
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._listener_by_fd[listener.fileno()] = (listener, self._base_environ(listener))
         self._resume_accepting()
         threads = [threading.Thread(target=self._serve_forever, name=f"wsgiserve-{i}",
@@ -146,11 +151,11 @@ class Worker:
             code = self._housekeep_forever()
         finally:
             self._is_done = True
-            for conn in list(self._connections):
+            for conn in list(self._connections.values()):
                 conn.close()
             if "worker_exit" in self.hooks:
                 try:
-                    self.hooks["worker_exit"](self.server, self)
+                    self.hooks["worker_exit"](self)
                 except Exception:  # noqa: BLE001 - exiting anyway
                     _log.exception("worker_exit hook failed")
         return code
@@ -253,10 +258,9 @@ class Worker:
         self.heartbeat.beat()
 
     def _expire(self, now: float) -> None:
-        parked = self._parked
-        for fd, conn in list(parked.items()):
-            if conn.deadline <= now and parked.pop(fd, None) is conn:
-                self._dispatch(conn, conn.on_timeout())
+        for conn in list(self._connections.values()):
+            if conn.deadline <= now and conn.lock.acquire(blocking=False):
+                self._settle(conn, self._call(conn, conn.on_timeout))
 
     def _close_idle(self) -> None:
         """Close keep-alive connections that have been idle a while, as the worker stops.
@@ -266,11 +270,11 @@ class Worker:
         connection in steady use gets its next request answered with "Connection: close"
         instead; only one quiet for STOP_IDLE_GRACE_S is closed, with a FIN first.
         """
-        parked = self._parked
         quiet_since = time.monotonic() - min(STOP_IDLE_GRACE_S, self.context.keepalive_s)
-        for fd, conn in list(parked.items()):
-            if conn.is_idle and conn.idle_since <= quiet_since and parked.pop(fd, None) is conn:
-                self._dispatch(conn, conn.start_graceful_close())
+        for conn in list(self._connections.values()):
+            if conn.is_idle and conn.idle_since <= quiet_since \
+                    and conn.lock.acquire(blocking=False):
+                self._settle(conn, self._call(conn, conn.start_graceful_close))
 
     def _begin_graceful_stop(self, timeout_s: float) -> None:
         """The stop sequence: 1. stop accepting; 2. close idle keep-alive connections;
@@ -287,8 +291,10 @@ class Worker:
         # stop and deserve an answer), then close our copies of the listeners.
         with self._accept_lock:
             self._pause_accepting()
+            accepted = []
             for listener, base in self._listener_by_fd.values():
-                self._accept_some(listener, base, limit=1024)
+                accepted += self._accept_some(listener, base, limit=1024)
+            self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in accepted])
             for listener, _ in self._listener_by_fd.values():
                 listener.close()
             self._listener_by_fd.clear()
@@ -362,76 +368,92 @@ class Worker:
         self._progress_seen = progress
 
     def _handle_event(self, fd: int, mask: int) -> None:
-        conn = self._parked.pop(fd, None)
+        conn = self._connections.get(fd)
         if conn is None:
             entry = self._listener_by_fd.get(fd)
             if entry is not None:
                 self._accept_ready(*entry)
             return
+        conn.events |= mask
+        if conn.lock.acquire(blocking=False):
+            events = conn.events
+            conn.events = 0
+            self._settle(conn, self._call(conn, conn.handle, events))
+
+    def _call(self, conn: Connection, method: Callable[..., Outcome], *args: int) -> Outcome:
+        """Run one of the connection's methods; a failure closes it (never the thread)."""
         try:
-            if mask & select.EPOLLOUT:
-                outcome = conn.on_writable()
-            else:
-                outcome = conn.on_readable()
+            return method(*args)
         except OSError as exc:
             _log.debug("connection from %s failed: %s", conn.remote_addr, exc)
-            outcome = Outcome.CLOSE
         except Exception:  # noqa: BLE001 - never let one connection kill a thread
             _log.exception("Unexpected error on a connection")
-            outcome = Outcome.CLOSE
-        self._dispatch(conn, outcome)
+        return Outcome.CLOSE
 
-    def _dispatch(self, conn: Connection, outcome: Outcome) -> None:
-        if outcome is Outcome.CLOSE:
-            self._unregister(conn.fileno)
-            conn.close()
-            self._forget(conn)
-            return
-        if outcome is Outcome.WAIT_WRITABLE:
-            conn.deadline = time.monotonic() + self.context.body_timeout_s
-            mask = _WRITE
-        else:
-            mask = _READ
-        fd = conn.fileno
-        self._parked[fd] = conn
-        try:
-            self._epoll.modify(fd, mask)
-        except OSError:
-            if self._parked.pop(fd, None) is conn:
-                conn.close()
-                self._forget(conn)
+    def _settle(self, conn: Connection, outcome: Outcome) -> None:
+        """Act on ``outcome`` for the connection whose lock this thread holds, then let go,
+        first running the events other threads recorded meanwhile."""
+        while True:
+            if outcome is Outcome.CLOSE:
+                self._forget(conn)  # the lock stays taken: nothing runs it again
+                return
+            fd = conn.fileno
+            if fd not in self._registered:
+                try:
+                    self._epoll.register(fd, _CONNECTION_EVENTS)
+                except OSError:
+                    self._forget(conn)
+                    return
+                self._registered.add(fd)
+            conn.lock.release()
+            # An event recorded before the release is ours to run; one recorded after it
+            # finds the lock free and is run by the thread that got it.
+            if not conn.events or not conn.lock.acquire(blocking=False):
+                return
+            events = conn.events
+            conn.events = 0
+            outcome = self._call(conn, conn.handle, events)
 
     def _accept_ready(self, listener: socket.socket, base: dict[str, Any]) -> None:
         with self._accept_lock:
-            if self._accepting:
-                self._accept_some(listener, base, ACCEPT_BATCH)
+            if not self._accepting:
+                return
+            accepted = self._accept_some(listener, base, ACCEPT_BATCH)
+        if accepted:
+            # Served at once: the request is usually there already. The rest go to the
+            # queue the serving threads take events from.
+            first, *rest = accepted
+            self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in rest])
+            self._handle_event(first.fileno, select.EPOLLIN)
 
-    def _accept_some(self, listener: socket.socket, base: dict[str, Any], limit: int) -> None:
+    def _accept_some(self, listener: socket.socket, base: dict[str, Any],
+                     limit: int) -> list[Connection]:
         cap = self.config.workers.worker_connections
+        connections = self._connections
+        context = self.context
+        accepted = []
         for _ in range(limit):
-            if len(self._connections) >= cap:
+            if len(connections) >= cap:
                 # Leave further clients in the kernel backlog rather than fail them.
                 self._pause_accepting()
-                return
+                break
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     _log.error("accept() failed: %s; pausing accepts", exc)
                     self._pause_accepting()
-                    return
+                    break
                 if exc.errno == errno.EBADF:
-                    return
+                    break
                 continue  # ECONNABORTED and friends: that client is gone
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = self._new_connection(sock, peer, self.context, base.copy())
-            self._connections.add(conn)
-            self._parked[conn.fileno] = conn
-            self._epoll.register(conn.fileno, _READ)
+            # Left in blocking mode: the transport passes MSG_DONTWAIT on every call.
+            conn = Connection(sock, peer, context, base.copy())
+            connections[conn.fileno] = conn
+            accepted.append(conn)
+        return accepted
 
     def _pause_accepting(self) -> None:
         if self._accepting:
@@ -455,7 +477,12 @@ class Worker:
             pass
 
     def _forget(self, conn: Connection) -> None:
-        self._connections.discard(conn)
+        """Close the connection and drop it (closing the socket takes it out of epoll)."""
+        fd = conn.fileno
+        if self._connections.get(fd) is conn:
+            del self._connections[fd]
+            self._registered.discard(fd)
+        conn.close()
         if not self._accepting and not self.context.is_stopping \
                 and len(self._connections) < self.config.workers.worker_connections:
             with self._accept_lock:

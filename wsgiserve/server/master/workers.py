@@ -1,0 +1,230 @@
+"""What the master records of its workers: one ``WorkerProcess`` per child, the
+``WorkerTable`` that answers "how many are active / booted / retiring in a generation",
+the ``Generation`` they belong to, and ``RespawnBackoff`` pacing replacements.
+
+A ``WorkerProcess`` also applies the timeouts: SIGABRT when its heartbeat goes stale,
+SIGKILL when it outlives that or TERM.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+from wsgiref.types import WSGIApplication
+
+from wsgiserve.config import Config
+from wsgiserve.exitcodes import EXIT_OK
+from wsgiserve.hooks import Hook
+from wsgiserve.server.heartbeat import Heartbeat
+
+__all__ = [
+    "Generation",
+    "RespawnBackoff",
+    "WorkerProcess",
+    "WorkerTable",
+    "exit_description",
+]
+
+logger = logging.getLogger(__name__)
+
+# After SIGABRT (stack dump) a stale worker gets this long to die before SIGKILL.
+ABORT_GRACE_S: Final = 2.0
+# A worker still running this long after TERM and its graceful timeout gets SIGKILL.
+_STOP_GRACE_S: Final = 1.0
+# Respawn backoff after fast deaths: doubles from the first to the last value.
+FIRST_BACKOFF_S: Final = 0.1
+MAX_BACKOFF_S: Final = 10.0
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """What the arbiter knows of one worker; hooks receive it as ``worker``."""
+
+    worker_id: int
+    generation: int
+    heartbeat: Heartbeat
+    config: Config
+    spawned_at: float
+    pid: int = 0
+    has_booted: bool = False
+    stop_sent_at: float | None = None
+    abort_sent_at: float | None = None
+    kill_sent_at: float | None = None
+
+    @property
+    def is_retiring(self) -> bool:
+        return self.stop_sent_at is not None or self.abort_sent_at is not None
+
+    def check_booted(self) -> bool:
+        """True once the child has beaten after fork (it beats when its app is loaded)."""
+        if not self.has_booted:
+            last_beat = time.monotonic() - self.heartbeat.age()
+            self.has_booted = last_beat > self.spawned_at
+        return self.has_booted
+
+    def send(self, signum: int) -> None:
+        """Send ``signum``; a worker that has exited but is not yet reaped is ignored."""
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def retire(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the worker to stop with ``signum``, once: later calls do nothing."""
+        if self.stop_sent_at is None:
+            self.stop_sent_at = time.monotonic()
+            self.send(signum)
+
+    def log_exit(self, code: int, description: str) -> None:
+        """Log the exit reaped with ``code`` (``exit_description``): info when it was asked
+        for or clean, error for a timeout, a crash or a kill."""
+        name = f"worker {self.worker_id} (pid {self.pid})"
+        if self.abort_sent_at is not None:
+            logger.error("%s %s after a timeout (its stack is in the log above)", name,
+                         description)
+        elif self.stop_sent_at is not None:
+            logger.info("%s %s", name, description)
+        elif code == EXIT_OK:
+            logger.info("%s exited (max requests reached or master changed)", name)
+        elif code == signal.SIGKILL * -1:
+            logger.error("%s %s; perhaps out of memory?", name, description)
+        else:
+            logger.error("%s %s", name, description)
+
+    def enforce_timeouts(self, now: float) -> None:
+        """SIGABRT a worker silent for longer than its timeout (it dumps its stacks), then
+        SIGKILL it if it outlives that by ``ABORT_GRACE_S``; SIGKILL a worker still running
+        a second after TERM and its graceful timeout. Each signal is sent once."""
+        timeout_s = self.config.workers.timeout
+        if self.kill_sent_at is not None:
+            return
+        if self.abort_sent_at is not None:
+            if now - self.abort_sent_at >= ABORT_GRACE_S:
+                logger.critical("worker %d (pid %d) did not die on SIGABRT: SIGKILL",
+                                self.worker_id, self.pid)
+                self.kill_sent_at = now
+                self.send(signal.SIGKILL)
+            return
+        # The graceful timeout; a worker that goes silent meanwhile is caught below.
+        if self.stop_sent_at is not None and \
+                now - self.stop_sent_at >= self.config.workers.graceful_timeout + _STOP_GRACE_S:
+            logger.warning("worker %d (pid %d) still running %.0f s after TERM: SIGKILL",
+                           self.worker_id, self.pid, now - self.stop_sent_at)
+            self.kill_sent_at = now
+            self.send(signal.SIGKILL)
+            return
+        if timeout_s > 0 and self.heartbeat.age() > timeout_s:
+            logger.critical("WORKER TIMEOUT: worker %d (pid %d) silent for %.1f s; "
+                            "SIGABRT dumps its stacks", self.worker_id, self.pid,
+                            self.heartbeat.age())
+            self.abort_sent_at = now
+            self.send(signal.SIGABRT)
+
+
+class WorkerTable:
+    """The live workers by pid, and the counts the arbiter decides from.
+
+    "Active" means not retiring (no TERM or SIGABRT sent); "booted" means the worker has
+    beaten since its fork (its app is loaded). Counts are per generation.
+    """
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, WorkerProcess] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_pid)
+
+    def __iter__(self) -> Iterator[WorkerProcess]:
+        return iter(list(self._by_pid.values()))
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._by_pid
+
+    def add(self, record: WorkerProcess) -> None:
+        self._by_pid[record.pid] = record
+
+    def pop(self, pid: int) -> WorkerProcess | None:
+        return self._by_pid.pop(pid, None)
+
+    def clear(self) -> None:
+        self._by_pid.clear()
+
+    def active(self, generation: int) -> list[WorkerProcess]:
+        """The generation's workers that are not retiring, oldest first."""
+        return sorted((w for w in self._by_pid.values()
+                       if w.generation == generation and not w.is_retiring),
+                      key=lambda w: w.spawned_at)
+
+    def count_active(self, generation: int) -> int:
+        return sum(1 for w in self._by_pid.values()
+                   if w.generation == generation and not w.is_retiring)
+
+    def count_booted(self, generation: int) -> int:
+        """Active workers of the generation that have booted (checked now)."""
+        return sum(1 for w in self._by_pid.values()
+                   if w.generation == generation and not w.is_retiring and w.check_booted())
+
+    def count_booting(self) -> int:
+        return sum(1 for w in self._by_pid.values() if not w.is_retiring and not w.has_booted)
+
+    def count_retiring(self) -> int:
+        return sum(1 for w in self._by_pid.values() if w.is_retiring)
+
+    def newest_generation(self) -> int:
+        return max((w.generation for w in self._by_pid.values()), default=0)
+
+    def retire_generation(self, generation: int, *, keep: bool = False) -> int:
+        """Retire (TERM) the active workers of ``generation``, or with ``keep`` those of
+        every other generation. Returns how many were retired."""
+        retired = 0
+        for record in list(self._by_pid.values()):
+            if (record.generation == generation) != keep and not record.is_retiring:
+                record.retire()
+                retired += 1
+        return retired
+
+
+@dataclass(eq=False)
+class Generation:
+    """One configuration of workers: what they run and where they listen."""
+
+    number: int
+    config: Config
+    hooks: Mapping[str, Hook]
+    listeners: list[socket.socket]
+    app: WSGIApplication | None = None
+    reason: str = ""
+
+
+class RespawnBackoff:
+    """When the next worker may be forked. Each ``delay()`` (a fast death, a failed fork or
+    ``pre_fork``) waits longer, from ``FIRST_BACKOFF_S`` doubling up to ``MAX_BACKOFF_S``;
+    ``reset()`` (a healthy worker's death, a reload) allows a fork at once."""
+
+    def __init__(self) -> None:
+        self._backoff_s = 0.0
+        self.next_spawn_at = 0.0
+
+    def delay(self) -> None:
+        self._backoff_s = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, self._backoff_s * 2))
+        self.next_spawn_at = time.monotonic() + self._backoff_s
+
+    def reset(self) -> None:
+        self._backoff_s = 0.0
+        self.next_spawn_at = 0.0
+
+
+def exit_description(status: int) -> tuple[int, str]:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return code, f"was killed by {name}"
+    return code, f"exited with status {code}"

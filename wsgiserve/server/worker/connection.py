@@ -1,0 +1,149 @@
+"""One client connection: a transport and the protocol it hosts.
+
+The worker's loop holds a ``Connection`` per accepted socket and calls ``handle(events)``
+when epoll reports it (``on_readable`` / ``on_writable`` for tests and drivers), in
+whichever of its threads got the event, one thread at a time (``lock``). The protocol does
+the work and returns the ``Outcome``; when it hands over to another protocol (TLS done,
+an HTTP/2 preface, a WebSocket after 101) the connection installs that one and runs it.
+
+The loop polls edge-triggered: an event comes once per change, so after a readable event
+the protocol is run until the transport has found the socket empty (``read_pending``).
+"""
+from __future__ import annotations
+
+import functools
+import select
+import socket
+import threading
+from typing import Any, Final
+
+from wsgiserve.server.worker.context import ServerContext
+from wsgiserve.server.worker.heads import SERVER_HEADER
+from wsgiserve.server.worker.http1 import Http1
+from wsgiserve.server.worker.preamble import Preamble
+from wsgiserve.server.worker.protocol import Protocol
+from wsgiserve.server.worker.states import ConnState, Outcome
+from wsgiserve.server.worker.transport import Transport
+from wsgiserve.wsgi import ErrorStream, FileWrapper
+
+__all__ = ["Connection", "ConnState", "Outcome", "make_base_environ"]
+
+# Events that mean "read": data, the peer's FIN (RDHUP), or an error or hang-up (a recv
+# then reports it).
+READ_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
+
+
+class Connection:
+    """A client connection, driven by the worker through ``handle``.
+
+    Attributes:
+        lock: held by the thread running the protocol; a thread that finds it taken
+            records the events in ``events`` for the holder to run before it lets go.
+    """
+
+    __slots__ = ("transport", "protocol", "context", "fileno", "lock", "events")
+
+    def __init__(self, sock: socket.socket, peer: Any, context: ServerContext,
+                 base_environ: dict[str, Any]) -> None:
+        transport = self.transport = Transport(sock, peer)
+        self.context = context
+        self.fileno = transport.fileno
+        self.lock = threading.Lock()
+        self.events = 0
+        base_environ["REMOTE_ADDR"] = transport.remote_addr
+        base_environ["REMOTE_PORT"] = str(transport.remote_port)
+        preamble = context.preamble
+        self.protocol: Protocol
+        if preamble is None:
+            self.protocol = Http1(transport, context, base_environ)
+        else:
+            self.protocol = Preamble(transport, context, base_environ, preamble,
+                                     functools.partial(Http1, transport, context, base_environ))
+
+    @property
+    def state(self) -> ConnState:
+        return self.protocol.state
+
+    @property
+    def deadline(self) -> float:
+        return self.protocol.deadline
+
+    @property
+    def is_idle(self) -> bool:
+        return self.protocol.is_idle
+
+    @property
+    def idle_since(self) -> float:
+        return self.protocol.idle_since
+
+    @property
+    def remote_addr(self) -> str:
+        return self.transport.remote_addr
+
+    # -- driven by the loop ---------------------------------------------------------------
+    def handle(self, events: int) -> Outcome:
+        """Run the protocol for ``events`` (epoll's bits) until it has to wait.
+
+        Raises:
+            OSError: the connection failed (the caller closes it).
+        """
+        transport = self.transport
+        if events & READ_EVENTS:
+            transport.read_pending = True
+            outcome = self.on_readable()
+        else:
+            outcome = self.on_writable()
+        while outcome is Outcome.WAIT_READABLE and transport.read_pending:
+            outcome = self.on_readable()
+        return outcome
+
+    def on_readable(self) -> Outcome:
+        outcome = self.protocol.on_readable()
+        while outcome is Outcome.SWITCH:
+            outcome = self._switch()
+        return outcome
+
+    def on_writable(self) -> Outcome:
+        outcome = self.protocol.on_writable()
+        while outcome is Outcome.SWITCH:
+            outcome = self._switch()
+        return outcome
+
+    def on_timeout(self) -> Outcome:
+        outcome = self.protocol.on_timeout()
+        while outcome is Outcome.SWITCH:
+            outcome = self._switch()
+        return outcome
+
+    def start_graceful_close(self) -> Outcome:
+        return self.protocol.start_graceful_close()
+
+    def close(self) -> None:
+        self.protocol.close()
+        self.transport.close()
+
+    def _switch(self) -> Outcome:
+        protocol = self.protocol.next_protocol
+        assert protocol is not None
+        self.protocol = protocol
+        return protocol.on_readable()
+
+
+def make_base_environ(server_name: str, server_port: str, url_scheme: str, *,
+                      multithread: bool, multiprocess: bool,
+                      errors: ErrorStream | None = None) -> dict[str, Any]:
+    """The part of every environ that depends only on the listener and the worker."""
+    return {
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SCRIPT_NAME": "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.errors": errors or ErrorStream(),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "SERVER_SOFTWARE": SERVER_HEADER,
+    }

@@ -1,0 +1,429 @@
+"""HTTP/1.1 on a connection: the sequence of exchanges, keep-alive, pipelining, and the
+answers the server gives itself (4xx for bad requests, 408, 500).
+
+``Http1`` drives the sans-IO ``RequestParser`` over a ``Transport``. The connection calls
+``on_readable`` / ``on_writable`` / ``on_timeout`` (one thread at a time) and acts on the
+``Outcome``. Each request becomes an ``Exchange``: the app runs in the calling thread, and
+the exchange reports waiting (the socket is full: park as WRITING), finished (keep-alive or
+close) or failed (a 500 or an abort). Nothing here blocks except inside the app's own calls
+(``wsgi.input`` reads and the legacy ``write()``), which wait with a timeout.
+
+States are ``states.ConnState`` (the table is there). NEW is a connection before its first
+byte: its header timeout runs from the accept, once. IDLE is between requests: the
+keep-alive timeout runs, and the header timeout starts with the next request's first byte.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from wsgiserve.http import (
+    NEED_DATA,
+    PAUSED,
+    BodyKind,
+    Data,
+    EndOfMessage,
+    IncompleteMessage,
+    RemoteProtocolError,
+    Request,
+    RequestParser,
+)
+from wsgiserve.http.parser import ParserState
+from wsgiserve.server.worker.context import (
+    DRAIN_MAX_BYTES,
+    LINGER_S,
+    PREBUFFER_MAX_BYTES,
+    ServerContext,
+)
+from wsgiserve.server.worker.exchange import Exchange, Pump
+from wsgiserve.server.worker.heads import error_response
+from wsgiserve.server.worker.states import TRANSITIONS, ConnState, Outcome
+from wsgiserve.server.worker.transport import Transport
+from wsgiserve.wsgi import EmptyInput, RequestBody, build_environ
+
+if TYPE_CHECKING:
+    from wsgiserve.server.worker.protocol import Protocol
+
+__all__ = ["Http1"]
+
+_log = logging.getLogger(__name__)
+
+_CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Parser states in which a request was read to its end (and nothing of a next one yet).
+_BETWEEN_REQUESTS: Final = frozenset({ParserState.HEAD, ParserState.DONE, ParserState.CLOSED})
+# Reasons for the errors the server answers itself; a RemoteProtocolError carries its own.
+_REASONS: Final = {400: "Bad Request", 408: "Request Timeout", 500: "Internal Server Error"}
+
+
+class Http1:
+    """HTTP/1.1 requests on one connection, one exchange at a time."""
+
+    __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
+                 "exchange", "next_protocol", "_pending_request", "_base_environ")
+
+    def __init__(self, transport: Transport, context: ServerContext,
+                 base_environ: dict[str, Any]) -> None:
+        self.transport = transport
+        self.context = context
+        self.parser = RequestParser(context.limits)
+        self.state = ConnState.NEW
+        self.deadline = time.monotonic() + context.header_timeout_s
+        self.idle_since = 0.0
+        self.exchange: Exchange | None = None
+        self.next_protocol: Protocol | None = None
+        self._pending_request: Request | None = None
+        self._base_environ = base_environ
+
+    def set_state(self, new: ConnState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
+        self.state = new
+
+    @property
+    def is_idle(self) -> bool:
+        """Parked between requests after at least one response (safe to close on stop)."""
+        return self.state is ConnState.IDLE
+
+    # -- events from the loop ------------------------------------------------------------
+    def on_readable(self) -> Outcome:
+        """Read what the socket has and move on as far as possible without blocking.
+
+        Raises:
+            OSError: the connection failed (the caller closes it).
+        """
+        state = self.state
+        if state is ConnState.CLOSING:
+            return self._linger()
+        if state is ConnState.WRITING:
+            return self.on_writable()
+        data = self.transport.recv()
+        if data is None:
+            return Outcome.WAIT_READABLE
+        self.parser.feed(data)
+        return self._advance()
+
+    def on_writable(self) -> Outcome:
+        """Send what is pending; then let the app produce more.
+
+        Raises:
+            OSError: the connection failed (the caller closes it).
+        """
+        if not self.transport.flush():
+            return Outcome.WAIT_WRITABLE
+        if self.state is ConnState.CLOSING:
+            return self._start_lingering()
+        exchange = self.exchange
+        if exchange is None:
+            return self._advance()
+        self.set_state(ConnState.IN_APP)
+        self.context.in_app[self] = time.monotonic()
+        outcome = self._settle(exchange, exchange.pump())
+        return outcome if outcome is not None else self._advance()
+
+    def on_timeout(self) -> Outcome:
+        """The deadline passed while the loop waited for this connection.
+
+        A partial request gets a 408 and a lingering close: the client is usually still
+        sending, and closing with its bytes unread would reset the connection and could
+        destroy the 408 before it is read. Anything else (a silent new connection, idle
+        keep-alive, a linger that ran out, a stalled write) is closed at once.
+        """
+        if self.state is ConnState.READING_HEAD or self.state is ConnState.READING_BODY:
+            _log.debug("request head or body from %s timed out", self.transport.remote_addr)
+            method = self._pending_request.method if self._pending_request else None
+            self.set_state(ConnState.CLOSING)
+            self.transport.try_send(self._error_response(408, "request timed out", method))
+            return self._start_lingering()
+        return Outcome.CLOSE
+
+    def start_graceful_close(self) -> Outcome:
+        """Close an idle keep-alive connection as the worker stops: FIN first.
+
+        A client that checks its pooled connection before reusing it sees the FIN and opens
+        a new one instead of losing a request to the race with our close.
+        """
+        return self._start_closing()
+
+    def close(self) -> None:
+        if self.state is not ConnState.CLOSED:
+            self.state = ConnState.CLOSED
+            self.context.in_app.pop(self, None)
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.close_result()
+            self.transport.close()
+
+    # -- the request cycle ---------------------------------------------------------------
+    def _advance(self) -> Outcome:
+        """Parse and serve buffered requests until more bytes are needed."""
+        parser = self.parser
+        while True:
+            request = self._pending_request
+            if request is not None:
+                if parser.buffered_bytes < request.framing.length:
+                    return self._wait_for_body(request)
+                self._pending_request = None
+            else:
+                try:
+                    event = parser.next_event()
+                except RemoteProtocolError as exc:
+                    return self._reject(exc)
+                if event is NEED_DATA:
+                    return self._wait_for_head()
+                if type(event) is not Request:
+                    # ConnectionClosed, PAUSED after a "Connection: close" request, or a
+                    # stray event: the conversation is over.
+                    return Outcome.CLOSE if event is not PAUSED else self._start_closing()
+                request = event
+                framing = request.framing
+                if framing.kind is BodyKind.LENGTH and framing.length <= PREBUFFER_MAX_BYTES \
+                        and not request.expects_continue \
+                        and parser.buffered_bytes < framing.length:
+                    # A small body is read by the loop before a thread runs the app, so a
+                    # slow uploader never holds a thread (nginx buffers bodies the same way).
+                    self._pending_request = request
+                    return self._wait_for_body(request)
+            outcome = self._serve(request)
+            if outcome is not None:
+                return outcome
+
+    def _wait_for_head(self) -> Outcome:
+        if not self.parser.buffered_bytes:
+            if self.parser.is_peer_closed:
+                return Outcome.CLOSE
+            return Outcome.WAIT_READABLE  # IDLE, or a new connection
+        state = self.state
+        if state is not ConnState.READING_HEAD:
+            # The slowloris defence: a head must be complete within header_timeout of its
+            # first byte (of the accept, for a new connection), however slowly it comes.
+            if state is ConnState.IDLE:
+                self.deadline = time.monotonic() + self.context.header_timeout_s
+            self.set_state(ConnState.READING_HEAD)
+        return Outcome.WAIT_READABLE
+
+    def _wait_for_body(self, request: Request) -> Outcome:
+        if self.parser.is_peer_closed:
+            # RFC 9112 §8: a message cut short by the close is incomplete: answer, never wait.
+            self._pending_request = None
+            exc = IncompleteMessage("the peer closed before the end of the request body")
+            exc.method = request.method
+            return self._reject(exc)
+        if self.state is ConnState.IDLE:
+            self.deadline = time.monotonic() + self.context.header_timeout_s
+        if self.state is not ConnState.READING_BODY:
+            self.set_state(ConnState.READING_BODY)
+        return Outcome.WAIT_READABLE
+
+    def _serve(self, request: Request) -> Outcome | None:
+        """Run the app for one request. None: the exchange ended, go on parsing."""
+        context = self.context
+        self.set_state(ConnState.IN_APP)
+        exchange = self.exchange = Exchange(request, self.transport, context)
+        if context.is_stopping or context.keepalive_s <= 0:
+            # keep_alive = 0 disables keep-alive: say so in the head rather than let the
+            # idle timer close a connection the client believes it may reuse.
+            exchange.should_close = True
+        environ = exchange.environ = build_environ(request, self._base_environ,
+                                                   context.script_name)
+        if context.proxy is not None:
+            context.proxy.apply(environ, request, self.transport.remote_addr)
+        if request.framing.has_body:
+            exchange.body = RequestBody(self._read_body)
+        else:
+            # Consume the EndOfMessage now; the app gets an empty stream.
+            self.parser.next_event()
+            exchange.body = EmptyInput()
+        environ["wsgi.input"] = exchange.body
+        hooks = context.hooks
+        context.in_app[self] = exchange.started
+        try:
+            if "pre_request" in hooks:
+                hooks["pre_request"](context.worker, environ)
+            exchange.result = context.app(environ, exchange.start_response)
+        except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
+            return self._settle(exchange, exchange.fail(exc))
+        return self._settle(exchange, exchange.pump())
+
+    def _settle(self, exchange: Exchange, progress: Pump) -> Outcome | None:
+        """Act on what the exchange reported. None: it finished and the connection stays:
+        go on parsing."""
+        self.context.in_app.pop(self, None)
+        if progress is Pump.WAITING:
+            self.set_state(ConnState.WRITING)
+            self.deadline = time.monotonic() + self.context.body_timeout_s
+            return Outcome.WAIT_WRITABLE
+        if progress is Pump.FAILED:
+            return self._app_failed(exchange)
+        return self._finish_exchange(exchange)
+
+    def _finish_exchange(self, exchange: Exchange) -> Outcome | None:
+        context = self.context
+        self.exchange = None
+        if context.access_log is not None:
+            exchange.log_access()
+        hooks = context.hooks
+        if "post_request" in hooks:
+            try:
+                hooks["post_request"](context.worker, exchange.environ)
+            except Exception:  # noqa: BLE001 - a hook must not take the worker down
+                _log.exception("post_request hook failed")
+        if context.on_request_done is not None:
+            context.on_request_done()
+        if exchange.should_close:
+            writer = exchange.writer
+            if writer is not None and writer.framing.kind is BodyKind.UNTIL_CLOSE:
+                # The close is the end of this body: linger, so that no reset can cut it.
+                return self._start_closing()
+            return self._close_or_linger()
+        # A worker that began stopping after this head went out (saying keep-alive) must
+        # not close now: the client may already be sending its next request. That one is
+        # answered with "Connection: close"; a connection left quiet is closed by the
+        # worker's stop sequence.
+        body = exchange.body
+        if body is not None and not body.is_finished:
+            # (Not the body of an Expect: 100-continue never invited: the exchange made
+            # that response close when it built the head.)
+            try:
+                if not body.drain(DRAIN_MAX_BYTES):
+                    return self._start_closing()
+            except TimeoutError:
+                # The rest of the body is not here yet: close, and let the lingering
+                # close (in the loop, not this thread) drop it.
+                return self._start_closing()
+            except (RemoteProtocolError, OSError):
+                return Outcome.CLOSE
+        self.set_state(ConnState.IDLE)
+        self.idle_since = now = time.monotonic()
+        self.deadline = now + context.keepalive_s
+        return None
+
+    def _app_failed(self, exchange: Exchange) -> Outcome:
+        exc = exchange.error
+        assert exc is not None
+        self.context.in_app.pop(self, None)
+        self.exchange = None
+        exchange.close_result()
+        address = self.transport.remote_addr
+        if isinstance(exc, RemoteProtocolError):
+            # The body the app was reading was invalid, too large, or cut short.
+            _log.debug("bad request body from %s: %s", address, exc)
+            if exchange.head_sent:
+                return Outcome.CLOSE
+            if exc.method is None:
+                exc.method = exchange.request.method
+            return self._reject(exc)
+        if isinstance(exc, ConnectionError):
+            _log.debug("client %s went away: %s", address, exc)
+            return Outcome.CLOSE
+        method = exchange.request.method
+        if isinstance(exc, TimeoutError) and not exchange.head_sent:
+            _log.debug("client %s timed out: %s", address, exc)
+            self.set_state(ConnState.CLOSING)
+            return self._send_final(self._error_response(408, "request timed out", method))
+        _log.error("Error handling request %s %s", method.decode("ascii"),
+                   exchange.request.target.decode("latin-1")[:200], exc_info=exc)
+        if exchange.head_sent:
+            # Too late for a 500: abort so the client sees a truncated response.
+            return Outcome.CLOSE
+        exchange.status_code = 500
+        exchange.log_access()
+        self.set_state(ConnState.CLOSING)
+        return self._send_final(self._error_response(500, "Internal Server Error", method))
+
+    def _reject(self, exc: RemoteProtocolError) -> Outcome:
+        _log.debug("invalid request from %s: %s", self.transport.remote_addr, exc)
+        if self.state is not ConnState.CLOSING:
+            self.set_state(ConnState.CLOSING)
+        return self._send_final(self._error_response(exc.status, str(exc), exc.method,
+                                                     exc.reason))
+
+    def _error_response(self, status: int, message: str, method: bytes | None,
+                        reason: str = "") -> bytes:
+        return error_response(status, reason or _REASONS[status], message, method=method,
+                              date_line=self.context.dates.line())
+
+    # -- request body (called from the app's thread) -----------------------------------------
+    def _read_body(self) -> bytes:
+        """The next piece of the request body, or b"" at its end. May wait for the peer.
+
+        Raises:
+            RemoteProtocolError: the body is invalid, too large, or cut short by a close.
+            TimeoutError, OSError: the peer is too slow, or gone.
+        """
+        exchange = self.exchange
+        parser = self.parser
+        while True:
+            event = parser.next_event()
+            if type(event) is Data:
+                return event.data
+            if type(event) is EndOfMessage:
+                return b""
+            if event is not NEED_DATA:
+                raise RemoteProtocolError("the request body ended unexpectedly")
+            if exchange is not None and exchange.request.expects_continue \
+                    and not exchange.continue_sent:
+                if exchange.head_sent:
+                    # The final response went out before the app asked for the body, so
+                    # no 100 can invite it now and the client need not send it (RFC 9110
+                    # §10.1.1): fail the read rather than wait for bytes that won't come.
+                    raise ConnectionAbortedError("the body of an Expect: 100-continue "
+                                                 "request was read after the response")
+                # RFC 9110 §10.1.1: the app asked for the body, so now we invite it.
+                exchange.continue_sent = True
+                self.transport.send_blocking(_CONTINUE_100, self.context.body_timeout_s)
+            # No exchange: _finish_exchange is draining what the app left unread. Take only
+            # what has arrived; never hold the thread for a client that stalls its body.
+            data = self.transport.recv_blocking(self.context.body_timeout_s if exchange else 0.0)
+            parser.feed(data)
+
+    # -- closing -----------------------------------------------------------------------------
+    def _send_final(self, data: bytes) -> Outcome:
+        try:
+            if not self.transport.send_or_park(data):
+                return Outcome.WAIT_WRITABLE
+        except OSError:
+            return Outcome.CLOSE
+        return self._start_lingering()
+
+    def _close_or_linger(self) -> Outcome:
+        """After a response that ends the connection: close at once when nothing more can
+        come from the client, else the lingering close.
+
+        The client asked to close (or spoke HTTP/1.0) and its request was read to the end
+        with nothing behind it: it sends nothing more, so closing now cannot reset the
+        connection under the response (nginx decides the same way, and so saves the
+        half-close and the wait for the client's FIN).
+        """
+        transport = self.transport
+        parser = self.parser
+        if not parser.buffered_bytes and not transport.read_pending \
+                and not transport.has_pending_output and parser.state in _BETWEEN_REQUESTS:
+            self.set_state(ConnState.CLOSING)
+            if transport.is_tls:
+                transport.shutdown_write()  # close_notify: the response was not truncated
+            return Outcome.CLOSE
+        return self._start_closing()
+
+    def _start_closing(self) -> Outcome:
+        self.set_state(ConnState.CLOSING)
+        if self.transport.has_pending_output:
+            return Outcome.WAIT_WRITABLE  # on_writable starts the linger once it is sent
+        return self._start_lingering()
+
+    def _start_lingering(self) -> Outcome:
+        """Half-close and wait (in the loop, not a thread) for the peer to finish.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy
+        the response before the client reads it (RFC 9112 §9.6): shut down our side,
+        read and drop for up to LINGER_S, then close.
+        """
+        if not self.transport.shutdown_write():
+            return Outcome.CLOSE
+        self.deadline = time.monotonic() + LINGER_S
+        return self._linger()
+
+    def _linger(self) -> Outcome:
+        return Outcome.CLOSE if self.transport.discard_input() else Outcome.WAIT_READABLE
+
+

@@ -1,0 +1,63 @@
+"""A connection's states, the transitions allowed between them, and the loop's outcomes.
+
+States (``ConnState``) and the transitions allowed (``TRANSITIONS``); a transition not in
+the table raises::
+
+    NEW (no byte yet) -> READING_HEAD -> READING_BODY (pre-buffering a small body) -> IN_APP
+    IN_APP -> WRITING (socket full) <-> IN_APP (the app resumes)
+    IN_APP/WRITING -> IDLE (keep-alive) -> READING_HEAD (next bytes) ...
+    any -> CLOSING (a final write, then lingering close) -> CLOSED
+    any -> SWITCHED (the connection now speaks another protocol) -> CLOSED
+
+The preamble (PROXY header, TLS handshake) has two states of its own:
+READING_PROXY_HEADER -> HANDSHAKING -> SWITCHED (to HTTP), or CLOSING.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Final
+
+__all__ = ["TRANSITIONS", "ConnState", "Outcome"]
+
+
+class ConnState(Enum):
+    __hash__ = object.__hash__  # identity hashing: C-speed lookups in the state table
+
+    NEW = "new"
+    READING_HEAD = "reading-head"
+    READING_BODY = "reading-body"
+    IN_APP = "in-app"
+    WRITING = "writing"
+    IDLE = "idle"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    SWITCHED = "switched"
+    READING_PROXY_HEADER = "reading-proxy-header"
+    HANDSHAKING = "handshaking"
+
+
+class Outcome(Enum):
+    """What the worker's loop does with the connection next."""
+
+    WAIT_READABLE = "wait-readable"
+    WAIT_WRITABLE = "wait-writable"
+    CLOSE = "close"
+    SWITCH = "switch"  # the protocol handed over to its ``next_protocol``
+
+
+_C = ConnState
+_ANY_END: Final = frozenset({_C.CLOSING, _C.CLOSED, _C.SWITCHED})
+TRANSITIONS: Final[dict[ConnState, frozenset[ConnState]]] = {
+    _C.NEW: frozenset({_C.READING_HEAD, _C.READING_BODY, _C.IN_APP}) | _ANY_END,
+    _C.READING_HEAD: frozenset({_C.READING_HEAD, _C.READING_BODY, _C.IN_APP}) | _ANY_END,
+    _C.READING_BODY: frozenset({_C.READING_BODY, _C.IN_APP}) | _ANY_END,
+    _C.IN_APP: frozenset({_C.WRITING, _C.IDLE}) | _ANY_END,
+    _C.WRITING: frozenset({_C.IN_APP}) | _ANY_END,
+    # IDLE -> IN_APP / READING_BODY: a pipelined request was already buffered.
+    _C.IDLE: frozenset({_C.READING_HEAD, _C.READING_BODY, _C.IN_APP}) | _ANY_END,
+    _C.CLOSING: frozenset({_C.CLOSING, _C.CLOSED}),
+    _C.CLOSED: frozenset({_C.CLOSED}),
+    _C.SWITCHED: frozenset({_C.CLOSED}),
+    _C.READING_PROXY_HEADER: frozenset({_C.HANDSHAKING}) | _ANY_END,
+    _C.HANDSHAKING: _ANY_END,
+}
