@@ -50,16 +50,20 @@ TUNNEL: Final = Framing(BodyKind.TUNNEL)
 _CONTENT_LENGTH_RE: Final = re.compile(rb"[0-9]{1,18}")
 
 
-def parse_content_length(values: list[bytes]) -> int:
+def parse_content_length(values: list[bytes], *, allow_list: bool = True) -> int:
     """Return the one length that every Content-Length value and list member states.
 
     RFC 9112 §6.3 rule 5: a list of identical values may be taken as that value; anything
     else (signs, spaces inside, hex, ``_``, non-ASCII digits, overflow, disagreement) is an
-    unrecoverable framing error.
+    unrecoverable framing error. RFC 9110 §8.6 allows accepting such a list only if it is
+    replaced by the single value; without ``allow_list`` a repeated value (two fields, or
+    a list in one) is refused instead, as nginx and gunicorn refuse it in requests.
 
     Raises:
         RemoteProtocolError: the field is invalid.
     """
+    if not allow_list and (len(values) > 1 or values[0].find(b",") >= 0):
+        raise RemoteProtocolError("repeated Content-Length")
     lengths = set()
     for value in values:
         for member in value.split(b","):
@@ -80,6 +84,10 @@ def _transfer_codings(headers: Headers) -> list[bytes]:
             if not member:
                 raise RemoteProtocolError("empty transfer coding")
             codings.append(member.split(b";", 1)[0].rstrip(b" \t"))
+    if codings.count(b"chunked") > 1:
+        # RFC 9112 §7: a sender MUST NOT apply chunked more than once: a malformed
+        # message (400), not a coding we do not know (501).
+        raise RemoteProtocolError("the chunked transfer coding is applied more than once")
     return codings
 
 
@@ -110,12 +118,12 @@ def request_framing(http_version: bytes, headers: Headers, max_body_bytes: int =
                 raise UnsupportedTransferCoding(f"transfer coding {codings[-1]!r} is not chunked")
             raise RemoteProtocolError(f"final transfer coding {codings[-1][:40]!r} is not chunked")
         if len(codings) > 1:
-            # chunked twice, or gzip then chunked: we implement chunked alone (RFC 9112
-            # §6.1: 501 for a coding we do not understand).
+            # gzip then chunked: we implement chunked alone (RFC 9112 §6.1: 501 for a
+            # coding we do not understand).
             raise UnsupportedTransferCoding("only the chunked transfer coding is implemented")
         return CHUNKED
     if has_cl:
-        length = parse_content_length(headers.get_all(b"content-length"))
+        length = parse_content_length(headers.get_all(b"content-length"), allow_list=False)
         if max_body_bytes and length > max_body_bytes:
             raise BodyTooLarge(f"Content-Length {length} is over the limit of {max_body_bytes}")
         return Framing(BodyKind.LENGTH, length) if length else NO_BODY

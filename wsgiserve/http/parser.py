@@ -46,14 +46,19 @@ from wsgiserve.http.reader import BaseParser, ParserEvent, ParserState
 __all__ = ["ParserEvent", "ParserState", "RequestParser", "ResponseParser"]
 
 _S = ParserState
-# RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces.
+# RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces. A
+# target never holds "#" (§3.2: a fragment is not part of any request-target form).
 _REQUEST_LINE_RE: Final = re.compile(
-    rb"([" + TCHAR + rb"]+) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+    rb"([" + TCHAR + rb"]+) ([^\x00-\x20\x7f#]+) HTTP/([0-9])\.([0-9])")
 # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. A missing
 # SP after the code is tolerated (old servers send it); it cannot change the framing.
 _STATUS_LINE_RE: Final = re.compile(
     rb"HTTP/([0-9])\.([0-9]) ([1-9][0-9][0-9])(?: (" + VALUE_CHARS + rb"*))?")
-_ABSOLUTE_FORM_RE: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?:[/?#].*)?", re.S)
+# RFC 9112 §3.2.2 absolute-form: an http(s) URI whose authority is host[:port] (RFC 3986
+# §3.2.2: a reg-name or an IP literal; no userinfo, which RFC 9110 §4.2.4 makes an error).
+_ABSOLUTE_FORM_RE: Final = re.compile(
+    rb"[Hh][Tt][Tt][Pp][Ss]?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)"
+    rb"(?::[0-9]*)?(?:[/?].*)?", re.S)
 _AUTHORITY_FORM_RE: Final = re.compile(rb"[^/?#@\s]+:[0-9]+")
 # RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host is an IP literal or a reg-name
 # (RFC 3986 §3.2.2). An empty Host is allowed for targets without an authority.

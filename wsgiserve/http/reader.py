@@ -182,6 +182,17 @@ class BaseParser:
             self._state = _S.ERROR
             raise
 
+    def skip_empty_body(self) -> None:
+        """Consume the ``EndOfMessage`` of a message whose framing says it has no body, as
+        ``next_event()`` would return it, without building the event.
+
+        Raises:
+            AssertionError: the current message is not a bodiless one at its body.
+        """
+        if self._state is not _S.BODY_LENGTH or self._remaining:
+            raise AssertionError(f"no empty body to skip in state {self._state}")
+        self._message_done()
+
     # -- internals ----------------------------------------------------------------------
     def _set_state(self, new: ParserState) -> None:
         if new not in TRANSITIONS[self._state]:

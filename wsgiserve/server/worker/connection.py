@@ -90,12 +90,18 @@ class Connection:
         transport = self.transport
         if events & READ_EVENTS:
             transport.read_pending = True
-            outcome = self.on_readable()
+            outcome = self.protocol.on_readable()
         else:
-            outcome = self.on_writable()
-        while outcome is Outcome.WAIT_READABLE and transport.read_pending:
-            outcome = self.on_readable()
-        return outcome
+            outcome = self.protocol.on_writable()
+        while True:
+            if outcome is Outcome.WAIT_READABLE:
+                if not transport.read_pending:
+                    return outcome
+                outcome = self.protocol.on_readable()
+            elif outcome is Outcome.SWITCH:
+                outcome = self._switch()
+            else:
+                return outcome
 
     def on_readable(self) -> Outcome:
         outcome = self.protocol.on_readable()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiserve.http import HttpLimits
 from wsgiserve.log import AccessLog
 from wsgiserve.server.worker.heads import HeadCache
+from wsgiserve.wsgi import EnvironBuilder
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -40,30 +41,29 @@ WOULD_BLOCK: Final = (BlockingIOError, InterruptedError)
 class DateCache:
     """The ``Date`` header value, formatted once per second (RFC 9110 §6.6.1)."""
 
-    __slots__ = ("_second", "_value", "_line")
+    __slots__ = ("_expires_at", "_value", "_line")
 
     def __init__(self) -> None:
-        self._second = 0
+        self._expires_at = 0.0  # the wall-clock second after the one formatted
         self._value = ""
         self._line = b""
 
     def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._refresh(second)
+        if time.time() >= self._expires_at:
+            self._refresh()
         return self._value
 
     def line(self) -> bytes:
         """The whole ``Date: ...\r\n`` field line, as bytes."""
-        second = int(time.time())
-        if second != self._second:
-            self._refresh(second)
+        if time.time() >= self._expires_at:
+            self._refresh()
         return self._line
 
-    def _refresh(self, second: int) -> None:
+    def _refresh(self) -> None:
+        second = int(time.time())
         self._value = email.utils.formatdate(second, usegmt=True)
         self._line = f"Date: {self._value}\r\n".encode("ascii")
-        self._second = second
+        self._expires_at = second + 1
 
 
 @dataclass
@@ -82,6 +82,7 @@ class ServerContext:
     is_stopping: bool = False
     dates: DateCache = field(default_factory=DateCache)
     heads: HeadCache = field(default_factory=HeadCache)
+    environs: EnvironBuilder = field(default_factory=EnvironBuilder)
     pid: int = field(default_factory=os.getpid)
     # Connections whose app code is running now, with the monotonic time it started: the
     # worker stops its heartbeat when one has run longer than the timeout.

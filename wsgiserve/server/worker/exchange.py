@@ -31,7 +31,7 @@ from wsgiserve.http.writer import BodyWriter
 from wsgiserve.log import AccessRecord
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody, check_response_headers
+from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
 
 __all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]
 
@@ -125,7 +125,7 @@ class Exchange:
                 exc_info = None
         elif self.status:
             raise AppError("start_response called twice without exc_info")
-        check_response_headers(status, headers)
+        # The types are checked when the head is built (heads.HeadCache: once per list).
         self.status = status
         self.headers = headers
         return self.write
@@ -188,7 +188,7 @@ class Exchange:
                 result = self.result
                 if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
                     # The most common shape: one piece. Head, body and end in one send.
-                    return self._finish(self.frame(result[0]) if result[0] else b"")
+                    return self._finish(result[0])
                 if isinstance(result, FileWrapper):
                     started = self._start_file(result)
                     if started is not None:
@@ -203,10 +203,11 @@ class Exchange:
         except Exception as exc:  # noqa: BLE001 - the app boundary
             return self.fail(exc)
 
-    def _finish(self, first: bytes) -> Pump:
-        """End the body: ``first`` (already framed) and the closing bytes go out together."""
+    def _finish(self, last: bytes) -> Pump:
+        """End the body: its ``last`` piece (not yet framed) and the closing bytes go out
+        together, after the head if it has not gone yet."""
         writer = self.writer or self._prepare_head()
-        tail = writer.end()
+        out = writer.write(last) + writer.end() if last else writer.end()
         if writer.has_broken_length:
             self.should_close = True
             self.context.note_app_bug(
@@ -214,9 +215,11 @@ class Exchange:
                 "is sent (cut or short), then the connection is closed",
                 writer.framing.length)
         if self.state is _X.AWAITING_HEAD:
-            tail = self.head_bytes + tail
-        out = first + tail if first else tail
-        self.close_result()
+            out = self.head_bytes + out
+        if type(self.result) is list:
+            self.result = None  # nothing to close
+        else:
+            self.close_result()
         self._set_state(_X.COMPLETE)
         if out and not self.transport.send_or_park(out):
             return Pump.WAITING

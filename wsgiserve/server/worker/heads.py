@@ -15,7 +15,7 @@ from wsgiserve.http import BodyKind, Framing, LocalProtocolError
 from wsgiserve.http.framing import choose_response_framing
 from wsgiserve.http.writer import encode_response_head
 from wsgiserve import __version__
-from wsgiserve.wsgi import HOP_BY_HOP
+from wsgiserve.wsgi import HOP_BY_HOP, check_response_headers
 
 SERVER_HEADER: Final = f"wsgiserve/{__version__}"
 # Entries kept before the cache is emptied and refilled: an app whose headers change on
@@ -32,7 +32,7 @@ class HeadTemplate:
     """The validated, encoded part of a response head and what it implies."""
 
     __slots__ = ("status_code", "framing", "prefix", "has_date", "has_server",
-                 "forces_close", "fields")
+                 "forces_close", "fields", "_rendered")
 
     def __init__(self, status_code: int, framing: Framing, prefix: bytes, has_date: bool,
                  has_server: bool, forces_close: bool, fields: list[tuple[str, str]]) -> None:
@@ -43,9 +43,21 @@ class HeadTemplate:
         self.has_server = has_server
         self.forces_close = forces_close  # the app asked to close, or the body needs it
         self.fields = fields            # the fields as sent (for the access log)
+        # The last head rendered for each (close, HTTP/1.0) pair, with the Date line it
+        # holds: the Date changes once a second, so most responses reuse a whole head.
+        self._rendered: list[tuple[bytes, bytes]] = [(b"", b"")] * 4
 
     def render(self, date_line: bytes, should_close: bool, is_http10: bool) -> bytes:
         """The whole head for one response."""
+        kind = should_close + 2 * is_http10
+        rendered = self._rendered[kind]
+        if rendered[0] is date_line:
+            return rendered[1]
+        head = self._render(date_line, should_close, is_http10)
+        self._rendered[kind] = (date_line, head)
+        return head
+
+    def _render(self, date_line: bytes, should_close: bool, is_http10: bool) -> bytes:
         parts = [self.prefix]
         if not self.has_date:
             parts.append(date_line)
@@ -78,11 +90,16 @@ class HeadCache:
         Raises:
             LocalProtocolError: an invalid status, Content-Length or field (an app bug).
         """
-        key = (status, tuple(headers), method == b"HEAD", http_version)
-        templates = self._templates
-        template = templates.get(key)
-        if template is None:
+        try:
+            key = (status, tuple(headers), method == b"HEAD", http_version)
+            template = self._templates.get(key)
+        except TypeError:  # unhashable: not str pairs
+            template = None
+        if template is None or type(headers) is not list:
+            # Checked once per distinct header list: a hit is equal to a list that passed.
+            check_response_headers(status, headers)
             template = build_head(status, headers, method, http_version)
+            templates = self._templates
             if len(templates) >= _CACHE_MAX_ENTRIES:
                 templates.clear()
             templates[key] = template

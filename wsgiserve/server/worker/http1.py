@@ -40,7 +40,7 @@ from wsgiserve.server.worker.exchange import Exchange, Pump
 from wsgiserve.server.worker.heads import error_response
 from wsgiserve.server.worker.states import TRANSITIONS, ConnState, Outcome
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.wsgi import EmptyInput, RequestBody, build_environ
+from wsgiserve.wsgi import EmptyInput, RequestBody
 
 if TYPE_CHECKING:
     from wsgiserve.server.worker.protocol import Protocol
@@ -50,6 +50,7 @@ __all__ = ["Http1"]
 _log = logging.getLogger(__name__)
 
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
 # Parser states in which a request was read to its end (and nothing of a next one yet).
 _BETWEEN_REQUESTS: Final = frozenset({ParserState.HEAD, ParserState.DONE, ParserState.CLOSED})
 # Reasons for the errors the server answers itself; a RemoteProtocolError carries its own.
@@ -170,7 +171,9 @@ class Http1:
                 except RemoteProtocolError as exc:
                     return self._reject(exc)
                 if event is NEED_DATA:
-                    return self._wait_for_head()
+                    if parser.buffered_bytes or self.state is not ConnState.IDLE:
+                        return self._wait_for_head()
+                    return Outcome.WAIT_READABLE  # the keep-alive case: all was answered
                 if type(event) is not Request:
                     # ConnectionClosed, PAUSED after a "Connection: close" request, or a
                     # stray event: the conversation is over.
@@ -224,16 +227,16 @@ class Http1:
             # keep_alive = 0 disables keep-alive: say so in the head rather than let the
             # idle timer close a connection the client believes it may reuse.
             exchange.should_close = True
-        environ = exchange.environ = build_environ(request, self._base_environ,
-                                                   context.script_name)
+        environ = exchange.environ = context.environs.build(request, self._base_environ,
+                                                            context.script_name)
         if context.proxy is not None:
             context.proxy.apply(environ, request, self.transport.remote_addr)
         if request.framing.has_body:
             exchange.body = RequestBody(self._read_body)
         else:
             # Consume the EndOfMessage now; the app gets an empty stream.
-            self.parser.next_event()
-            exchange.body = EmptyInput()
+            self.parser.skip_empty_body()
+            exchange.body = _EMPTY_INPUT
         environ["wsgi.input"] = exchange.body
         hooks = context.hooks
         context.in_app[self] = exchange.started
