@@ -38,14 +38,17 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
         if name.startswith("WSGISERVE_") or name in ("WEB_CONCURRENCY", "SCRIPT_NAME"):
             monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = {n: logging.getLogger(n).handlers[:] for n in (ERROR_LOGGER, ACCESS_LOGGER)}
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in (ERROR_LOGGER, ACCESS_LOGGER)}
     yield
-    for name, handlers in saved.items():
+    for name, (handlers, level, propagate) in saved.items():
         target = logging.getLogger(name)
         for handler in target.handlers:
-            if handler not in handlers and isinstance(handler, logging.FileHandler):
+            if handler not in handlers:
                 handler.close()
         target.handlers[:] = handlers
+        target.setLevel(level)
+        target.propagate = propagate
 
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
