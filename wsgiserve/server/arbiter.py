@@ -27,7 +27,7 @@ from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
-from wsgiserve.log import reopen_log_files
+from wsgiserve.log import reopen_log_files, report_gauge
 from wsgiserve.server import systemd
 from wsgiserve.server.children import (
     Generation,
@@ -47,6 +47,7 @@ from wsgiserve.server.reload import CodeWatcher, reread_config
 from wsgiserve.server.signals import SignalQueue
 from wsgiserve.server.sockets import ListenerError
 from wsgiserve.server.upgrade import BinaryUpgrade
+from wsgiserve.statsd import WORKERS
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
@@ -449,6 +450,7 @@ class Arbiter:
         self._notifier.notify_status(
             f"{booted} worker(s) serving, {booting} booting, {retiring} stopping")
         self._watchdog.ping()
+        report_gauge(WORKERS, len(self.workers))  # StatsD, when on
 
     # --- stop --------------------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class Exchange:
                     if result[0]:
                         first = self.frame(result[0])
                 elif isinstance(result, FileWrapper) and not connection.is_tls \
-                        and result.fileno() is not None:
+                        and connection.context.use_sendfile and result.fileno() is not None:
                     self.sendfile = result
                     self.iterator = _EXHAUSTED
                 else:
