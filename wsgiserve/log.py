@@ -271,7 +271,8 @@ class MetricsHandler(logging.Handler):
     per warning, error, critical and exception record (gunicorn's ``gunicorn.log.*``)."""
 
     def __init__(self, statsd: StatsdClient) -> None:
-        super().__init__(logging.WARNING)
+        # No handler level: gauges come at INFO, log records count from WARNING (emit).
+        super().__init__()
         self.statsd = statsd
         self._gauges: dict[str, tuple[object, float]] = {}
 
@@ -279,16 +280,11 @@ class MetricsHandler(logging.Handler):
         self.statsd.close()
         super().close()
 
-    def handle(self, record: logging.LogRecord) -> bool:
-        # Gauges come at INFO, below this handler's level for log records.
-        if getattr(record, "metric", None) is not None:
-            self.emit(record)
-            return True
-        return super().handle(record)
-
     def emit(self, record: logging.LogRecord) -> None:
         metric = getattr(record, "metric", None)
         if metric is None:
+            if record.levelno < logging.WARNING:
+                return
             if record.levelno >= logging.ERROR and record.exc_info:
                 kind = "exception"  # gunicorn counts logger.exception() apart from error
             else:

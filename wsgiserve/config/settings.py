@@ -224,7 +224,7 @@ class Proxy:
         "X-Forwarded-* and Forwarded headers", metavar="IPS", check=_check_ip)
     proxy_allow_ips: tuple[str, ...] = _setting(
         ("127.0.0.1", "::1"), "comma-separated peers (IPs, CIDRs or *) allowed to send a "
-        "PROXY protocol header", metavar="IPS", check=_check_ip)
+        "PROXY protocol header", metavar="IPS", aliases=("--proxy-allow-from",), check=_check_ip)
 
 
 @dataclass(frozen=True)
