@@ -406,3 +406,15 @@ def test_log_config_dict_in_toml(tmp_path: Path) -> None:
     assert config.logging.log_config_dict == {"version": 1, "root": {"level": "INFO"}}
     assert load([], {"WSGISERVE_LOG_CONFIG_DICT": '{"version": 1}'}).logging.log_config_dict \
         == {"version": 1}
+
+
+def test_the_migration_guides_example_is_what_from_gunicorn_prints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "migrating-from-gunicorn.md"
+            ).read_text()
+    section = text[text.index("## A gunicorn.conf.py, translated"):]
+    python = section.split("```python\n", 1)[1].split("```", 1)[0]
+    toml = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    Path("gunicorn.conf.py").write_text(python)
+    assert translate_gunicorn_file("gunicorn.conf.py") == toml
