@@ -165,11 +165,14 @@ def configure_logging(settings: Logging, *, stdout: TextIO | None = None,
 
     tag = settings.log_syslog_prefix or name or "wsgiserve"
     use_syslog = settings.log_syslog
-    _replace_handler(error_logger, _ERROR_SYSLOG,
-                     _syslog_handler(settings, tag) if use_syslog else None)
     access_syslog = use_syslog and not settings.disable_redirect_access_to_syslog
-    _replace_handler(access_logger, _ACCESS_SYSLOG,
-                     _syslog_handler(settings, tag + ".access") if access_syslog else None)
+    try:
+        _replace_handler(error_logger, _ERROR_SYSLOG,
+                         _syslog_handler(settings, tag) if use_syslog else None)
+        _replace_handler(access_logger, _ACCESS_SYSLOG,
+                         _syslog_handler(settings, tag + ".access") if access_syslog else None)
+    except OSError as exc:  # a tcp:// or unix:// syslog that is not there
+        raise OSError(exc.errno, exc.strerror, settings.log_syslog_to) from None
     # Above CRITICAL when off, so AccessLog.log costs one level check per request.
     has_access = access_handler is not None or access_syslog
     access_logger.setLevel(logging.INFO if has_access else logging.CRITICAL + 1)
@@ -178,8 +181,12 @@ def configure_logging(settings: Logging, *, stdout: TextIO | None = None,
     metrics_logger.propagate = False
     metrics = None
     if settings.statsd_host:
-        metrics = MetricsHandler(StatsdClient(settings.statsd_host, settings.statsd_prefix,
-                                              settings.dogstatsd_tags))
+        try:
+            client = StatsdClient(settings.statsd_host, settings.statsd_prefix,
+                                  settings.dogstatsd_tags)
+        except OSError as exc:  # a host name that does not resolve
+            raise OSError(exc.errno, exc.strerror, settings.statsd_host) from None
+        metrics = MetricsHandler(client)
     metrics_logger.setLevel(logging.INFO if metrics else logging.CRITICAL + 1)
     _replace_handler(metrics_logger, _METRICS_HANDLER, metrics)
     _replace_handler(error_logger, _METRICS_HANDLER, metrics)
