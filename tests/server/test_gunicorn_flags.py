@@ -137,15 +137,21 @@ def test_paste_app_is_served(start_server: StartServer, app_dir: Path) -> None:
     assert get(server.port, "/")[:2] == (200, b"hello from paste")
 
 
-def test_daemon_detaches_and_writes_its_own_pid(app_dir: Path, flags_app: str) -> None:
+@pytest.mark.parametrize("keeps_stdio", [False, True], ids=["daemon", "stdio-inheritance"])
+def test_daemon_detaches_and_writes_its_own_pid(app_dir: Path, flags_app: str,
+                                                keeps_stdio: bool) -> None:
     pid_file = app_dir / "server.pid"
     log_file = app_dir / "server.log"
+    output = app_dir / "output.txt"
     command = [sys.executable, "-m", "wsgiserve", "--daemon", "--pid", str(pid_file),
                "--bind", "127.0.0.1:0", "--error-logfile", str(log_file), flags_app]
+    if keeps_stdio:
+        command.insert(3, "--enable-stdio-inheritance")
     environment = child_environment([app_dir])
-    started = subprocess.run(command, cwd=app_dir, env=environment, capture_output=True,
-                             timeout=30, check=False)
-    assert (started.returncode, started.stdout, started.stderr) == (0, b"", b"")
+    with output.open("wb") as stdout:
+        started = subprocess.run(command, cwd=app_dir, env=environment, stdout=stdout,
+                                 stderr=subprocess.STDOUT, timeout=30, check=False)
+    assert (started.returncode, output.read_bytes()) == (0, b"")
     daemon_pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
                                 15, message="the pid file"))
     workers: list[int] = []
@@ -155,7 +161,9 @@ def test_daemon_detaches_and_writes_its_own_pid(app_dir: Path, flags_app: str) -
         assert daemon_pid != os.getpid() and runs_wsgiserve(daemon_pid)
         assert os.getsid(daemon_pid) != os.getsid(0)  # a session of its own
         assert Path(f"/proc/{daemon_pid}/fd/0").resolve() == Path(os.devnull)
-        assert Path(f"/proc/{daemon_pid}/fd/1").resolve() == Path(os.devnull)
+        for fd in (1, 2):
+            assert Path(f"/proc/{daemon_pid}/fd/{fd}").resolve() == (
+                output if keeps_stdio else Path(os.devnull))
         assert get(listening_port(log), "/x")[:2] == (200, b'["", "/x"]')
         workers = children_of(daemon_pid)
         os.kill(daemon_pid, signal.SIGTERM)
