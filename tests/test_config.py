@@ -274,7 +274,7 @@ BAD_ARGV = [
                  id="uwsgi"),
     pytest.param(["--dirty-app", "m:a"], "--dirty-app m:a: No dirty arbiters", id="dirty"),
     pytest.param(["--proxy-protocol=v3"], "argument --proxy-protocol/--no-proxy-protocol: "
-                 "must be true or false, got \"v3\"", id="proxy-protocol-mode"),
+                 "must be one of off, v1, v2, auto, got 'v3'", id="proxy-protocol-mode"),
     pytest.param(["a:app", "b:app"], "unrecognized arguments: b:app", id="two-apps"),
 ]
 

@@ -70,10 +70,11 @@ class _WordFlag(argparse.Action):
                 parser.error(f"argument {option_string}: takes no value")
             setattr(namespace, self.dest, False)
             return
-        try:
-            value = True if values is None else _from_text(self.setting, values)
-        except _BadValue as exc:
-            parser.error(f"argument {'/'.join(self.option_strings)}: {exc}")
+        if values is not None and values.strip().lower() not in self.setting.value_words:
+            words = ", ".join(self.setting.value_words)
+            parser.error(f"argument {'/'.join(self.option_strings)}: must be one of {words}, "
+                         f"got {values!r}")
+        value = True if values is None else _from_text(self.setting, values)
         setattr(namespace, self.dest, value)
 
 
