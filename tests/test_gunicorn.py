@@ -154,6 +154,11 @@ def test_gunicorn_spellings_map_onto_settings() -> None:
     assert config.logging.error_logfile == "e.log"
     assert config.proxy.proxy_allow_ips == ("10.0.0.1",)
     assert load(["--proxy-protocol", "off"], {}).server.proxy_protocol is False
+    assert load(["--proxy-protocol=auto"], {}).server.proxy_protocol is True
+    # A word that is no mode is not taken as one: gunicorn's flag before the app.
+    switched = load(["--proxy-protocol", "m:app"], {}).server
+    assert (switched.proxy_protocol, switched.app) == (True, "m:app")
+    assert load(["--no-proxy-protocol", "m:app"], {}).server.app == "m:app"
 
 
 # --- --from-gunicorn ----------------------------------------------------------------------

@@ -6,11 +6,8 @@ files as a worker would) and ``--from-gunicorn``.
 """
 from __future__ import annotations
 
-import configparser
 import json
 import logging
-import logging.config
-import logging.handlers
 import os
 import socket
 import sys
@@ -49,8 +46,6 @@ from wsgiserve.log import (
     ReopenableFileHandler,
 )
 from wsgiserve.statsd import StatsdClient
-from wsgiserve.tls import TLSConfigError
-from wsgiserve.tls import check_config as check_tls
 
 __all__ = ["check_app_and_files", "configure_logging", "main", "prepare_process"]
 
@@ -85,6 +80,8 @@ def _open_handler(path: str, console: TextIO) -> logging.Handler:
 def _syslog_handler(settings: Logging, tag: str) -> logging.Handler:
     """gunicorn's syslog set-up: the address forms of ``log_syslog_to``, a facility, and
     lines tagged ``TAG[PID]:`` as syslog(3) writes them."""
+    import logging.handlers  # here: most servers do not use syslog
+
     kind, where, port = parse_syslog_address(settings.log_syslog_to)
     socket_type = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM,
                    "unix-dgram": socket.SOCK_DGRAM, "unix-stream": socket.SOCK_STREAM}.get(kind)
@@ -98,6 +95,8 @@ def _syslog_handler(settings: Logging, tag: str) -> logging.Handler:
 def _apply_logging_config(settings: Logging) -> None:
     """The user's logging config, applied over ours as gunicorn does (dict, else JSON, else
     INI); loggers it does not name keep their handlers."""
+    import logging.config  # here: most servers use none
+
     if settings.log_config_dict or settings.log_config_json:
         if settings.log_config_dict:
             config = json.loads(json.dumps(settings.log_config_dict))  # a mutable deep copy
@@ -108,9 +107,14 @@ def _apply_logging_config(settings: Logging) -> None:
         config.setdefault("disable_existing_loggers", False)
         logging.config.dictConfig(config)
     elif settings.log_config:
+        import configparser  # loaded by logging.config already
+
         if not os.path.isfile(settings.log_config):
             raise OSError(2, "no such file", settings.log_config)
-        logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+        try:
+            logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+        except (KeyError, RuntimeError, configparser.Error) as exc:
+            raise ValueError(f"{settings.log_config}: {type(exc).__name__}: {exc}") from None
     else:
         return
     for gunicorn_name, ours in _GUNICORN_LOGGERS.items():
@@ -226,6 +230,9 @@ def check_app_and_files(config: Config) -> None:
         ConfigError: a hook cannot be imported, or a TLS file is unusable (the message
             names the setting and the file).
     """
+    # Imported here: without TLS no process of the server loads the ssl module.
+    from wsgiserve.tls import check_config as check_tls
+
     check_tls(config.tls)
     load_app(config.server.app)
     try:
@@ -242,6 +249,8 @@ def _check_logging_files(config: Config) -> None:
             with open(settings.log_config_json, encoding="utf-8") as file:
                 json.load(file)
         if settings.log_config:
+            import configparser
+
             parser = configparser.ConfigParser()
             if not parser.read(settings.log_config) or not parser.has_section("loggers"):
                 raise ValueError(f"no [loggers] section in {settings.log_config}")
@@ -319,7 +328,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except OSError as exc:
         sys.stderr.write(f"wsgiserve: error: {exc.filename or ''}: {exc.strerror}\n")
         return EXIT_USAGE
-    except (ValueError, KeyError, configparser.Error) as exc:  # logging.config's errors
+    except ValueError as exc:  # a malformed logging config
         sys.stderr.write(f"wsgiserve: error: [logging] log config: {exc}\n")
         return EXIT_USAGE
     for name in unknown_environment(environ):
@@ -342,7 +351,7 @@ def _check_config(config: Config) -> int:
         if where:
             sys.stderr.write(f"  at {where}\n")
         return EXIT_ERROR
-    except (ConfigError, TLSConfigError) as exc:
+    except ConfigError as exc:  # tls.TLSConfigError too
         sys.stderr.write(f"wsgiserve: error: {exc}\n")
         return EXIT_ERROR
     except OSError as exc:  # chdir

@@ -54,30 +54,6 @@ def _argparse_type(setting: Setting) -> Callable[[str], Any]:
     return convert
 
 
-class _WordFlag(argparse.Action):
-    """A switch that may take one of its setting's value words: ``--proxy-protocol [v2]``."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, setting: Setting,
-                 **kwargs: Any) -> None:
-        self.setting = setting
-        words = "|".join(setting.value_words)
-        super().__init__(option_strings, dest, nargs="?", metavar=f"[{words}]", **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        if option_string is not None and option_string.startswith("--no-"):
-            if values is not None:
-                parser.error(f"argument {option_string}: takes no value")
-            setattr(namespace, self.dest, False)
-            return
-        if values is not None and values.strip().lower() not in self.setting.value_words:
-            words = ", ".join(self.setting.value_words)
-            parser.error(f"argument {'/'.join(self.option_strings)}: must be one of {words}, "
-                         f"got {values!r}")
-        value = True if values is None else _from_text(self.setting, values)
-        setattr(namespace, self.dest, value)
-
-
 class _GunicornFlag(argparse.Action):
     """A gunicorn flag wsgiserve does not need: recorded as (flag, value) for the notice."""
 
@@ -134,10 +110,6 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
                                     type=_argparse_type(setting), help=argparse.SUPPRESS)
             elif not setting.flags:
                 continue  # a table: the file or the variable only
-            elif setting.kind == "bool" and setting.value_words:
-                no_flags = [f"--no-{flag[2:]}" for flag in setting.flags if flag[:2] == "--"]
-                group.add_argument(*setting.flags, *no_flags, dest=setting.dest,
-                                   help=setting.help, action=_WordFlag, setting=setting)
             elif setting.kind == "bool":
                 group.add_argument(*setting.flags, dest=setting.dest, help=setting.help,
                                    action=argparse.BooleanOptionalAction)
@@ -177,7 +149,8 @@ def parse_command_line(argv: Sequence[str] | None, version: str = "") -> Command
         SystemExit: after printing ``--help`` or ``--version``.
     """
     parser = build_parser(version)
-    _refuse_unknown_options(parser, sys.argv[1:] if argv is None else argv)
+    argv = _read_value_words(sys.argv[1:] if argv is None else argv)
+    _refuse_unknown_options(parser, argv)
     namespace = vars(parser.parse_args(argv))
     config_file = namespace.pop("config_file", None)
     should_check = bool(namespace.pop("check_config", False))
@@ -191,6 +164,41 @@ def parse_command_line(argv: Sequence[str] | None, version: str = "") -> Command
     values = {dest: (tuple(v) if isinstance(v, list) else v) for dest, v in namespace.items()}
     return CommandLine(values, config_file, should_check, should_print, gunicorn_flags,
                        from_gunicorn)
+
+
+def _read_value_words(argv: Sequence[str]) -> list[str]:
+    """gunicorn's valued spelling of a switch (``--proxy-protocol v2``, ``=off``) becomes the
+    switch or its ``--no-`` form. The next word is taken only when it is a value word, so
+    ``--proxy-protocol app:app`` still names the app."""
+    switches = {flag: s for s in SETTINGS if s.kind == "bool" and s.value_words
+                for flag in s.flags if flag.startswith("--")}
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        flag, equals, word = token.partition("=")
+        setting = switches.get(flag)
+        if setting is None or token == "--":
+            out.append(token)
+            if token == "--":
+                out.extend(tokens)
+            continue
+        if not equals:
+            following = next(tokens, None)
+            if following is not None and following.strip().lower() in setting.value_words:
+                word = following
+            elif following is not None:
+                out.extend((flag, following))
+                continue
+            else:
+                out.append(flag)
+                continue
+        if word.strip().lower() not in setting.value_words:
+            names = "/".join((flag, f"--no-{flag[2:]}"))
+            raise UsageError(f"argument {names}: must be one of "
+                             f"{', '.join(setting.value_words)}, got {word!r}")
+        is_on = bool(setting.value_words[word.strip().lower()])
+        out.append(flag if is_on else f"--no-{flag[2:]}")
+    return out
 
 
 def _refuse_unknown_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
