@@ -38,14 +38,17 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
         if name.startswith("WSGISERVE_") or name in ("WEB_CONCURRENCY", "SCRIPT_NAME"):
             monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = {n: logging.getLogger(n).handlers[:] for n in (ERROR_LOGGER, ACCESS_LOGGER)}
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in (ERROR_LOGGER, ACCESS_LOGGER)}
     yield
-    for name, handlers in saved.items():
+    for name, (handlers, level, propagate) in saved.items():
         target = logging.getLogger(name)
         for handler in target.handlers:
-            if handler not in handlers and isinstance(handler, logging.FileHandler):
+            if handler not in handlers:
                 handler.close()
         target.handlers[:] = handlers
+        target.setLevel(level)
+        target.propagate = propagate
 
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -446,10 +449,16 @@ def test_demo_refuses_a_huge_form() -> None:
         "413 Content Too Large")
 
 
-def test_conf_examples_pass_check_config_via_cli(capsys: pytest.CaptureFixture[str]) -> None:
+def test_conf_examples_pass_the_config_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    # Their apps and certificate paths are examples: --check-config fails on those alone.
     for path in sorted((ROOT / "conf").glob("*.toml")):
-        assert main(["--check-config", "-c", str(path)]) == EXIT_OK
-        assert capsys.readouterr().out == f"config OK: {path}\n"
+        assert main(["--print-config", "-c", str(path)]) == EXIT_OK
+        code = main(["--check-config", "-c", str(path)])
+        captured = capsys.readouterr()
+        assert code == EXIT_OK or captured.err.startswith((
+            "wsgiserve: error: cannot load the app: 'myproject.wsgi:application': no module "
+            "named 'myproject'", "wsgiserve: error: [tls] certfile: cannot read /etc/")), (
+            path, captured.err)
 
 
 def test_textwrap_is_not_needed_for_help(monkeypatch: pytest.MonkeyPatch,
@@ -459,3 +468,118 @@ def test_textwrap_is_not_needed_for_help(monkeypatch: pytest.MonkeyPatch,
     assert main(["--help"]) == EXIT_OK
     out = capsys.readouterr().out
     assert textwrap.dedent(out).count("--") > 60
+
+
+# --- --check-config imports the app and loads the TLS files ------------------------------
+
+
+def test_check_config_fails_on_a_missing_app_module(tmp_path: Path) -> None:
+    result = run_module("--check-config", "no_such_module:app", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (EXIT_ERROR, "")
+    assert result.stderr == ("wsgiserve: error: cannot load the app: 'no_such_module:app': no "
+                             "module named 'no_such_module' (check the working directory, "
+                             "--chdir or --pythonpath)\n")
+
+
+@pytest.mark.parametrize(("source", "line", "problem"), [
+    pytest.param("import os\nraise ValueError('bad settings')\n", 2,
+                 "ValueError: bad settings", id="raises"),
+    pytest.param("x = 1\nimport missing_dependency_xyz\n", 2,
+                 "No module named 'missing_dependency_xyz'", id="missing-dependency"),
+    pytest.param("def app(:\n    pass\n", 1, "SyntaxError: ", id="syntax-error"),
+])
+def test_check_config_reports_the_apps_own_error_where_it_is(
+        tmp_path: Path, source: str, line: int, problem: str) -> None:
+    (tmp_path / "site_app.py").write_text(source)
+    result = run_module("--check-config", "site_app:app", cwd=tmp_path)
+    assert result.returncode == EXIT_ERROR
+    first, second = result.stderr.splitlines()
+    assert first.startswith("wsgiserve: error: cannot load the app: 'site_app:app': importing "
+                            "'site_app' failed: ") and problem in first
+    source_line = source.splitlines()[line - 1].strip()
+    assert second == f"  at {tmp_path / 'site_app.py'}, line {line}: {source_line}"
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_fails_on_a_missing_hook(tmp_path: Path) -> None:
+    (tmp_path / "site_app.py").write_text("def app(environ, start_response):\n    return []\n")
+    result = run_module("--check-config", "--post-fork", "site_app:nope", "site_app:app",
+                        cwd=tmp_path)
+    assert result.returncode == EXIT_ERROR
+    assert result.stderr == ("wsgiserve: error: [hooks] post_fork: 'site_app:nope': 'site_app' "
+                             "has no attribute 'nope'\n")
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> dict[str, Path]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost")
+    paths = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "ca", "empty")}
+    paths["cert"].write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(paths["key"]))
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    paths["empty"].write_text("not a key\n")
+    (tmp_path / "site_app.py").write_text("def app(environ, start_response):\n    return []\n")
+    return paths
+
+
+def test_check_config_succeeds_with_the_app_and_tls_files(certificates: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    result = run_module("--check-config", "--certfile", str(certificates["cert"]),
+                        "--keyfile", str(certificates["key"]), "--cert-reqs", "required",
+                        "--ca-certs", str(certificates["ca"]), "site_app:app", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        EXIT_OK, "config OK: (no config file)\n", "")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    pytest.param(["--keyfile", "empty"], "[tls] keyfile: no PEM private key in {empty}",
+                 id="keyfile-without-a-key"),
+    pytest.param(["--keyfile", "ca"], "[tls] keyfile: no PEM private key in {ca}",
+                 id="keyfile-holds-a-certificate"),
+    pytest.param(["--keyfile", "key", "--cert-reqs", "required", "--ca-certs", "empty"],
+                 "[tls] ca_certs: cannot load CA certificates from {empty}",
+                 id="ca-file-without-certificates"),
+])
+def test_check_config_loads_the_tls_files_as_a_worker_will(
+        certificates: dict[str, Path], tmp_path: Path, flags: list[str], message: str) -> None:
+    argv = [str(certificates[f]) if f in certificates else f for f in flags]
+    result = run_module("--check-config", "--certfile", str(certificates["cert"]), *argv,
+                        "site_app:app", cwd=tmp_path)
+    assert result.returncode == EXIT_ERROR
+    expected = message.format(**{k: str(v) for k, v in certificates.items()})
+    assert result.stderr.startswith(f"wsgiserve: error: {expected}"), result.stderr
+    assert result.stdout == ""
+
+
+PASTE_INI = """\
+[app:main]
+paste.app_factory = paste_app:make
+greeting = hello from paste
+
+[app:other]
+paste.app_factory = paste_app:make
+greeting = the other one
+"""
+
+PASTE_APP = """\
+def make(global_config, greeting):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [greeting.encode()]
+    return app
+"""
+
+
+def test_paste_deploy_app_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("paste.deploy")
+    (tmp_path / "site.ini").write_text(PASTE_INI)
+    (tmp_path / "paste_app.py").write_text(PASTE_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert call(load_app(f"config:{tmp_path / 'site.ini'}")) == b"hello from paste"
+    assert call(load_app("config:site.ini#other")) == b"the other one"  # from the cwd
+    with pytest.raises(AppLoadError, match="no such file"):
+        load_app("config:missing.ini")
+    result = run_module("--check-config", "--paste", "site.ini#other", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (EXIT_OK, "")

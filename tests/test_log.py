@@ -196,7 +196,17 @@ def test_error_log_level_and_stderr(restore_loggers: None, tmp_path: Path) -> No
 
 def test_configure_logging_twice_replaces_its_handlers(restore_loggers: None,
                                                        tmp_path: Path) -> None:
+    # Only what configure_logging installed is replaced: a handler someone else attached
+    # (pytest attaches its capture handlers to non-propagating loggers) stays.
+    foreign = logging.NullHandler()
+    logging.getLogger(ACCESS_LOGGER).addHandler(foreign)
+    before = {name: set(logging.getLogger(name).handlers) for name in (ACCESS_LOGGER,
+                                                                        ERROR_LOGGER)}
     configure_logging(Logging(access_logfile=str(tmp_path / "a.log")))
     configure_logging(Logging(access_logfile=str(tmp_path / "b.log")))
-    assert len(logging.getLogger(ACCESS_LOGGER).handlers) == 1
-    assert len(logging.getLogger(ERROR_LOGGER).handlers) == 1
+    added = {name: [h for h in logging.getLogger(name).handlers if h not in handlers]
+             for name, handlers in before.items()}
+    assert [h.baseFilename for h in added[ACCESS_LOGGER]] == [  # type: ignore[attr-defined]
+        str(tmp_path / "b.log")]
+    assert len(added[ERROR_LOGGER]) == 1
+    assert foreign in logging.getLogger(ACCESS_LOGGER).handlers

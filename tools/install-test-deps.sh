@@ -2,6 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian machine (run as root, or with
 # sudo available): the package itself with its [test] extra, and the programs the
 # integration tests drive (nginx, curl, openssl, systemd-socket-activate, wrk, chromium).
+# Python packages are pinned, transitive ones included, by tools/test-constraints.txt.
 set -eu
 cd "$(dirname "$0")/.."
 APT_PACKAGES="nginx curl openssl systemd wrk apache2-utils chromium logrotate"
@@ -15,4 +16,4 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -c tools/test-constraints.txt -e '.[test]'

@@ -1,22 +1,30 @@
 """Find the WSGI application named on the command line (``APP``) and import it.
 
-Used by the command line (``--preload``) and by workers after fork; imports no other
-wsgiserve module except the bundled demo by name. Never evaluates code from the spec:
-factory arguments must be Python literals (``ast.literal_eval``).
+Used by the command line (``--preload``, ``--check-config``) and by workers after fork;
+imports no other wsgiserve module except the bundled demo by name. Never evaluates code
+from the spec: factory arguments must be Python literals (``ast.literal_eval``). A
+PasteDeploy URI (``config:FILE.ini#NAME``) is loaded with PasteDeploy, an optional extra.
 """
 from __future__ import annotations
 
 import ast
 import importlib
+import linecache
+import os
+import traceback
 from typing import Any, Final, cast
 from wsgiref.types import WSGIApplication
 
-__all__ = ["DEMO_APP", "AppLoadError", "load_app", "load_object"]
+__all__ = ["DEMO_APP", "PASTE_SCHEME", "AppLoadError", "error_location", "is_paste_spec",
+           "load_app", "load_object"]
 
 # What `wsgiserve` with no APP serves.
 DEMO_APP: Final = "wsgiserve.demo:app"
 # Tried in order for a bare module, as gunicorn and Django's wsgi.py name it.
 _DEFAULT_NAMES: Final = ("application", "app")
+# PasteDeploy's URI scheme for an ini file; gunicorn's --paste FILE becomes config:FILE.
+PASTE_SCHEME: Final = "config:"
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 
 
 class AppLoadError(Exception):
@@ -106,20 +114,69 @@ def load_object(spec: str, default_names: tuple[str, ...] = ()) -> Any:
         raise AppLoadError(f"{spec!r}: factory raised {type(exc).__name__}: {exc}") from exc
 
 
+def is_paste_spec(spec: str) -> bool:
+    """``config:PATH.ini[#NAME]`` or ``config:/PATH[#NAME]``: never a module spec, since
+    ``/`` and ``.ini#`` cannot follow a module's colon."""
+    if not spec.startswith(PASTE_SCHEME):
+        return False
+    path = spec[len(PASTE_SCHEME):].partition("#")[0]
+    return path.startswith("/") or path.endswith(".ini")
+
+
+def _load_paste(spec: str) -> Any:
+    try:
+        from paste.deploy import loadapp  # type: ignore[import-not-found, import-untyped, unused-ignore]  # an optional extra
+    except ImportError:
+        raise AppLoadError(f"{spec!r}: PasteDeploy is not installed (pip install "
+                           "'wsgiserve[paste]')") from None
+    path, hash_sign, name = spec[len(PASTE_SCHEME):].partition("#")
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise AppLoadError(f"{spec!r}: no such file {path}")
+    try:
+        return loadapp(f"{PASTE_SCHEME}{path}{hash_sign}{name}")
+    except Exception as exc:
+        raise AppLoadError(f"{spec!r}: PasteDeploy could not load it: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
 def load_app(spec: str) -> WSGIApplication:
     """Import the WSGI application named by ``spec``; empty means the bundled demo.
 
     Accepts ``module:callable``, ``module`` (its ``application``, else ``app``),
-    ``module:factory()`` / ``module:factory('x', 2)`` (literal arguments only) and
-    ``module:attr.sub``.
+    ``module:factory()`` / ``module:factory('x', 2)`` (literal arguments only),
+    ``module:attr.sub``, and a PasteDeploy ``config:FILE.ini#NAME`` (a relative FILE is
+    found from the working directory).
 
     Raises:
         AppLoadError: the spec is malformed, the module or attribute is missing, the import
             or factory failed (original as ``__cause__``), or the result is not callable.
     """
     spec = spec.strip() or DEMO_APP
-    app = load_object(spec, _DEFAULT_NAMES)
+    app = _load_paste(spec) if is_paste_spec(spec) else load_object(spec, _DEFAULT_NAMES)
     if app is None or not callable(app):
         raise AppLoadError(f"{spec!r}: found {type(app).__name__}, not a WSGI application "
                            "(a callable taking environ and start_response)")
     return cast(WSGIApplication, app)
+
+
+def error_location(error: AppLoadError) -> str | None:
+    """Where the app's own code failed: ``FILE, line N: SOURCE``, or None.
+
+    The innermost frame of the original exception that is neither the import machinery
+    nor wsgiserve; for a SyntaxError, the line it names.
+    """
+    cause = error.__cause__
+    if cause is None:
+        return None
+    if isinstance(cause, SyntaxError) and cause.filename and cause.lineno:
+        filename, lineno = cause.filename, cause.lineno
+    else:
+        frames = [frame for frame in traceback.extract_tb(cause.__traceback__)
+                  if not frame.filename.startswith("<")
+                  and not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR + os.sep)]
+        if not frames or frames[-1].lineno is None:
+            return None
+        filename, lineno = frames[-1].filename, frames[-1].lineno
+    source = linecache.getline(filename, lineno).strip()
+    return f"{filename}, line {lineno}" + (f": {source}" if source else "")

@@ -1,8 +1,9 @@
-"""Logger names, the access-log line (gunicorn atoms or JSON) and log-file reopening.
+"""Logger names, the access-log line (gunicorn atoms or JSON), metrics and log reopening.
 
-Workers build one ``AccessLog`` from ``config.logging.access_logformat`` and call
-``log(record)`` per response; the arbiter and workers call ``reopen_log_files()`` on SIGUSR1.
-This module installs no handler (only ``cli`` does). Any wsgiserve module may import it.
+Workers build one ``AccessLog`` with ``make_access_log(config.logging)`` and call
+``log(record)`` per response, which also sends the request's StatsD metrics; the arbiter
+reports gauges with ``report_gauge``; the arbiter and workers call ``reopen_log_files()`` on
+SIGUSR1. This module installs no handler (only ``cli`` does).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from wsgiserve.config import ACCESS_LOG_JSON
+from wsgiserve.config import ACCESS_LOG_JSON, Logging
+from wsgiserve.statsd import LOG_PREFIX, StatsdClient
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -26,13 +28,23 @@ __all__ = [
     "AccessFormatter",
     "AccessLog",
     "AccessRecord",
+    "METRICS_LOGGER",
+    "MetricsHandler",
     "ReopenableFileHandler",
+    "make_access_log",
     "reopen_log_files",
+    "report_gauge",
 ]
 
 # Every wsgiserve module logs under this name via logging.getLogger(__name__).
 ERROR_LOGGER: Final = "wsgiserve"
 ACCESS_LOGGER: Final = "wsgiserve.access"
+# Gauges travel as records of this logger (gunicorn's extra metric/value/mtype); it is
+# enabled only while a MetricsHandler sends them.
+METRICS_LOGGER: Final = "wsgiserve.metrics"
+# A gauge reported every arbiter tick is sent when it changes, else at most this often
+# (gunicorn sends its worker gauge once per arbiter loop, about every second).
+GAUGE_REPEAT_S: Final = 1.0
 # gunicorn's error log layout, so existing log parsers keep working.
 ERROR_LOG_FORMAT: Final = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 ERROR_LOG_DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S %z"
@@ -210,14 +222,85 @@ class AccessLog:
     Costs one ``isEnabledFor`` check per request while the access log is off.
     """
 
-    def __init__(self, log_format: str, logger_name: str = ACCESS_LOGGER) -> None:
-        """Raises ValueError for a malformed format (see ``AccessFormatter``)."""
+    def __init__(self, log_format: str, logger_name: str = ACCESS_LOGGER,
+                 statsd: StatsdClient | None = None) -> None:
+        """Raises ValueError for a malformed format (see ``AccessFormatter``).
+
+        With ``statsd``, every response also sends gunicorn's request metrics, whether or
+        not the access log is on.
+        """
         self.formatter = AccessFormatter(log_format)
+        self.statsd = statsd
         self._logger = logging.getLogger(logger_name)
 
     def log(self, record: AccessRecord) -> None:
         if self._logger.isEnabledFor(logging.INFO):
             self._logger.info("%s", self.formatter.format(record))
+        if self.statsd is not None:
+            self.statsd.request(record.status, record.duration_s)
+
+
+def make_access_log(settings: Logging) -> AccessLog | None:
+    """The worker's AccessLog, or None when neither the access log nor StatsD is on.
+
+    Call it in the worker process: its StatsD socket is that process's own.
+
+    Raises:
+        ValueError: a malformed access log format or StatsD address.
+        OSError: the StatsD host name does not resolve.
+    """
+    if not settings.access_logfile and not settings.statsd_host:
+        return None
+    statsd = None
+    if settings.statsd_host:
+        statsd = StatsdClient(settings.statsd_host, settings.statsd_prefix,
+                              settings.dogstatsd_tags)
+    return AccessLog(settings.access_logformat, statsd=statsd)
+
+
+def report_gauge(name: str, value: int | float) -> None:
+    """Report a gauge (e.g. ``gunicorn.workers``); costs one level check while unsent."""
+    metrics = logging.getLogger(METRICS_LOGGER)
+    if metrics.isEnabledFor(logging.INFO):
+        metrics.info("%s=%s", name, value,
+                     extra={"metric": name, "value": value, "mtype": "gauge"})
+
+
+class MetricsHandler(logging.Handler):
+    """Sends to StatsD what logging carries: gauges from ``report_gauge``, and one counter
+    per warning, error, critical and exception record (gunicorn's ``gunicorn.log.*``)."""
+
+    def __init__(self, statsd: StatsdClient) -> None:
+        # No handler level: gauges come at INFO, log records count from WARNING (emit).
+        super().__init__()
+        self.statsd = statsd
+        self._gauges: dict[str, tuple[object, float]] = {}
+
+    def close(self) -> None:
+        self.statsd.close()
+        super().close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        metric = getattr(record, "metric", None)
+        if metric is None:
+            if record.levelno < logging.WARNING:
+                return
+            if record.levelno >= logging.ERROR and record.exc_info:
+                kind = "exception"  # gunicorn counts logger.exception() apart from error
+            else:
+                kind = record.levelname.lower()
+            self.statsd.increment(LOG_PREFIX + kind)
+            return
+        value = getattr(record, "value", 0)
+        if getattr(record, "mtype", "gauge") != "gauge":
+            self.statsd.increment(str(metric), int(value))
+            return
+        now = time.monotonic()
+        last = self._gauges.get(metric)
+        if last is not None and last[0] == value and now - last[1] < GAUGE_REPEAT_S:
+            return
+        self._gauges[metric] = (value, now)
+        self.statsd.gauge(str(metric), value)
 
 
 class ReopenableFileHandler(logging.FileHandler):

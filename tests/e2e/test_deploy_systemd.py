@@ -46,9 +46,15 @@ def deploy_config() -> dict[str, dict[str, object]]:
         return tomllib.load(file)
 
 
-def test_deploy_config_is_valid_for_wsgiserve() -> None:
+def test_deploy_config_is_valid_for_wsgiserve(tmp_path: Path) -> None:
+    # --check-config imports the app from its chdir: a stand-in for /srv/myproject.
+    (tmp_path / "myproject").mkdir()
+    (tmp_path / "myproject" / "__init__.py").write_text("")
+    (tmp_path / "myproject" / "wsgi.py").write_text(
+        "def application(environ, start_response):\n    return []\n")
     result = subprocess.run([sys.executable, "-m", "wsgiserve", "--config",
-                             str(DEPLOY / "wsgiserve.toml"), "--check-config"],
+                             str(DEPLOY / "wsgiserve.toml"), "--chdir", str(tmp_path),
+                             "--check-config"],
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
 

@@ -2,6 +2,7 @@
 arbiter's notify protocol and socket activation, checked with real processes."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -174,29 +175,49 @@ _ACTIVATE = (
 )
 
 
-def test_listen_fds_set_by_hand_are_used_instead_of_bind(start_server: StartServer) -> None:
+# What the app sees: the variable names of its own os.environ ("/") and of a subprocess it
+# starts ("/child"). /proc/PID/environ would not do: it shows the environment the process
+# was exec'd with, and the arbiter removes the activation variables after exec.
+_ENVIRON_APP = (
+    "import json, os, subprocess, sys\n"
+    "def app(environ, start_response):\n"
+    "    if environ['PATH_INFO'] == '/child':\n"
+    "        names = subprocess.run([sys.executable, '-c', 'import os; print(*os.environ)'],\n"
+    "                               capture_output=True, text=True, timeout=30,\n"
+    "                               check=True).stdout.split()\n"
+    "    else:\n"
+    "        names = list(os.environ)\n"
+    "    body = json.dumps(sorted(names)).encode()\n"
+    "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+    "    return [body]\n"
+)
+
+
+def test_listen_fds_set_by_hand_are_used_instead_of_bind(start_server: StartServer,
+                                                          app_dir: Path) -> None:
+    (app_dir / "environ_app.py").write_text(_ENVIRON_APP)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
     try:
         server = start_server(
-            "--workers", "2", default_bind=False,
+            "--workers", "2", default_bind=False, app="environ_app:app",
             command=[sys.executable, "-c", _ACTIVATE, str(listener.fileno())],
-            env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}, pass_fds=[listener.fileno()])
+            env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web", "ACTIVATION_TEST_MARK": "1"},
+            pass_fds=[listener.fileno()])
     finally:
         listener.close()  # the server holds its own copy
     assert server.url == f"http://127.0.0.1:{port}"
     assert "inherited listener(s) from systemd" in server.log()
-    status, body, headers = get(port)
-    assert status == 200
-    assert "LISTEN_FDS" not in _environ_of(int(headers["x-worker-pid"]))
+    for path in ("/", "/child"):
+        status, body, _ = get(port, path, timeout_s=30)
+        assert status == 200
+        names = set(json.loads(body))
+        assert "ACTIVATION_TEST_MARK" in names  # the environment did reach it
+        assert not names & set(systemd.ACTIVATION_VARIABLES), (path, names)
     server.signal(signal.SIGTERM)
     assert server.wait_exit(10) == EXIT_OK
-
-
-def _environ_of(pid: int) -> str:
-    return Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
 
 
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,

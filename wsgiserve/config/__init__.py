@@ -14,11 +14,27 @@ of the modules that hold them:
 - ``command_line``: the argparse parser and ``parse_command_line``
 - ``toml``: reading a config file, and ``dump_toml``
 - ``load``: ``resolve`` and ``load``, layering the sources by precedence
+- ``gunicorn``: what becomes of each gunicorn setting, and ``--from-gunicorn``
 """
 from __future__ import annotations
 
-from wsgiserve.config.checks import BindAddress, ConfigError, UsageError, parse_bind
+from wsgiserve.config.checks import (
+    SYSLOG_FACILITIES,
+    BindAddress,
+    ConfigError,
+    UsageError,
+    parse_bind,
+    parse_syslog_address,
+)
 from wsgiserve.config.command_line import CommandLine, build_parser, parse_command_line
+from wsgiserve.config.gunicorn import (
+    COMPAT_FLAGS,
+    GUNICORN_SETTINGS,
+    GunicornSetting,
+    Treatment,
+    read_gunicorn_file,
+    translate_gunicorn_file,
+)
 from wsgiserve.config.load import load, resolve, unknown_environment
 from wsgiserve.config.settings import (
     ACCESS_LOG_JSON,
@@ -45,6 +61,14 @@ from wsgiserve.config.toml import dump_toml
 
 __all__ = [
     "ACCESS_LOG_JSON",
+    "COMPAT_FLAGS",
+    "GUNICORN_SETTINGS",
+    "SYSLOG_FACILITIES",
+    "GunicornSetting",
+    "Treatment",
+    "parse_syslog_address",
+    "read_gunicorn_file",
+    "translate_gunicorn_file",
     "DEFAULT_ACCESS_LOG_FORMAT",
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",

@@ -8,7 +8,7 @@ outside the config modules, import these names from wsgiserve.config.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,6 +47,11 @@ def _toml_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _toml_key(key: str) -> str:
+    bare = key and all(char.isascii() and (char.isalnum() or char in "-_") for char in key)
+    return key if bare else _toml_string(key)
+
+
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -56,6 +61,10 @@ def _toml_value(value: object) -> str:
         return _toml_string(value)
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):  # an inline table, on one line as TOML 1.0 wants
+        pairs = ", ".join(f"{_toml_key(str(key))} = {_toml_value(item)}"
+                          for key, item in value.items())
+        return "{" + (f" {pairs} " if pairs else "") + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
@@ -147,6 +156,72 @@ def _check_alpn(value: Any) -> str | None:
 
 def _check_mode(value: Any) -> str | None:
     return None if 0 <= value <= 0o777 else f"must be between 0 and 0o777, got {oct(value)}"
+
+
+# syslog(3) facility names, with their numbers as logging.handlers.SysLogHandler takes them.
+SYSLOG_FACILITIES: Final = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+
+
+def _check_facility(value: Any) -> str | None:
+    if value.lower() in SYSLOG_FACILITIES:
+        return None
+    return f"must be a syslog facility ({', '.join(SYSLOG_FACILITIES)}), got {_show(value)}"
+
+
+def parse_syslog_address(text: str) -> tuple[str, str, int]:
+    """Split gunicorn's syslog address into (kind, host or path, port).
+
+    ``udp://HOST:PORT`` and ``tcp://HOST:PORT`` (port 514 when omitted, host localhost when
+    empty), ``unix://PATH``, ``unix://PATH#dgram`` and ``unix://PATH#stream``: kind is
+    "udp", "tcp", "unix", "unix-dgram" or "unix-stream".
+
+    Raises:
+        ValueError: naming the accepted forms.
+    """
+    problem = ("must be udp://HOST:PORT, tcp://HOST:PORT or unix://PATH[#dgram|#stream], "
+               f"got {_show(text)}")
+    scheme, separator, rest = text.partition("://")
+    if not separator or not rest and scheme == "unix":
+        raise ValueError(problem)
+    if scheme == "unix":
+        path, _, socket_type = rest.partition("#")
+        if socket_type not in ("", "dgram", "stream") or not path:
+            raise ValueError(problem)
+        return ("unix-" + socket_type if socket_type else "unix"), path, 0
+    if scheme not in ("udp", "tcp"):
+        raise ValueError(problem)
+    if rest.startswith("["):
+        host, bracket, port = rest[1:].partition("]")
+        port = port.removeprefix(":")
+        if not bracket:
+            raise ValueError(problem)
+    else:
+        host, _, port = rest.partition(":")
+    if port and (not port.isdigit() or int(port) > 65535):
+        raise ValueError(problem)
+    return scheme, host or "localhost", int(port) if port else 514
+
+
+def _check_syslog_address(value: Any) -> str | None:
+    try:
+        parse_syslog_address(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_statsd_host(value: Any) -> str | None:
+    # gunicorn's forms: HOST:PORT, [IPV6]:PORT, unix:PATH (and unix://PATH).
+    if value == "" or (value.startswith("unix:") and value.removeprefix("unix:").strip("/")):
+        return None
+    host, colon, port = value.rpartition(":")
+    if colon and host and port.isdigit() and int(port) <= 65535:
+        return None
+    return f"must be HOST:PORT or unix:PATH, got {_show(value)}"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ UsageError through argparse. Internal to the config modules.
 """
 from __future__ import annotations
 
+import json
 import math
+from types import MappingProxyType
 from typing import Any, Final
 
 from wsgiserve.config.checks import _BadValue, _show
@@ -37,9 +39,17 @@ def _checked(setting: Setting, value: Any) -> Any:
     return value
 
 
+def _word(setting: Setting, value: object) -> object:
+    """A value spelled as one of the setting's ``value_words`` becomes what it stands for."""
+    if setting.value_words and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return setting.value_words.get(str(value).strip().lower(), value)
+    return value
+
+
 def _from_toml(setting: Setting, value: object) -> Any:
     """Convert a value read by tomllib, checking its type; raises _BadValue."""
     kind = setting.kind
+    value = _word(setting, value)
     got = f"got {_type_name(value)}" + ("" if isinstance(value, dict) else f" {_show(value)}")
     if kind == "str" and isinstance(value, str):
         return _checked(setting, value)
@@ -53,9 +63,11 @@ def _from_toml(setting: Setting, value: object) -> Any:
         return value
     if kind == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return _checked(setting, tuple(value))
+    if kind == "table" and isinstance(value, dict):
+        return _checked(setting, MappingProxyType(value))
     expected = {"str": "a string", "int": "an integer", "float": "a number",
                 "bool": "true or false", "list": "an array of strings",
-                "mode": "an integer or an octal string"}[kind]
+                "mode": "an integer or an octal string", "table": "a table"}[kind]
     raise _BadValue(f"must be {expected}, {got}")
 
 
@@ -80,8 +92,19 @@ def _from_text(setting: Setting, text: str, *, is_item: bool = False) -> Any:
     ``is_item`` converts one item of a repeatable list flag rather than a comma list.
     """
     kind = setting.kind
+    word = _word(setting, text)
+    if word is not text:
+        return _checked(setting, word)
     if kind == "str":
         return _checked(setting, text)
+    if kind == "table":
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise _BadValue(f"must be a JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise _BadValue(f"must be a JSON object, got {_type_name(value)}")
+        return _checked(setting, MappingProxyType(value))
     if kind == "mode":
         return _checked(setting, _parse_mode(text))
     if kind == "int":

@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from wsgiserve.config.checks import (
@@ -21,10 +22,13 @@ from wsgiserve.config.checks import (
     _check_app,
     _check_bind,
     _check_env_pair,
+    _check_facility,
     _check_hook,
     _check_ip,
     _check_mode,
     _check_script_name,
+    _check_statsd_host,
+    _check_syslog_address,
     _one_of,
 )
 
@@ -50,6 +54,7 @@ class _Meta:
     is_mode: bool
     allows_empty: bool
     fallback_env: str
+    value_words: Mapping[str, Any]
 
 
 def _setting(
@@ -66,9 +71,12 @@ def _setting(
     mode: bool = False,
     allows_empty: bool = True,
     fallback_env: str = "",
+    value_words: Mapping[str, Any] | None = None,
 ) -> Any:
     meta = _Meta(help, short, flag, aliases, metavar, check, repeat, positional, mode,
-                 allows_empty, fallback_env)
+                 allows_empty, fallback_env, value_words or {})
+    if isinstance(default, dict):  # a table: frozen like the rest of the Config
+        return field(default_factory=lambda: MappingProxyType({}), metadata={"wsgiserve": meta})
     return field(default=default, metadata={"wsgiserve": meta})
 
 
@@ -104,16 +112,29 @@ class Server:
     env: tuple[str, ...] = _setting(
         (), "set an environment variable for the app; repeat for several", short="-e",
         metavar="KEY=VALUE", check=_check_env_pair, repeat=True)
-    pid: str = _setting("", "write the arbiter's process id to this file", metavar="FILE")
-    user: str = _setting("", "switch workers to this user (name or uid)", metavar="USER")
-    group: str = _setting("", "switch workers to this group (name or gid)", metavar="GROUP")
-    umask: int = _setting(0, "umask of the server processes, e.g. 0o22 or 022",
+    pid: str = _setting("", "write the arbiter's process id to this file", short="-p",
+                        metavar="FILE")
+    user: str = _setting("", "switch workers to this user (name or uid); a name also "
+                         "gets its supplementary groups", short="-u", metavar="USER")
+    group: str = _setting("", "switch workers to this group (name or gid)", short="-g",
+                          metavar="GROUP")
+    umask: int = _setting(0, "umask of the server processes, e.g. 0o22 or 022", short="-m",
                           metavar="MODE", check=_check_mode, mode=True)
+    daemon: bool = _setting(False, "detach from the terminal (fork twice, new session, "
+                            "stdio to /dev/null) before starting", short="-D")
+    enable_stdio_inheritance: bool = _setting(
+        False, "with --daemon, keep stdout and stderr instead of /dev/null", short="-R")
     script_name: str = _setting("", "SCRIPT_NAME mount prefix such as /app (default: the "
                                 "SCRIPT_NAME environment variable)", metavar="PATH",
-                                check=_check_script_name, fallback_env="SCRIPT_NAME")
+                                aliases=("--root-path",), check=_check_script_name,
+                                fallback_env="SCRIPT_NAME")
+    sendfile: bool = _setting(True, "send wsgi.file_wrapper files with sendfile(2) on plain "
+                              "sockets; --no-sendfile reads them instead")
+    # gunicorn's spelling takes a mode (off, v1, v2, auto); both versions are always read.
     proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header on each "
-                                    "connection")
+                                    "connection", metavar="MODE",
+                                    value_words={"off": False, "v1": True, "v2": True,
+                                                 "auto": True})
 
 
 @dataclass(frozen=True)
@@ -177,8 +198,11 @@ class TLS:
                                      metavar="PASSWORD")
     ca_certs: str = _setting("", "PEM CA bundle used to verify client certificates",
                              metavar="FILE")
-    cert_reqs: str = _setting("none", "client certificates: none, optional or required",
-                              metavar="MODE", check=_one_of("none", "optional", "required"))
+    # gunicorn's numbers are ssl.CERT_NONE, CERT_OPTIONAL and CERT_REQUIRED.
+    cert_reqs: str = _setting("none", "client certificates: none, optional or required "
+                              "(or gunicorn's 0, 1, 2)", metavar="MODE",
+                              check=_one_of("none", "optional", "required"),
+                              value_words={"0": "none", "1": "optional", "2": "required"})
     ssl_min_version: str = _setting("TLSv1.2", "oldest TLS version accepted: TLSv1.2 or "
                                     "TLSv1.3", metavar="VERSION",
                                     check=_one_of("TLSv1.2", "TLSv1.3"))
@@ -200,7 +224,7 @@ class Proxy:
         "X-Forwarded-* and Forwarded headers", metavar="IPS", check=_check_ip)
     proxy_allow_ips: tuple[str, ...] = _setting(
         ("127.0.0.1", "::1"), "comma-separated peers (IPs, CIDRs or *) allowed to send a "
-        "PROXY protocol header", metavar="IPS", check=_check_ip)
+        "PROXY protocol header", metavar="IPS", aliases=("--proxy-allow-from",), check=_check_ip)
 
 
 @dataclass(frozen=True)
@@ -213,11 +237,36 @@ class Logging:
         DEFAULT_ACCESS_LOG_FORMAT, "access line in gunicorn atoms, or json for one JSON "
         "object per line (default: Apache combined)", aliases=("--access-log-format",),
         metavar="FORMAT")
-    error_logfile: str = _setting("-", "error log file; - is stderr", metavar="FILE")
+    error_logfile: str = _setting("-", "error log file; - is stderr", metavar="FILE",
+                                  aliases=("--log-file",))
     log_level: str = _setting("info", "debug, info, warning, error or critical",
                               metavar="LEVEL",
                               check=_one_of("debug", "info", "warning", "error", "critical"))
     capture_output: bool = _setting(False, "send the app's stdout and stderr to the error log")
+    log_config: str = _setting("", "logging.config.fileConfig INI file applied after the "
+                               "settings above", metavar="FILE")
+    log_config_json: str = _setting("", "logging.config.dictConfig JSON file applied after "
+                                    "the settings above", metavar="FILE")
+    log_config_dict: Mapping[str, Any] = _setting(
+        {}, "logging.config.dictConfig table (TOML or JSON in the variable; no flag); wins "
+        "over log_config_json and log_config")
+    log_syslog: bool = _setting(False, "also send the error log (and the access log) to syslog")
+    log_syslog_to: str = _setting("udp://localhost:514", "syslog address: udp://HOST:PORT, "
+                                  "tcp://HOST:PORT or unix://PATH[#dgram|#stream]",
+                                  metavar="ADDRESS", check=_check_syslog_address)
+    log_syslog_prefix: str = _setting("", "syslog program name (default: the process name)",
+                                      metavar="NAME")
+    log_syslog_facility: str = _setting("user", "syslog facility name", metavar="FACILITY",
+                                        check=_check_facility)
+    disable_redirect_access_to_syslog: bool = _setting(
+        False, "with --log-syslog, keep access lines out of syslog")
+    statsd_host: str = _setting("", "send StatsD metrics (gunicorn's names) to HOST:PORT or "
+                                "unix:PATH; empty is off", metavar="ADDRESS",
+                                check=_check_statsd_host)
+    statsd_prefix: str = _setting("", "prefix of every StatsD metric name (a dot is added)",
+                                  metavar="PREFIX")
+    dogstatsd_tags: str = _setting("", "comma-separated DogStatsD tags added to every metric, "
+                                   "e.g. env:prod,app:shop", metavar="TAGS")
 
 
 @dataclass(frozen=True)
@@ -275,6 +324,7 @@ SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
 
 _KINDS: Final[Mapping[object, str]] = {
     str: "str", int: "int", float: "float", bool: "bool", tuple[str, ...]: "list",
+    Mapping[str, Any]: "table",
 }
 
 
@@ -284,7 +334,8 @@ class Setting:
 
     section: str
     key: str
-    kind: str  # "str", "int", "float", "bool", "list" (of strings) or "mode" (octal int)
+    # "str", "int", "float", "bool", "list" (of strings), "mode" (octal int) or "table"
+    kind: str
     default: Any
     help: str
     flags: tuple[str, ...]  # primary long flag first; () for the positional APP
@@ -294,6 +345,7 @@ class Setting:
     is_positional: bool
     allows_empty: bool
     fallback_env: str  # a conventional variable supplying the default, e.g. WEB_CONCURRENCY
+    value_words: Mapping[str, Any]  # other spellings (gunicorn's) of values, e.g. "2"
 
     @property
     def env_var(self) -> str:
@@ -303,6 +355,11 @@ class Setting:
     def dest(self) -> str:
         return f"{self.section}.{self.key}"
 
+    @property
+    def long_flag(self) -> str:
+        """``--max-requests``: the spelling the TOML key is made from (also for no-flag keys)."""
+        return "--" + self.key.replace("_", "-")
+
 
 def _declared() -> Iterator[Setting]:
     for section, (cls, _) in SECTIONS.items():
@@ -311,12 +368,15 @@ def _declared() -> Iterator[Setting]:
             meta: _Meta = item.metadata["wsgiserve"]
             kind = "mode" if meta.is_mode else _KINDS[hints[item.name]]
             long_flag = meta.flag or "--" + item.name.replace("_", "-")
-            flags = () if meta.is_positional else (long_flag, *meta.aliases)
+            flags = () if meta.is_positional or kind == "table" else (long_flag, *meta.aliases)
             if meta.short:
                 flags = (meta.short, *flags)
-            yield Setting(section, item.name, kind, item.default, meta.help, flags,
+            default = item.default
+            if default is dataclasses.MISSING:
+                default = item.default_factory()  # type: ignore[operator]  # set for tables
+            yield Setting(section, item.name, kind, default, meta.help, flags,
                           meta.metavar, meta.check, meta.is_repeatable, meta.is_positional,
-                          meta.allows_empty, meta.fallback_env)
+                          meta.allows_empty, meta.fallback_env, meta.value_words)
 
 
 SETTINGS: Final[tuple[Setting, ...]] = tuple(_declared())

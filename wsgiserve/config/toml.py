@@ -85,7 +85,8 @@ def dump_toml(config: Config, *, annotate: bool = False) -> str:
         values = getattr(config, section)
         for setting in (s for s in SETTINGS if s.section == section):
             if annotate:
-                flags = ", ".join(setting.flags) or f"positional {setting.metavar}"
+                flags = ", ".join(setting.flags) or (f"positional {setting.metavar}"
+                                                     if setting.is_positional else "none")
                 lines.append("")
                 lines += textwrap.wrap(setting.help + ".", 86, initial_indent="# ",
                                        subsequent_indent="# ")

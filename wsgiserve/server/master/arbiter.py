@@ -27,7 +27,7 @@ from wsgiserve.appload import AppLoadError, load_app
 from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
-from wsgiserve.log import reopen_log_files
+from wsgiserve.log import reopen_log_files, report_gauge
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.master import systemd
 from wsgiserve.server.master.listeners import Listeners
@@ -46,6 +46,7 @@ from wsgiserve.server.master.workers import (
     exit_description,
 )
 from wsgiserve.server.signals import SignalQueue
+from wsgiserve.statsd import WORKERS
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
@@ -433,6 +434,7 @@ class Arbiter:
         self._notifier.notify_status(
             f"{booted} worker(s) serving, {booting} booting, {retiring} stopping")
         self._watchdog.ping()
+        report_gauge(WORKERS, len(self.workers))  # StatsD, when on
 
     # --- stop --------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class ServerContext:
     # worker stops its heartbeat when one has run longer than the timeout.
     in_app: dict[object, float] = field(default_factory=dict)
     on_request_done: Callable[[], None] | None = None
+    use_sendfile: bool = True  # False: wsgi.file_wrapper files are read and sent (--no-sendfile)
     worker: Any = None
     # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
     preamble: Any = None

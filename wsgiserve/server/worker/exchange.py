@@ -236,7 +236,7 @@ class Exchange:
     def _start_file(self, wrapper: FileWrapper) -> Pump | None:
         """Send a file wrapper's file by sendfile when its body is a plain Content-Length;
         None: iterate it like any result (TLS, chunked, HTTP/1.0 close-delimited)."""
-        if self.transport.is_tls or wrapper.fileno() is None:
+        if self.transport.is_tls or not self.context.use_sendfile or wrapper.fileno() is None:
             return None
         writer = self.writer or self._prepare_head()
         kind = writer.framing.kind

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.config import Config
 from wsgiserve.http import HttpLimits
-from wsgiserve.log import AccessLog, reopen_log_files
+from wsgiserve.log import make_access_log, reopen_log_files
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
 from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
@@ -95,14 +95,13 @@ class Worker:
         self.threads = max(1, config.workers.threads)
         workers = config.workers
         logging_settings = config.logging
-        access_log = AccessLog(logging_settings.access_logformat) \
-            if logging_settings.access_logfile else None
+        access_log = make_access_log(logging_settings)
         self.context = ServerContext(
             app=app, limits=limits_from_config(config), keepalive_s=workers.keep_alive,
             header_timeout_s=workers.header_timeout,
             body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
             script_name=config.server.script_name.rstrip("/"), access_log=access_log,
-            hooks=self.hooks, worker=self,
+            hooks=self.hooks, worker=self, use_sendfile=config.server.sendfile,
             proxy=ProxySettings.from_config(config.proxy),
             # Builds the SSLContext once per worker process (so a HUP's new workers read
             # renewed certificates); None when neither TLS nor the PROXY protocol is on.
