@@ -95,6 +95,14 @@ def test_script_name_and_path_info(script_name: str, target: str,
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == expected
 
 
+def test_absolute_form_target_gives_the_host_and_host_is_ignored() -> None:
+    # RFC 9112 §3.2.2: an origin server uses the target's authority and ignores Host.
+    environ = environ_for(b"GET http://a.example:8080/foo?x=1 HTTP/1.1\r\n"
+                          b"Host: b.example\r\n\r\n")
+    assert environ["HTTP_HOST"] == "a.example:8080"
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/foo", "x=1")
+
+
 def test_repeated_fields_are_joined_and_cookies_with_semicolons() -> None:
     environ = environ_for(b"GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAccept: b\r\n"
                           b"Cookie: x=1\r\nCookie: y=2\r\n\r\n")

@@ -484,3 +484,111 @@ def test_pipelined_requests_behind_a_parked_response_are_answered(drive: Any) ->
     received = driver.take()
     assert received.count(b"HTTP/1.1 200 OK") == 3
     assert driver.conn.state is ConnState.IDLE
+
+
+# --- the peer's close in the middle of a request (RFC 9112 §8) ------------------------------
+
+
+def _read_all(client: socket.socket) -> bytes:
+    client.settimeout(2.0)
+    answer = b""
+    while piece := client.recv(65536):
+        answer += piece
+    return answer
+
+
+def _run_until_closed(driver: Driver) -> Outcome:
+    outcome = driver.conn.on_readable()
+    for _ in range(10):
+        if outcome is Outcome.CLOSE:
+            break
+        outcome = driver.conn.on_readable()
+    return outcome
+
+
+def reading_app(seen: list[object]) -> App:
+    """Reads the whole body; records what read() gave or raised, and answers 200."""
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            seen.append(environ["wsgi.input"].read())
+        except Exception as exc:  # noqa: BLE001 - recorded for the test
+            seen.append(exc)
+            raise
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    return app
+
+
+@pytest.mark.parametrize("partial", [
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Le", id="in-the-head"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello",
+                 id="small-body-by-length"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" + b"x" * 500,
+                 id="large-body-by-length"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5",
+                 id="chunk-size-line"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                 id="chunk-data"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n0\r\nX-T: 1\r\n", id="trailers"),
+])
+def test_a_request_cut_short_by_the_peers_close_gets_400_never_2xx(
+        drive: Any, partial: bytes) -> None:
+    seen: list[object] = []
+    driver = drive(reading_app(seen))
+    driver.client.sendall(partial)
+    driver.client.shutdown(socket.SHUT_WR)
+    assert _run_until_closed(driver) is Outcome.CLOSE
+    answer = driver.received + _read_all(driver.client)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:60]
+    assert b"200 OK" not in answer
+    # When the app was reading, read() raised rather than return a short body.
+    assert all(isinstance(item, Exception) for item in seen), seen
+
+
+def test_an_app_that_swallows_the_cut_body_error_still_closes(drive: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            environ["wsgi.input"].read()
+        except Exception:  # noqa: BLE001 - what a careless app does
+            pass
+        start_response("400 Bad Request", [("Content-Length", "3")])
+        return [b"bad"]
+    driver = drive(app)
+    driver.client.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\nx")
+    driver.client.shutdown(socket.SHUT_WR)
+    assert _run_until_closed(driver) is Outcome.CLOSE
+
+
+# --- the server's own answers to HEAD carry no body (RFC 9110 §9.3.2) -----------------------
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    pytest.param(b"HEAD / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", 400, id="repeated-host"),
+    pytest.param(b"HEAD / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n", 400,
+                 id="bad-content-length"),
+    pytest.param(b"HEAD / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
+                 id="unknown-coding"),
+    pytest.param(b"HEAD / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\n\r\n", 417, id="expect"),
+    pytest.param(b"HEAD / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431,
+                 id="field-too-large"),
+])
+def test_error_answers_to_head_have_no_body(drive: Any, raw: bytes, status: int) -> None:
+    driver = drive(make_app())
+    driver.client.sendall(raw)
+    driver.client.shutdown(socket.SHUT_WR)
+    _run_until_closed(driver)
+    answer = driver.received + _read_all(driver.client)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), head
+    assert b"Content-Length: " in head and body == b""
+
+
+def test_error_answers_to_get_keep_their_body(drive: Any) -> None:
+    driver = drive(make_app())
+    driver.client.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n")
+    driver.client.shutdown(socket.SHUT_WR)
+    _run_until_closed(driver)
+    head, _, body = (driver.received + _read_all(driver.client)).partition(b"\r\n\r\n")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    assert len(body) == length > 0

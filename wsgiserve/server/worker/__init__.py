@@ -1,0 +1,2 @@
+"""A worker process: its loop, connections, protocols, exchanges and transport."""
+from __future__ import annotations
