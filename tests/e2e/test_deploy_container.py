@@ -89,8 +89,9 @@ def test_exposed_ports_and_healthcheck_match_the_config() -> None:
     assert spec.healthcheck[0] == "python"
     assert f"'http://127.0.0.1:{metrics_port}/healthz'" in spec.healthcheck[2]
     # The one-liner gives up before the runtime does, so a hang reads as "unhealthy".
-    timeout_s = float(re.search(r"timeout=(\d+(?:\.\d+)?)\)", spec.healthcheck[2])[1])
-    assert timeout_s < float(spec.healthcheck_options["timeout"].rstrip("s"))
+    match = re.search(r"timeout=(\d+(?:\.\d+)?)\)", spec.healthcheck[2])
+    assert match, spec.healthcheck
+    assert float(match[1]) < float(spec.healthcheck_options["timeout"].rstrip("s"))
 
 
 # --- the HEALTHCHECK one-liner ----------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_sigterm_to_pid_1_drains_under_load_and_exits_0(tmp_path: Path) -> None:
         with _ZombieWatch(server) as watch, _ClosedLoop(port) as load:
             wait_until(lambda: load.answered() >= 300 and watch.count_since(0) >= 5, 30,
                        message="300 answered requests and 5 samples of the processes")
-            release, held = tmp_path / "release", []
+            release, held = tmp_path / "release", list[object]()
             holder = _hold_request(port, release, held)
             signalled_at = time.monotonic()
             server.terminate()
@@ -381,7 +382,7 @@ def test_readyz_turns_503_while_pid_1_drains(tmp_path: Path) -> None:
                 connection.close()
         assert wait_until(lambda: status("/readyz") == 200, 15, message="/readyz 200")
         assert status("/healthz") == 200
-        release, held = tmp_path / "release", []
+        release, held = tmp_path / "release", list[object]()
         holder = _hold_request(server.port, release, held)
         server.terminate()
         wait_until(lambda: status("/readyz") == 503, 10, message="/readyz 503 while draining")
