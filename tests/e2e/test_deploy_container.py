@@ -65,6 +65,18 @@ def test_containerfile_runs_wsgiserve_itself_as_pid_1_not_as_root() -> None:
     assert spec.copied_from(spec.cmd[spec.cmd.index("--config") + 1]) == CONTAINER_CONFIG
 
 
+def test_the_image_install_gets_every_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pip install`` of the copied source (not editable, as in the image) installs the
+    packages setup.cfg finds; a folder of modules without ``__init__.py`` is not one, and
+    the image would lack it (``find:`` is not ``find_namespace:``)."""
+    setupcfg = pytest.importorskip("setuptools.config.setupcfg")
+    monkeypatch.chdir(REPO_ROOT)
+    found = set(setupcfg.read_configuration("setup.cfg")["options"]["packages"])
+    folders = {".".join(path.parent.relative_to(REPO_ROOT).parts)
+               for path in (REPO_ROOT / "wsgiserve").rglob("*.py")}
+    assert folders - found == set(), "module folders that a non-editable install leaves out"
+
+
 def test_image_config_with_the_image_environment_resolves_as_intended(tmp_path: Path) -> None:
     spec = read_containerfile()
     config_path = loadable_config(CONTAINER_CONFIG, tmp_path)
@@ -478,7 +490,10 @@ def test_podman_builds_the_image_and_it_serves_and_stops_as_pid_1(tmp_path: Path
         def logs() -> str:
             result = _run([*podman, "logs", name], check=False)
             return result.stdout + result.stderr
-        wait_until(lambda: re.search(r"ready: \d+ worker", logs()), 60, message="ready")
+        try:
+            wait_until(lambda: re.search(r"ready: \d+ worker", logs()), 60, message="ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- podman logs ---\n{logs()[-3000:]}") from None
         fetch = ("import urllib.request as u; print(u.build_opener(u.ProxyHandler({}))"
                  ".open('http://127.0.0.1:8000/', timeout=10).status)")
         assert _run([*podman, "exec", name, "python", "-c", fetch]).stdout.strip() == "200"
