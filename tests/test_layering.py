@@ -2,8 +2,9 @@
 
 cli -> server.arbiter -> server.worker -> server.connection -> {wsgi, tls, http};
 client -> {http}; http/ imports only the standard library (and never socket, ssl,
-selectors or logging); the config package (wsgiserve/config/) imports no other wsgiserve
-module: its modules import only each other.
+selectors or logging); websocket/ likewise, plus http/'s header helpers; the config
+package (wsgiserve/config/) imports no other wsgiserve module: its modules import only
+each other.
 """
 from __future__ import annotations
 
@@ -46,15 +47,30 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 HTTP_MODULES = _modules("http")
+WEBSOCKET_MODULES = _modules("websocket")
+IO_MODULES = {"socket", "ssl", "selectors", "logging", "select", "threading"}
 
 
 @pytest.mark.parametrize("path", HTTP_MODULES, ids=_ids(HTTP_MODULES))
 def test_http_layer_is_sans_io_and_imports_nothing_above_it(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
-        assert top not in {"socket", "ssl", "selectors", "logging", "select", "threading"}, name
+        assert top not in IO_MODULES, name
         if top == "wsgiserve":
             assert name.startswith("wsgiserve.http"), name
+
+
+def test_websocket_modules_are_found() -> None:
+    assert PACKAGE / "websocket" / "connection.py" in WEBSOCKET_MODULES
+
+
+@pytest.mark.parametrize("path", WEBSOCKET_MODULES, ids=_ids(WEBSOCKET_MODULES))
+def test_websocket_layer_is_sans_io_and_imports_only_http_helpers(path: Path) -> None:
+    for name in _imports(path):
+        top = name.split(".")[0]
+        assert top not in IO_MODULES, name
+        if top == "wsgiserve":
+            assert _within(name, "wsgiserve.websocket", "wsgiserve.http"), name
 
 
 CONFIG_MODULES = _modules("config")
