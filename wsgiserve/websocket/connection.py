@@ -182,6 +182,12 @@ class WebSocketConnection:
                 or (state is _S.CLOSED and not self._is_client))
 
     @property
+    def buffered_bytes(self) -> int:
+        """Received bytes not read yet: at most a frame header and a control frame's
+        payload once ``next_event`` has returned ``NEED_DATA``."""
+        return len(self._buffer) - self._pos
+
+    @property
     def close_code(self) -> int | None:
         """The code of the peer's Close frame (1005 if it had none), or None."""
         return self._close_code
