@@ -262,8 +262,9 @@ def test_header_round_trip(length: int, mask: bytes | None) -> None:
     assert len(head) == 2 + (0 if length < 126 else 2 if length < 65536 else 8) + (4 if mask else 0)
 
 
-@pytest.mark.parametrize("length", [0, 1, 2, 3, 4, 5, 7, 99, 4096, 32767, 32768, 32769,
-                                    65536 + 3, 100_003])
+# Around the integer/lanes threshold (1024) and the piece size (65536).
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 4, 5, 7, 99, 1023, 1024, 1025, 4096, 65535,
+                                    65536, 65537, 2 * 65536 + 3])
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 6])
 def test_apply_mask_matches_a_byte_loop(length: int, offset: int) -> None:
     data = os.urandom(length)
@@ -275,8 +276,8 @@ def test_apply_mask_matches_a_byte_loop(length: int, offset: int) -> None:
 
 
 def test_apply_mask_of_pieces_equals_the_whole() -> None:
-    data = os.urandom(1000)
+    data = os.urandom(200_000)
     mask = os.urandom(4)
-    cuts = [0, 1, 2, 7, 100, 333, 999, 1000]
+    cuts = [0, 1, 2, 7, 100, 333, 999, 2047, 70_001, 199_999, 200_000]
     pieces = b"".join(apply_mask(data[a:b], mask, a) for a, b in zip(cuts, cuts[1:]))
     assert pieces == apply_mask(data, mask) == xor(data, mask)
