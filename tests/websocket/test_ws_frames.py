@@ -119,6 +119,14 @@ SERVER_CASES = [
                  [CloseReceived(1000, "κόσμε"), NEED_DATA, sent(sent_close(1000))],
                  id="close-reason-utf8"),
     pytest.param(frame(CLOSE, b"\x03"), [BAD, sent(sent_close(1002))], id="close-of-1-byte"),
+    pytest.param(frame(CLOSE, close_payload(1000, b"r" * 124)), [BAD, sent(sent_close(1002))],
+                 id="close-reason-of-124-bytes"),
+    pytest.param(frame(CLOSE, close_payload(1000)) + frame(PING, b"p") + frame(CLOSE),
+                 [CloseReceived(1000), NEED_DATA, sent(sent_close(1000))],
+                 id="ping-and-close-after-close-dropped"),
+    pytest.param(frame(TEXT, b"frag", fin=False) + frame(CLOSE, close_payload(1000))
+                 + frame(CONT, b"ment"), [CloseReceived(1000), NEED_DATA, sent(sent_close(1000))],
+                 id="close-inside-fragmented-message"),
     pytest.param(frame(CLOSE, close_payload(1000, b"\xce\xba\xe1\xbd\xb9\xed\xa0\x80")),
                  [BAD_UTF8, sent(sent_close(1007))], id="close-reason-not-utf8"),
     pytest.param(frame(CLOSE, close_payload(1000, b"r" * 123)),
@@ -281,3 +289,16 @@ def test_apply_mask_of_pieces_equals_the_whole() -> None:
     cuts = [0, 1, 2, 7, 100, 333, 999, 2047, 70_001, 199_999, 200_000]
     pieces = b"".join(apply_mask(data[a:b], mask, a) for a, b in zip(cuts, cuts[1:]))
     assert pieces == apply_mask(data, mask) == xor(data, mask)
+
+
+def test_big_message_in_many_small_fragments() -> None:
+    # Autobahn 9.3.x: a long text message cut into 64-byte fragments.
+    text = ("0123456789abcdef" * 4) * 16384            # 1 MiB
+    wire = b"".join(frame(TEXT if i == 0 else CONT, text[i:i + 64].encode(),
+                          fin=i + 64 >= len(text)) for i in range(0, len(text), 64))
+    connection = server(max_message_bytes=1 << 20)
+    for start in range(0, len(wire), 65536):
+        connection.receive_data(wire[start:start + 65536])
+        if start + 65536 < len(wire):
+            assert connection.next_event() is NEED_DATA
+    assert connection.next_event() == TextMessage(text)
