@@ -12,7 +12,6 @@ from wsgiserve.websocket.connection import (
     ConnectionState,
     Role,
     WebSocketConnection,
-    is_valid_close_code,
 )
 from wsgiserve.websocket.deflate import DeflateOptions, DeflateParameters
 from wsgiserve.websocket.errors import (
@@ -36,6 +35,7 @@ from wsgiserve.websocket.events import (
     Pong,
     TextMessage,
 )
+from wsgiserve.websocket.frames import is_valid_close_code
 from wsgiserve.websocket.handshake import (
     Acceptance,
     ClientHandshake,

@@ -22,7 +22,6 @@ server closes the transport first; a client waits for the server to do it
 """
 from __future__ import annotations
 
-import codecs
 import os
 from collections.abc import Iterator
 from enum import Enum
@@ -47,26 +46,25 @@ from wsgiserve.websocket.events import (
     TextMessage,
 )
 from wsgiserve.websocket.frames import (
+    ABNORMAL_CLOSURE_CODE,
+    MAX_CLOSE_REASON_BYTES,
     MAX_CONTROL_PAYLOAD_BYTES,
     RSV1,
     FrameHeader,
     Opcode,
     apply_mask,
+    encode_close_payload,
     encode_header,
+    parse_close_payload,
     parse_header,
 )
+from wsgiserve.websocket.messages import MessageAssembler
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "TRANSITIONS", "ConnectionState", "Role",
-           "WebSocketConnection", "is_valid_close_code"]
+           "WebSocketConnection"]
 
-# What websockets (Python) and Tornado allow by default: 1 MiB per message.
+# The default max_size of websockets (the Python library): 1 MiB per message.
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20
-# RFC 6455 §7.4.1: 1005 (no status) and 1006 (abnormal closure) are what an endpoint
-# reports, never what it sends.
-NO_STATUS_CODE: Final = 1005
-ABNORMAL_CLOSURE_CODE: Final = 1006
-# A Close payload is a 2-byte code and a reason, 125 bytes in all (RFC 6455 §5.5).
-MAX_CLOSE_REASON_BYTES: Final = MAX_CONTROL_PAYLOAD_BYTES - 2
 # Consumed bytes are dropped from the front of the input buffer once past this size.
 _COMPACT_BYTES: Final = 65536
 _CONTINUATION: Final = int(Opcode.CONTINUATION)
@@ -74,17 +72,6 @@ _TEXT: Final = int(Opcode.TEXT)
 _CLOSE: Final = int(Opcode.CLOSE)
 _PING: Final = int(Opcode.PING)
 _PONG: Final = int(Opcode.PONG)
-_UTF8_DECODER: Final = codecs.getincrementaldecoder("utf-8")
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Whether ``code`` may be sent in a Close frame (RFC 6455 §7.4).
-
-    1000-1003 and 1007-1011 are RFC 6455's, 1012-1014 were registered with IANA since,
-    3000-4999 belong to libraries and applications. 1004-1006, 1015 and the rest of
-    1000-2999 are reserved or report-only; a peer sending them breaks the protocol.
-    """
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class Role(Enum):
@@ -126,11 +113,9 @@ class WebSocketConnection:
             payload bytes; 0 sends each message as one frame.
     """
 
-    __slots__ = ("role", "max_message_bytes", "max_frame_bytes", "max_send_frame_bytes",
-                 "_is_client", "_deflate", "_state", "_error", "_buffer", "_pos",
-                 "_peer_closed", "_header", "_remaining", "_mask_offset", "_message_opcode",
-                 "_is_compressed", "_parts", "_text_parts", "_message_bytes", "_wire_bytes", "_decoder",
-                 "_outgoing", "_close_code", "_close_reason")
+    __slots__ = ("role", "max_frame_bytes", "max_send_frame_bytes", "_is_client", "_deflate",
+                 "_message", "_state", "_error", "_buffer", "_pos", "_peer_closed", "_header",
+                 "_remaining", "_mask_offset", "_outgoing", "_close_code", "_close_reason")
 
     def __init__(self, role: Role, *, deflate: DeflateParameters | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -140,11 +125,11 @@ class WebSocketConnection:
         if max_send_frame_bytes < 0:
             raise ValueError("max_send_frame_bytes must be >= 0")
         self.role = role
-        self.max_message_bytes = max_message_bytes
         self.max_frame_bytes = max_frame_bytes or max_message_bytes
         self.max_send_frame_bytes = max_send_frame_bytes
         self._is_client = role is Role.CLIENT
         self._deflate = PerMessageDeflate(deflate, is_client=self._is_client) if deflate else None
+        self._message = MessageAssembler(self._deflate, max_message_bytes)
         self._state = _S.OPEN
         self._error: ProtocolViolation | None = None
         self._buffer: bytes | bytearray = b""
@@ -153,13 +138,6 @@ class WebSocketConnection:
         self._header: FrameHeader | None = None     # the frame whose payload is being read
         self._remaining = 0                         # payload bytes of it still to come
         self._mask_offset = 0                       # payload bytes of it already read
-        self._message_opcode = 0                    # TEXT or BINARY while a message is open
-        self._is_compressed = False
-        self._parts: list[bytes] = []
-        self._text_parts: list[str] = []
-        self._message_bytes = 0                     # after decompression
-        self._wire_bytes = 0
-        self._decoder: codecs.IncrementalDecoder | None = None
         self._outgoing: list[bytes] = []
         self._close_code: int | None = None
         self._close_reason = ""
@@ -168,6 +146,10 @@ class WebSocketConnection:
     @property
     def state(self) -> ConnectionState:
         return self._state
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._message.max_message_bytes
 
     @property
     def should_close_transport(self) -> bool:
@@ -293,9 +275,8 @@ class WebSocketConnection:
     def _fail(self, exc: ProtocolViolation) -> None:
         """_Fail the WebSocket Connection_ (RFC 6455 §7.1.7): send Close if we may, stop."""
         if self._state is _S.OPEN:
-            reason = str(exc).encode("utf-8")[:MAX_CLOSE_REASON_BYTES]
-            self._queue_frame(_CLOSE, exc.close_code.to_bytes(2, "big")
-                              + reason.decode("utf-8", "ignore").encode("utf-8"))
+            reason = str(exc).encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+            self._queue_frame(_CLOSE, encode_close_payload(exc.close_code, reason))
         self._set_state(_S.FAILED)
         self._error = exc
         self._drop_input()
@@ -304,9 +285,7 @@ class WebSocketConnection:
         self._buffer = b""
         self._pos = 0
         self._header = None
-        self._end_message()
-        if self._deflate is not None:
-            self._deflate.abandon_message()
+        self._message.abandon()
 
     def _start_frame(self, header: FrameHeader) -> None:
         """Check a new frame header against the connection (RFC 6455 §5.1-5.4)."""
@@ -319,26 +298,23 @@ class WebSocketConnection:
             if rsv:
                 raise ProtocolViolation("RSV bits set on a control frame")
         else:
+            message = self._message
             if opcode == _CONTINUATION:
-                if not self._message_opcode:
+                if not message.opcode:
                     raise ProtocolViolation("a continuation frame with no message started")
                 if rsv:
                     # RFC 7692 §6.1: RSV1 marks the first frame of a message only.
                     raise ProtocolViolation("RSV bits set on a continuation frame")
             else:
-                if self._message_opcode:
+                if message.opcode:
                     raise ProtocolViolation("a new message inside a fragmented message")
                 if rsv and (rsv != RSV1 or self._deflate is None):
                     raise ProtocolViolation(f"RSV bits {rsv >> 4:03b} set without an extension")
-                self._message_opcode = opcode
-                self._is_compressed = rsv == RSV1
-                self._message_bytes = self._wire_bytes = 0
+                message.start(opcode, rsv == RSV1)
             length = header.length
             if length > self.max_frame_bytes:
                 raise MessageTooBig(f"a frame of {length} bytes (limit {self.max_frame_bytes})")
-            self._wire_bytes += length
-            if self._wire_bytes > self.max_message_bytes:
-                raise MessageTooBig(f"a message over {self.max_message_bytes} bytes")
+            message.count_frame(length)
         self._pos += header.size
         self._header = header
         self._remaining = header.length
@@ -350,7 +326,7 @@ class WebSocketConnection:
         buffer = self._buffer
         pos = self._pos
         take = min(len(buffer) - pos, self._remaining)
-        if take == header.length and header.fin and header.opcode and not self._is_compressed:
+        if take == header.length and header.fin and header.opcode and not self._message.is_compressed:
             return self._read_whole_message(header)
         if take:
             chunk = buffer[pos:pos + take]
@@ -359,13 +335,14 @@ class WebSocketConnection:
             self._pos = pos + take
             self._remaining -= take
             self._mask_offset += take
-            self._add_to_message(chunk)
+            self._message.add(chunk)
         if self._remaining:
             return NEED_DATA
         self._header = None
         if not header.fin:
             return None
-        return self._finish_message()
+        event = self._message.finish()
+        return event if self._state is _S.OPEN else None
 
     def _read_whole_message(self, header: FrameHeader) -> Event | None:
         """The fast path: an uncompressed message in one frame that has fully arrived."""
@@ -376,7 +353,7 @@ class WebSocketConnection:
             payload = apply_mask(payload, header.mask)
         self._pos = end
         self._header = None
-        self._message_opcode = 0
+        self._message.end_unfragmented()
         event: Event
         if header.opcode == _TEXT:
             try:
@@ -386,46 +363,6 @@ class WebSocketConnection:
         else:
             event = BytesMessage(bytes(payload))
         return event if self._state is _S.OPEN else None
-
-    def _add_to_message(self, data: bytes | bytearray) -> None:
-        if self._is_compressed:
-            assert self._deflate is not None
-            data = self._deflate.decompress(bytes(data), self.max_message_bytes - self._message_bytes)
-        self._message_bytes += len(data)
-        decoder = self._decoder
-        if decoder is None and self._message_opcode == _TEXT:
-            decoder = self._decoder = _UTF8_DECODER()
-        if decoder is not None:
-            try:
-                self._text_parts.append(decoder.decode(data))
-            except UnicodeDecodeError as exc:
-                raise InvalidPayload(f"a text message that is not UTF-8: {exc.reason}") from None
-        elif data:
-            self._parts.append(bytes(data))
-
-    def _finish_message(self) -> Event | None:
-        if self._is_compressed:
-            assert self._deflate is not None
-            self._add_to_message(self._deflate.finish_message(
-                self.max_message_bytes - self._message_bytes))
-        event: Event
-        if self._message_opcode == _TEXT:
-            if self._decoder is not None:
-                try:
-                    self._decoder.decode(b"", True)
-                except UnicodeDecodeError as exc:
-                    raise InvalidPayload(f"a text message that is not UTF-8: {exc.reason}") from None
-            event = TextMessage("".join(self._text_parts))
-        else:
-            event = BytesMessage(b"".join(self._parts))
-        self._end_message()
-        return event if self._state is _S.OPEN else None
-
-    def _end_message(self) -> None:
-        self._message_opcode = 0
-        self._parts = []
-        self._text_parts = []
-        self._decoder = None
 
     def _read_control_frame(self, header: FrameHeader) -> Event | Sentinel:
         pos = self._pos
@@ -448,18 +385,7 @@ class WebSocketConnection:
 
     def _receive_close(self, payload: bytes) -> Event:
         """The peer's Close (RFC 6455 §5.5.1): check it, echo it if we had not sent ours."""
-        if len(payload) == 1:
-            raise ProtocolViolation("a Close payload of 1 byte")
-        code = NO_STATUS_CODE
-        reason = ""
-        if payload:
-            code = int.from_bytes(payload[:2], "big")
-            if not is_valid_close_code(code):
-                raise ProtocolViolation(f"invalid close code {code}")
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidPayload("a close reason that is not UTF-8") from None
+        code, reason = parse_close_payload(payload)
         if self._state is _S.OPEN:
             # Echo the code (RFC 6455 §5.5.1 "typically echos the status code it
             # received"); a Close without a code is answered by one without.
@@ -541,28 +467,14 @@ class WebSocketConnection:
         """Queue our Close frame and go to CLOSING (then wait for the peer's Close).
 
         Args:
-            code: a code that may be sent (``is_valid_close_code``), or None for a Close
-                without a code (and then without a reason).
+            code: a code that may be sent (``frames.is_valid_close_code``), or None for a
+                Close without a code (and then without a reason).
             reason: at most 123 bytes once UTF-8.
         Raises:
             LocalProtocolError: not OPEN, or an invalid code or reason.
         """
         self._check_open("close")
-        if code is None:
-            if reason:
-                raise LocalProtocolError("a close reason needs a close code")
-            payload = b""
-        else:
-            if not is_valid_close_code(code):
-                raise LocalProtocolError(f"close code {code} may not be sent")
-            try:
-                encoded = reason.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise LocalProtocolError(f"a close reason that cannot be UTF-8: {exc.reason}") from None
-            if len(encoded) > MAX_CLOSE_REASON_BYTES:
-                raise LocalProtocolError(f"a close reason of {len(encoded)} bytes (over 123)")
-            payload = code.to_bytes(2, "big") + encoded
-        self._queue_frame(_CLOSE, payload)
+        self._queue_frame(_CLOSE, encode_close_payload(code, reason))
         self._set_state(_S.CLOSING)
 
     def _queue_frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> None:

@@ -2,7 +2,8 @@
 
 ``parse_header`` reads one header from a buffer at an offset and checks what does not
 depend on the connection (reserved opcodes, control frame size and fragmentation, the
-64-bit length's top bit); ``encode_frame`` writes a whole frame. Masking runs in C (an
+64-bit length's top bit); ``encode_frame`` writes a whole frame. Close payloads (code and
+reason, §5.5.1, §7.4) are read and written here too. Masking runs in C (an
 integer XOR, or translation tables), never as a Python loop over bytes.
 """
 from __future__ import annotations
@@ -11,10 +12,12 @@ import struct
 from enum import IntEnum
 from typing import Final, NamedTuple
 
-from wsgiserve.websocket.errors import ProtocolViolation
+from wsgiserve.websocket.errors import InvalidPayload, LocalProtocolError, ProtocolViolation
 
-__all__ = ["MAX_CONTROL_PAYLOAD_BYTES", "FrameHeader", "Opcode", "apply_mask",
-           "encode_frame", "encode_header", "parse_header"]
+__all__ = ["ABNORMAL_CLOSURE_CODE", "MAX_CLOSE_REASON_BYTES", "MAX_CONTROL_PAYLOAD_BYTES",
+           "NO_STATUS_CODE", "FrameHeader", "Opcode", "apply_mask", "encode_close_payload",
+           "encode_frame", "encode_header", "is_valid_close_code", "parse_close_payload",
+           "parse_header"]
 
 
 class Opcode(IntEnum):
@@ -29,6 +32,12 @@ class Opcode(IntEnum):
 
 # RFC 6455 §5.5: all control frames MUST have a payload length of 125 bytes or less.
 MAX_CONTROL_PAYLOAD_BYTES: Final = 125
+# A Close payload is a 2-byte code and a reason, 125 bytes in all (RFC 6455 §5.5.1).
+MAX_CLOSE_REASON_BYTES: Final = MAX_CONTROL_PAYLOAD_BYTES - 2
+# RFC 6455 §7.4.1: 1005 (no status) and 1006 (abnormal closure) are what an endpoint
+# reports, never what it sends.
+NO_STATUS_CODE: Final = 1005
+ABNORMAL_CLOSURE_CODE: Final = 1006
 RSV1: Final = 0x40          # in the first header byte; permessage-deflate's bit (RFC 7692)
 _KNOWN_OPCODES: Final = frozenset(int(opcode) for opcode in Opcode)
 _U16: Final = struct.Struct("!H")
@@ -128,6 +137,58 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
     if mask is not None:
         payload = apply_mask(payload, mask)
     return head + payload
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Whether ``code`` may be sent in a Close frame (RFC 6455 §7.4).
+
+    1000-1003 and 1007-1011 are RFC 6455's, 1012-1014 were registered with IANA since,
+    3000-4999 belong to libraries and applications. 1004-1006, 1015 and the rest of
+    1000-2999 are reserved or report-only; a peer sending them breaks the protocol.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_close_payload(payload: bytes) -> tuple[int, str]:
+    """Return a received Close frame's code (1005 if it has none) and reason.
+
+    Raises:
+        ProtocolViolation: a 1-byte payload, or a code that may not be sent.
+        InvalidPayload: a reason that is not UTF-8.
+    """
+    if not payload:
+        return NO_STATUS_CODE, ""
+    if len(payload) == 1:
+        raise ProtocolViolation("a Close payload of 1 byte")
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise ProtocolViolation(f"invalid close code {code}")
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload("a close reason that is not UTF-8") from None
+
+
+def encode_close_payload(code: int | None, reason: str = "") -> bytes:
+    """Return the payload of a Close frame we send; None sends no code (and no reason).
+
+    Raises:
+        LocalProtocolError: a code that may not be sent, or a reason that is not
+            UTF-8-encodable or longer than 123 bytes.
+    """
+    if code is None:
+        if reason:
+            raise LocalProtocolError("a close reason needs a close code")
+        return b""
+    if not is_valid_close_code(code):
+        raise LocalProtocolError(f"close code {code} may not be sent")
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"a close reason that cannot be UTF-8: {exc.reason}") from None
+    if len(encoded) > MAX_CLOSE_REASON_BYTES:
+        raise LocalProtocolError(f"a close reason of {len(encoded)} bytes (over 123)")
+    return code.to_bytes(2, "big") + encoded
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset: int = 0) -> bytes:
