@@ -111,6 +111,9 @@ class WebSocketConnection:
         max_frame_bytes: the largest frame accepted (1009); None: ``max_message_bytes``.
         max_send_frame_bytes: cut sent messages into frames of at most this many
             payload bytes; 0 sends each message as one frame.
+    Raises:
+        ValueError: a limit out of range, or ``deflate`` parameters that would have us
+            compress with an 8-bit window (zlib cannot; see ``deflate``).
     """
 
     __slots__ = ("role", "max_frame_bytes", "max_send_frame_bytes", "_is_client", "_deflate",
@@ -128,7 +131,8 @@ class WebSocketConnection:
         self.max_frame_bytes = max_frame_bytes or max_message_bytes
         self.max_send_frame_bytes = max_send_frame_bytes
         self._is_client = role is Role.CLIENT
-        self._deflate = PerMessageDeflate(deflate, is_client=self._is_client) if deflate else None
+        self._deflate = (PerMessageDeflate(deflate, is_client=self._is_client)
+                         if deflate is not None else None)
         self._message = MessageAssembler(self._deflate, max_message_bytes)
         self._state = _S.OPEN
         self._error: ProtocolViolation | None = None
