@@ -21,6 +21,8 @@ from http_replay import (
     req,
 )
 
+from wsgiserve.http import caches
+from wsgiserve.http.caches import RequestHeadCache
 from wsgiserve.http import (
     NEED_DATA,
     PAUSED,
@@ -435,6 +437,33 @@ REQUEST_CASES = [
 @pytest.mark.parametrize(("raw", "expected"), REQUEST_CASES)
 def test_request_cases(raw: bytes, expected: Sequence[Item]) -> None:
     check_replays(RequestParser, raw, expected)
+
+
+@pytest.mark.parametrize(("raw", "expected"), REQUEST_CASES)
+def test_request_cases_with_a_head_cache_cold_and_warm(raw: bytes,
+                                                       expected: Sequence[Item]) -> None:
+    # Parsers sharing a RequestHeadCache give exactly the events of a parser without one,
+    # the first time a head is seen (cold) and after (warm: the cached event is handed out).
+    cache = RequestHeadCache()
+    for _ in range(3):
+        check_replays(lambda: RequestParser(head_cache=cache), raw, expected)
+
+
+def test_a_head_cache_hands_out_the_same_event_and_stays_bounded() -> None:
+    cache = RequestHeadCache()
+    events = []
+    for _ in range(2):
+        parser = RequestParser(head_cache=cache)
+        parser.feed(GET)
+        events.append(parser.next_event())
+    assert events[0] is events[1]
+    parser = RequestParser(head_cache=cache)
+    for index in range(3 * caches.MAX_ENTRIES):
+        parser.feed(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % index)
+        request = parser.next_event()
+        assert type(request) is Request and request.target == b"/%d" % index
+        assert parser.next_event() == EndOfMessage()
+        assert len(cache) <= caches.MAX_ENTRIES
 
 
 SMALL = HttpLimits(max_request_line_bytes=100, max_fields=3, max_field_bytes=40,

@@ -31,6 +31,7 @@ from wsgiserve.http.events import (
     Request,
     Response,
 )
+from wsgiserve.http.caches import RequestHeadCache
 from wsgiserve.http.fields import VALUE_CHARS, parse_field_block
 from wsgiserve.http.framing import (
     NO_BODY,
@@ -76,7 +77,13 @@ class RequestParser(BaseParser):
     behind it is not answered) and ``next_event`` returns ``PAUSED``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_head_cache",)
+
+    def __init__(self, limits: HttpLimits | None = None, *,
+                 head_cache: RequestHeadCache | None = None) -> None:
+        """``head_cache``: shared by parsers with the same limits (see ``caches``)."""
+        super().__init__(limits)
+        self._head_cache = head_cache
 
     def _next_head(self) -> ParserEvent:
         buf = self._buffer
@@ -90,11 +97,28 @@ class RequestParser(BaseParser):
             # are skipped by _find_head), within the limit.
             # The head is buf[pos:end + 2]: read in place, only the field block is copied.
             self._pos = self._scan = end + 4
+            cache = self._head_cache
+            if cache is not None:
+                head = buf[pos:end + 2] if isinstance(buf, bytes) else bytes(buf[pos:end + 2])
+                cached = cache.get(head)
+                if cached is not None:
+                    self._keep_alive = cached.keep_alive
+                    self._start_body(cached.framing)
+                    return cached
+                request = self._parse_head(buf, pos, end, limits)
+                cache.put(head, request)
+                return request
         else:
             found = self._find_head()
             if not isinstance(found, bytes):
                 return found
             buf, pos, end = found, 0, len(found) - 2
+        return self._parse_head(buf, pos, end, limits)
+
+    def _parse_head(self, buf: bytes | bytearray, pos: int, end: int,
+                    limits: HttpLimits) -> Request:
+        """Parse the head at ``buf[pos:end + 2]`` (its last CRLF included) and start its
+        body; the parser has consumed it already."""
         line_end = buf.find(b"\r\n", pos)
         if line_end - pos > limits.max_request_line_bytes:
             raise RequestLineTooLong("the request line is longer than the limit")

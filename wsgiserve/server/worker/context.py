@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.http import HttpLimits
+from wsgiserve.http.caches import RequestHeadCache
 from wsgiserve.log import AccessLog
 from wsgiserve.server.worker.heads import HeadCache
 from wsgiserve.wsgi import EnvironBuilder
@@ -83,6 +84,7 @@ class ServerContext:
     dates: DateCache = field(default_factory=DateCache)
     heads: HeadCache = field(default_factory=HeadCache)
     environs: EnvironBuilder = field(default_factory=EnvironBuilder)
+    request_heads: RequestHeadCache = field(default_factory=RequestHeadCache)
     pid: int = field(default_factory=os.getpid)
     # Connections whose app code is running now, with the monotonic time it started: the
     # worker stops its heartbeat when one has run longer than the timeout.

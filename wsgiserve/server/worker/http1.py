@@ -67,7 +67,7 @@ class Http1:
                  base_environ: dict[str, Any]) -> None:
         self.transport = transport
         self.context = context
-        self.parser = RequestParser(context.limits)
+        self.parser = RequestParser(context.limits, head_cache=context.request_heads)
         self.state = ConnState.NEW
         self.deadline = time.monotonic() + context.header_timeout_s
         self.idle_since = 0.0
