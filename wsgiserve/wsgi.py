@@ -112,8 +112,8 @@ class EnvironBuilder:
     - for each ``Request`` event seen again (the parser's ``RequestHeadCache`` hands out
       the same event for the same head), the whole request part of its environ.
 
-    Measured for wrk's GET (1 field): 12,000 instructions per environ with the first
-    three, 3,000 with the last (a dict copy and an update).
+    Measured for wrk's GET (1 field): 43,700 instructions per environ with every cache
+    empty, 12,000 with the first three warm, 5,600 with the last (a copy and an update).
     """
 
     __slots__ = ("_keys", "_keys_by_sequence", "_targets", "_by_request")

@@ -27,7 +27,8 @@ class RequestHeadCache:
     The events are shared by every request with those bytes: their readers must treat
     them as immutable (the server does). Share one cache only among parsers with the same
     limits: a head is stored once it passed the limits of the parser that read it.
-    Measured on a 1-field GET: a parse of 50,300 instructions becomes 9,000 on a hit.
+    Measured on wrk's 1-field GET, feeding it and taking its events: 50,300 instructions
+    a request without the cache, 18,800 on a hit.
     """
 
     __slots__ = ("_requests",)
