@@ -36,10 +36,11 @@ class Framing:
 
     @property
     def has_body(self) -> bool:
-        return self.kind is not BodyKind.NONE and not (
-            self.kind is BodyKind.LENGTH and self.length == 0)
+        kind = self.kind
+        return kind is not _NONE and not (kind is _LENGTH and self.length == 0)
 
 
+_NONE, _LENGTH = BodyKind.NONE, BodyKind.LENGTH  # Enum members: see reader.py
 NO_BODY: Final = Framing(BodyKind.NONE)
 CHUNKED: Final = Framing(BodyKind.CHUNKED)
 UNTIL_CLOSE: Final = Framing(BodyKind.UNTIL_CLOSE)

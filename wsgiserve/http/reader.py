@@ -67,6 +67,11 @@ class ParserState(Enum):
 
 
 _S = ParserState
+# The members as module names for the hot paths: on Python 3.11 an attribute of an Enum
+# class goes through EnumType.__getattr__'s slow lookup hook (~150 ns each).
+(_HEAD, _BODY_LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _BODY_UNTIL_CLOSE,
+ _DONE, _SWITCHED, _CLOSED, _ERROR) = ParserState
+_KIND_NONE, _KIND_LENGTH, _KIND_CHUNKED, _KIND_UNTIL_CLOSE, _KIND_TUNNEL = BodyKind
 _END_OF_MESSAGE: Final = frozenset({_S.HEAD, _S.DONE, _S.SWITCHED})
 TRANSITIONS: Final[dict[ParserState, frozenset[ParserState]]] = {
     _S.HEAD: frozenset({_S.HEAD, _S.BODY_LENGTH, _S.CHUNK_SIZE, _S.BODY_UNTIL_CLOSE,
@@ -106,7 +111,7 @@ class BaseParser:
         self._pos = 0               # start of the unconsumed bytes in _buffer
         self._scan = 0              # where the next search for the end of a head starts
         self._peer_closed = False
-        self._state = ParserState.HEAD
+        self._state = _HEAD
         self._remaining = 0         # bytes left in the Content-Length body or current chunk
         self._body_bytes = 0        # chunked bytes so far (max_body_bytes)
         self._keep_alive = True
@@ -160,26 +165,26 @@ class BaseParser:
         """
         state = self._state
         try:
-            if state is _S.HEAD:
+            if state is _HEAD:
                 return self._next_head()
-            if state is _S.BODY_LENGTH:
+            if state is _BODY_LENGTH:
                 return self._next_length_data()
-            if state is _S.CHUNK_SIZE or state is _S.CHUNK_DATA or state is _S.CHUNK_END:
+            if state is _CHUNK_SIZE or state is _CHUNK_DATA or state is _CHUNK_END:
                 return self._next_chunk_event()
-            if state is _S.TRAILERS:
+            if state is _TRAILERS:
                 return self._next_trailers()
-            if state is _S.BODY_UNTIL_CLOSE:
+            if state is _BODY_UNTIL_CLOSE:
                 return self._next_until_close_data()
-            if state is _S.DONE or state is _S.SWITCHED:
-                if state is _S.DONE and self._peer_closed:
-                    self._set_state(_S.CLOSED)
+            if state is _DONE or state is _SWITCHED:
+                if state is _DONE and self._peer_closed:
+                    self._set_state(_CLOSED)
                     return ConnectionClosed()
                 return PAUSED
-            if state is _S.CLOSED:
+            if state is _CLOSED:
                 return ConnectionClosed()
             raise RemoteProtocolError("the parser already failed")
         except RemoteProtocolError:
-            self._state = _S.ERROR
+            self._state = _ERROR
             raise
 
     def skip_empty_body(self) -> None:
@@ -189,7 +194,7 @@ class BaseParser:
         Raises:
             AssertionError: the current message is not a bodiless one at its body.
         """
-        if self._state is not _S.BODY_LENGTH or self._remaining:
+        if self._state is not _BODY_LENGTH or self._remaining:
             raise AssertionError(f"no empty body to skip in state {self._state}")
         self._message_done()
 
@@ -217,7 +222,7 @@ class BaseParser:
         end = buf.find(b"\r\n\r\n", self._scan)
         if end < 0:
             if self._peer_closed and len(buf) == pos:
-                self._set_state(_S.CLOSED)  # a clean close between messages
+                self._set_state(_CLOSED)  # a clean close between messages
                 return ConnectionClosed()
             self._check_incomplete_head(buf, pos)
             self._scan = max(pos, len(buf) - 3)
@@ -256,20 +261,20 @@ class BaseParser:
 
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
-        if kind is BodyKind.LENGTH or kind is BodyKind.NONE:  # NO_BODY: a length of 0
+        if kind is _KIND_LENGTH or kind is _KIND_NONE:  # NO_BODY: a length of 0
             self._remaining = framing.length
-            self._set_state(_S.BODY_LENGTH)
-        elif kind is BodyKind.CHUNKED:
+            self._set_state(_BODY_LENGTH)
+        elif kind is _KIND_CHUNKED:
             self._body_bytes = 0
-            self._set_state(_S.CHUNK_SIZE)
-        elif kind is BodyKind.UNTIL_CLOSE:
-            self._set_state(_S.BODY_UNTIL_CLOSE)
-        elif kind is BodyKind.TUNNEL:
-            self._set_state(_S.SWITCHED)
+            self._set_state(_CHUNK_SIZE)
+        elif kind is _KIND_UNTIL_CLOSE:
+            self._set_state(_BODY_UNTIL_CLOSE)
+        elif kind is _KIND_TUNNEL:
+            self._set_state(_SWITCHED)
 
     def _message_done(self) -> None:
         # Only BODY_LENGTH and TRAILERS end here; both may go to HEAD and DONE (TRANSITIONS).
-        self._state = _S.HEAD if self._keep_alive else _S.DONE
+        self._state = _HEAD if self._keep_alive else _DONE
 
     def _next_length_data(self) -> ParserEvent:
         if self._remaining == 0:
@@ -294,7 +299,7 @@ class BaseParser:
             return Data(bytes(self._buffer[start:]))
         if self._peer_closed:
             self._keep_alive = False
-            self._set_state(_S.DONE)
+            self._set_state(_DONE)
             return EndOfMessage()
         return NEED_DATA
 
@@ -317,7 +322,7 @@ class BaseParser:
 
     def _next_chunk_event(self) -> ParserEvent:
         state = self._state
-        if state is _S.CHUNK_DATA:
+        if state is _CHUNK_DATA:
             available = len(self._buffer) - self._pos
             if available == 0:
                 if self._peer_closed:
@@ -328,9 +333,9 @@ class BaseParser:
             self._pos = start + take
             self._remaining -= take
             if self._remaining == 0:
-                self._set_state(_S.CHUNK_END)
+                self._set_state(_CHUNK_END)
             return Data(bytes(self._buffer[start:start + take]))
-        if state is _S.CHUNK_END:
+        if state is _CHUNK_END:
             if len(self._buffer) - self._pos < 2:
                 if self._peer_closed:
                     raise IncompleteMessage("the peer closed inside a chunk")
@@ -340,7 +345,7 @@ class BaseParser:
             if not self._buffer.startswith(b"\r\n", self._pos):
                 raise RemoteProtocolError("chunk data is not followed by CRLF")
             self._pos += 2
-            self._set_state(_S.CHUNK_SIZE)
+            self._set_state(_CHUNK_SIZE)
         line = self._read_line(self.limits.max_chunk_line_bytes, "chunk-size line")
         if line is None:
             return NEED_DATA
@@ -351,14 +356,14 @@ class BaseParser:
         size = int(match.group(1), 16)
         self._pos = end
         if size == 0:
-            self._set_state(_S.TRAILERS)
+            self._set_state(_TRAILERS)
             return self._next_trailers()
         self._body_bytes += size
         max_body = self.limits.max_body_bytes
         if max_body and self._body_bytes > max_body:
             raise BodyTooLarge(f"the chunked body is over the limit of {max_body} bytes")
         self._remaining = size
-        self._set_state(_S.CHUNK_DATA)
+        self._set_state(_CHUNK_DATA)
         return self._next_chunk_event()
 
     def _next_trailers(self) -> ParserEvent:

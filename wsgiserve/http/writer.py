@@ -19,6 +19,8 @@ _STATUS_RE: Final = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?
 _TARGET_RE: Final = re.compile(r"[^\x00-\x20\x7f-\uffff]+")
 
 Fields = Sequence[tuple[str, str]]
+# Enum members as module names (Python 3.11's Enum attribute lookup is slow: see reader.py).
+_NONE, _LENGTH, _CHUNKED = BodyKind.NONE, BodyKind.LENGTH, BodyKind.CHUNKED
 
 
 def check_fields(headers: Fields) -> None:
@@ -124,12 +126,12 @@ class BodyWriter:
         if not size:
             return b""
         kind = self._kind
-        if kind is BodyKind.CHUNKED:
+        if kind is _CHUNKED:
             self.bytes_written += size
             return b"%x\r\n%b\r\n" % (size, data)
-        if kind is BodyKind.NONE:
+        if kind is _NONE:
             return b""
-        if kind is BodyKind.LENGTH and size > self._remaining and self._keep_declared_length:
+        if kind is _LENGTH and size > self._remaining and self._keep_declared_length:
             self.has_broken_length = True
             data = data[:self._remaining]
             size = len(data)
@@ -144,9 +146,9 @@ class BodyWriter:
         Raises:
             LocalProtocolError: more than the Content-Length, or a chunked body.
         """
-        if self._kind is BodyKind.CHUNKED:
+        if self._kind is _CHUNKED:
             raise LocalProtocolError("a chunked body cannot be sent unframed")
-        if self._kind is BodyKind.LENGTH:
+        if self._kind is _LENGTH:
             if size > self._remaining:
                 raise LocalProtocolError(
                     f"body is longer than its Content-Length ({self.framing.length})")
@@ -156,13 +158,13 @@ class BodyWriter:
     def end(self, trailers: Fields = ()) -> bytes:
         """Return the bytes that end the body (the last chunk and trailers, if chunked)."""
         kind = self._kind
-        if kind is BodyKind.LENGTH and self._remaining:
+        if kind is _LENGTH and self._remaining:
             if self._keep_declared_length:
                 self.has_broken_length = True
                 return b""
             raise LocalProtocolError(
                 f"body ended {self._remaining} bytes short of its Content-Length")
-        if kind is BodyKind.CHUNKED:
+        if kind is _CHUNKED:
             if trailers:
                 return ("0\r\n" + _encode_fields(trailers) + "\r\n").encode("latin-1")
             return b"0\r\n\r\n"

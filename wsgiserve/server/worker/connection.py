@@ -22,7 +22,7 @@ from wsgiserve.server.worker.heads import SERVER_HEADER
 from wsgiserve.server.worker.http1 import Http1
 from wsgiserve.server.worker.preamble import Preamble
 from wsgiserve.server.worker.protocol import Protocol
-from wsgiserve.server.worker.states import ConnState, Outcome
+from wsgiserve.server.worker.states import SWITCH, WAIT_READABLE, ConnState, Outcome
 from wsgiserve.server.worker.transport import Transport
 from wsgiserve.wsgi import ErrorStream, FileWrapper
 
@@ -94,30 +94,30 @@ class Connection:
         else:
             outcome = self.protocol.on_writable()
         while True:
-            if outcome is Outcome.WAIT_READABLE:
+            if outcome is WAIT_READABLE:
                 if not transport.read_pending:
                     return outcome
                 outcome = self.protocol.on_readable()
-            elif outcome is Outcome.SWITCH:
+            elif outcome is SWITCH:
                 outcome = self._switch()
             else:
                 return outcome
 
     def on_readable(self) -> Outcome:
         outcome = self.protocol.on_readable()
-        while outcome is Outcome.SWITCH:
+        while outcome is SWITCH:
             outcome = self._switch()
         return outcome
 
     def on_writable(self) -> Outcome:
         outcome = self.protocol.on_writable()
-        while outcome is Outcome.SWITCH:
+        while outcome is SWITCH:
             outcome = self._switch()
         return outcome
 
     def on_timeout(self) -> Outcome:
         outcome = self.protocol.on_timeout()
-        while outcome is Outcome.SWITCH:
+        while outcome is SWITCH:
             outcome = self._switch()
         return outcome
 

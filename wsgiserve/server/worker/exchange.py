@@ -33,7 +33,7 @@ from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.transport import Transport
 from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
 
-__all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]
+__all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]  # and members
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ class Pump(Enum):
     FAILED = "failed"      # ``error`` says why; ``head_sent`` says whether a 500 can go
 
 
+# The members as module names (on Python 3.11 an Enum class attribute takes a slow
+# lookup hook: see states.py).
+AWAITING_HEAD, SENDING_BODY, SENDING_FILE, COMPLETE, FAILED, ABORTED = ExchangeState
+WAITING, FINISHED, PUMP_FAILED = Pump
+_NONE, _LENGTH = BodyKind.NONE, BodyKind.LENGTH
+
 _X = ExchangeState
 TRANSITIONS: Final[dict[ExchangeState, frozenset[ExchangeState]]] = {
     _X.AWAITING_HEAD: frozenset({_X.SENDING_BODY, _X.SENDING_FILE, _X.COMPLETE, _X.FAILED}),
@@ -73,7 +79,7 @@ TRANSITIONS: Final[dict[ExchangeState, frozenset[ExchangeState]]] = {
     _X.FAILED: frozenset(),
     _X.ABORTED: frozenset(),
 }
-_HEAD_SENT: Final = frozenset({_X.SENDING_BODY, _X.SENDING_FILE, _X.COMPLETE, _X.ABORTED})
+_HEAD_SENT: Final = frozenset({SENDING_BODY, SENDING_FILE, COMPLETE, ABORTED})
 
 
 class Exchange:
@@ -92,7 +98,7 @@ class Exchange:
         self.status = ""
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
-        self.state = _X.AWAITING_HEAD
+        self.state = AWAITING_HEAD
         self.head_bytes = b""
         self.writer: BodyWriter | None = None
         self.result: Any = None
@@ -118,7 +124,7 @@ class Exchange:
         """PEP 3333 start_response (a bound method: no closure per request)."""
         if exc_info is not None:
             try:
-                if self.state is not _X.AWAITING_HEAD:
+                if self.state is not AWAITING_HEAD:
                     # PEP 3333: too late to change the response: re-raise.
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
@@ -168,8 +174,8 @@ class Exchange:
         """``data`` as it goes on the wire: transfer-coded, after the head the first time."""
         writer = self.writer or self._prepare_head()
         framed = writer.write(data)
-        if self.state is _X.AWAITING_HEAD:
-            self._set_state(_X.SENDING_BODY)
+        if self.state is AWAITING_HEAD:
+            self._set_state(SENDING_BODY)
             return self.head_bytes + framed
         return framed
 
@@ -179,9 +185,9 @@ class Exchange:
         transport = self.transport
         try:
             state = self.state
-            if state is _X.COMPLETE:
-                return Pump.FINISHED
-            if state is _X.SENDING_FILE:
+            if state is COMPLETE:
+                return FINISHED
+            if state is SENDING_FILE:
                 return self._send_file()
             iterator = self.iterator
             if iterator is None:
@@ -198,7 +204,7 @@ class Exchange:
                 if type(data) is not bytes:
                     raise AppError(f"the app yielded {type(data).__name__}, not bytes")
                 if data and not transport.send_or_park(self.frame(data)):
-                    return Pump.WAITING
+                    return WAITING
             return self._finish(b"")
         except Exception as exc:  # noqa: BLE001 - the app boundary
             return self.fail(exc)
@@ -214,23 +220,23 @@ class Exchange:
                 "a response body did not match its Content-Length of %d: what was declared "
                 "is sent (cut or short), then the connection is closed",
                 writer.framing.length)
-        if self.state is _X.AWAITING_HEAD:
+        if self.state is AWAITING_HEAD:
             out = self.head_bytes + out
         if type(self.result) is list:
             self.result = None  # nothing to close
         else:
             self.close_result()
-        self._set_state(_X.COMPLETE)
+        self._set_state(COMPLETE)
         if out and not self.transport.send_or_park(out):
-            return Pump.WAITING
-        return Pump.FINISHED
+            return WAITING
+        return FINISHED
 
     def fail(self, exc: BaseException) -> Pump:
         """End the exchange with ``exc`` (the app raised, or broke the contract)."""
         self.error = exc
         self.close_result()
-        self.state = _X.ABORTED if self.state in _HEAD_SENT else _X.FAILED
-        return Pump.FAILED
+        self.state = ABORTED if self.state in _HEAD_SENT else FAILED
+        return PUMP_FAILED
 
     # -- wsgi.file_wrapper -------------------------------------------------------------------
     def _start_file(self, wrapper: FileWrapper) -> Pump | None:
@@ -240,14 +246,14 @@ class Exchange:
             return None
         writer = self.writer or self._prepare_head()
         kind = writer.framing.kind
-        if kind is BodyKind.NONE:
+        if kind is _NONE:
             return self._finish(b"")  # HEAD, 204, 304: no need to read the file at all
-        if kind is not BodyKind.LENGTH:
+        if kind is not _LENGTH:
             return None
         self.file = wrapper
-        self._set_state(_X.SENDING_FILE)
+        self._set_state(SENDING_FILE)
         if not self.transport.send_or_park(self.head_bytes):
-            return Pump.WAITING
+            return WAITING
         return self._send_file()
 
     def _send_file(self) -> Pump:
@@ -261,7 +267,7 @@ class Exchange:
             offset = os.lseek(fileno, 0, os.SEEK_CUR)
             sent = transport.sendfile(fileno, offset, min(writer.remaining, SENDFILE_BYTES))
             if sent is None:
-                return Pump.WAITING
+                return WAITING
             if sent == 0:
                 break  # the file is shorter than the declared length
             os.lseek(fileno, offset + sent, os.SEEK_SET)

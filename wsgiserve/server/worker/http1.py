@@ -36,9 +36,24 @@ from wsgiserve.server.worker.context import (
     PREBUFFER_MAX_BYTES,
     ServerContext,
 )
-from wsgiserve.server.worker.exchange import Exchange, Pump
+from wsgiserve.server.worker.exchange import PUMP_FAILED, WAITING, Exchange
 from wsgiserve.server.worker.heads import error_response
-from wsgiserve.server.worker.states import TRANSITIONS, ConnState, Outcome
+from wsgiserve.server.worker.states import (
+    CLOSE,
+    CLOSED,
+    CLOSING,
+    IDLE,
+    IN_APP,
+    NEW,
+    READING_BODY,
+    READING_HEAD,
+    TRANSITIONS,
+    WAIT_READABLE,
+    WAIT_WRITABLE,
+    WRITING,
+    ConnState,
+    Outcome,
+)
 from wsgiserve.server.worker.transport import Transport
 from wsgiserve.wsgi import EmptyInput, RequestBody
 
@@ -49,6 +64,7 @@ __all__ = ["Http1"]
 
 _log = logging.getLogger(__name__)
 
+_LENGTH, _UNTIL_CLOSE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE  # Enum members: see states.py
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
 # Parser states in which a request was read to its end (and nothing of a next one yet).
@@ -68,7 +84,7 @@ class Http1:
         self.transport = transport
         self.context = context
         self.parser = RequestParser(context.limits, head_cache=context.request_heads)
-        self.state = ConnState.NEW
+        self.state = NEW
         self.deadline = time.monotonic() + context.header_timeout_s
         self.idle_since = 0.0
         self.exchange: Exchange | None = None
@@ -84,7 +100,7 @@ class Http1:
     @property
     def is_idle(self) -> bool:
         """Parked between requests after at least one response (safe to close on stop)."""
-        return self.state is ConnState.IDLE
+        return self.state is IDLE
 
     # -- events from the loop ------------------------------------------------------------
     def on_readable(self) -> Outcome:
@@ -94,13 +110,13 @@ class Http1:
             OSError: the connection failed (the caller closes it).
         """
         state = self.state
-        if state is ConnState.CLOSING:
+        if state is CLOSING:
             return self._linger()
-        if state is ConnState.WRITING:
+        if state is WRITING:
             return self.on_writable()
         data = self.transport.recv()
         if data is None:
-            return Outcome.WAIT_READABLE
+            return WAIT_READABLE
         self.parser.feed(data)
         return self._advance()
 
@@ -111,13 +127,13 @@ class Http1:
             OSError: the connection failed (the caller closes it).
         """
         if not self.transport.flush():
-            return Outcome.WAIT_WRITABLE
-        if self.state is ConnState.CLOSING:
+            return WAIT_WRITABLE
+        if self.state is CLOSING:
             return self._start_lingering()
         exchange = self.exchange
         if exchange is None:
             return self._advance()
-        self.set_state(ConnState.IN_APP)
+        self.set_state(IN_APP)
         self.context.in_app[self] = time.monotonic()
         outcome = self._settle(exchange, exchange.pump())
         return outcome if outcome is not None else self._advance()
@@ -130,13 +146,13 @@ class Http1:
         destroy the 408 before it is read. Anything else (a silent new connection, idle
         keep-alive, a linger that ran out, a stalled write) is closed at once.
         """
-        if self.state is ConnState.READING_HEAD or self.state is ConnState.READING_BODY:
+        if self.state is READING_HEAD or self.state is READING_BODY:
             _log.debug("request head or body from %s timed out", self.transport.remote_addr)
             method = self._pending_request.method if self._pending_request else None
-            self.set_state(ConnState.CLOSING)
+            self.set_state(CLOSING)
             self.transport.try_send(self._error_response(408, "request timed out", method))
             return self._start_lingering()
-        return Outcome.CLOSE
+        return CLOSE
 
     def start_graceful_close(self) -> Outcome:
         """Close an idle keep-alive connection as the worker stops: FIN first.
@@ -147,8 +163,8 @@ class Http1:
         return self._start_closing()
 
     def close(self) -> None:
-        if self.state is not ConnState.CLOSED:
-            self.state = ConnState.CLOSED
+        if self.state is not CLOSED:
+            self.state = CLOSED
             self.context.in_app.pop(self, None)
             exchange = self.exchange
             if exchange is not None:
@@ -171,16 +187,16 @@ class Http1:
                 except RemoteProtocolError as exc:
                     return self._reject(exc)
                 if event is NEED_DATA:
-                    if parser.buffered_bytes or self.state is not ConnState.IDLE:
+                    if parser.buffered_bytes or self.state is not IDLE:
                         return self._wait_for_head()
-                    return Outcome.WAIT_READABLE  # the keep-alive case: all was answered
+                    return WAIT_READABLE  # the keep-alive case: all was answered
                 if type(event) is not Request:
                     # ConnectionClosed, PAUSED after a "Connection: close" request, or a
                     # stray event: the conversation is over.
-                    return Outcome.CLOSE if event is not PAUSED else self._start_closing()
+                    return CLOSE if event is not PAUSED else self._start_closing()
                 request = event
                 framing = request.framing
-                if framing.kind is BodyKind.LENGTH and framing.length <= PREBUFFER_MAX_BYTES \
+                if framing.kind is _LENGTH and framing.length <= PREBUFFER_MAX_BYTES \
                         and not request.expects_continue \
                         and parser.buffered_bytes < framing.length:
                     # A small body is read by the loop before a thread runs the app, so a
@@ -194,16 +210,16 @@ class Http1:
     def _wait_for_head(self) -> Outcome:
         if not self.parser.buffered_bytes:
             if self.parser.is_peer_closed:
-                return Outcome.CLOSE
-            return Outcome.WAIT_READABLE  # IDLE, or a new connection
+                return CLOSE
+            return WAIT_READABLE  # IDLE, or a new connection
         state = self.state
-        if state is not ConnState.READING_HEAD:
+        if state is not READING_HEAD:
             # The slowloris defence: a head must be complete within header_timeout of its
             # first byte (of the accept, for a new connection), however slowly it comes.
-            if state is ConnState.IDLE:
+            if state is IDLE:
                 self.deadline = time.monotonic() + self.context.header_timeout_s
-            self.set_state(ConnState.READING_HEAD)
-        return Outcome.WAIT_READABLE
+            self.set_state(READING_HEAD)
+        return WAIT_READABLE
 
     def _wait_for_body(self, request: Request) -> Outcome:
         if self.parser.is_peer_closed:
@@ -212,16 +228,16 @@ class Http1:
             exc = IncompleteMessage("the peer closed before the end of the request body")
             exc.method = request.method
             return self._reject(exc)
-        if self.state is ConnState.IDLE:
+        if self.state is IDLE:
             self.deadline = time.monotonic() + self.context.header_timeout_s
-        if self.state is not ConnState.READING_BODY:
-            self.set_state(ConnState.READING_BODY)
-        return Outcome.WAIT_READABLE
+        if self.state is not READING_BODY:
+            self.set_state(READING_BODY)
+        return WAIT_READABLE
 
     def _serve(self, request: Request) -> Outcome | None:
         """Run the app for one request. None: the exchange ended, go on parsing."""
         context = self.context
-        self.set_state(ConnState.IN_APP)
+        self.set_state(IN_APP)
         exchange = self.exchange = Exchange(request, self.transport, context)
         if context.is_stopping or context.keepalive_s <= 0:
             # keep_alive = 0 disables keep-alive: say so in the head rather than let the
@@ -248,15 +264,15 @@ class Http1:
             return self._settle(exchange, exchange.fail(exc))
         return self._settle(exchange, exchange.pump())
 
-    def _settle(self, exchange: Exchange, progress: Pump) -> Outcome | None:
+    def _settle(self, exchange: Exchange, progress: object) -> Outcome | None:
         """Act on what the exchange reported. None: it finished and the connection stays:
         go on parsing."""
         self.context.in_app.pop(self, None)
-        if progress is Pump.WAITING:
-            self.set_state(ConnState.WRITING)
+        if progress is WAITING:
+            self.set_state(WRITING)
             self.deadline = time.monotonic() + self.context.body_timeout_s
-            return Outcome.WAIT_WRITABLE
-        if progress is Pump.FAILED:
+            return WAIT_WRITABLE
+        if progress is PUMP_FAILED:
             return self._app_failed(exchange)
         return self._finish_exchange(exchange)
 
@@ -275,7 +291,7 @@ class Http1:
             context.on_request_done()
         if exchange.should_close:
             writer = exchange.writer
-            if writer is not None and writer.framing.kind is BodyKind.UNTIL_CLOSE:
+            if writer is not None and writer.framing.kind is _UNTIL_CLOSE:
                 # The close is the end of this body: linger, so that no reset can cut it.
                 return self._start_closing()
             return self._close_or_linger()
@@ -295,8 +311,8 @@ class Http1:
                 # close (in the loop, not this thread) drop it.
                 return self._start_closing()
             except (RemoteProtocolError, OSError):
-                return Outcome.CLOSE
-        self.set_state(ConnState.IDLE)
+                return CLOSE
+        self.set_state(IDLE)
         self.idle_since = now = time.monotonic()
         self.deadline = now + context.keepalive_s
         return None
@@ -312,32 +328,32 @@ class Http1:
             # The body the app was reading was invalid, too large, or cut short.
             _log.debug("bad request body from %s: %s", address, exc)
             if exchange.head_sent:
-                return Outcome.CLOSE
+                return CLOSE
             if exc.method is None:
                 exc.method = exchange.request.method
             return self._reject(exc)
         if isinstance(exc, ConnectionError):
             _log.debug("client %s went away: %s", address, exc)
-            return Outcome.CLOSE
+            return CLOSE
         method = exchange.request.method
         if isinstance(exc, TimeoutError) and not exchange.head_sent:
             _log.debug("client %s timed out: %s", address, exc)
-            self.set_state(ConnState.CLOSING)
+            self.set_state(CLOSING)
             return self._send_final(self._error_response(408, "request timed out", method))
         _log.error("Error handling request %s %s", method.decode("ascii"),
                    exchange.request.target.decode("latin-1")[:200], exc_info=exc)
         if exchange.head_sent:
             # Too late for a 500: abort so the client sees a truncated response.
-            return Outcome.CLOSE
+            return CLOSE
         exchange.status_code = 500
         exchange.log_access()
-        self.set_state(ConnState.CLOSING)
+        self.set_state(CLOSING)
         return self._send_final(self._error_response(500, "Internal Server Error", method))
 
     def _reject(self, exc: RemoteProtocolError) -> Outcome:
         _log.debug("invalid request from %s: %s", self.transport.remote_addr, exc)
-        if self.state is not ConnState.CLOSING:
-            self.set_state(ConnState.CLOSING)
+        if self.state is not CLOSING:
+            self.set_state(CLOSING)
         return self._send_final(self._error_response(exc.status, str(exc), exc.method,
                                                      exc.reason))
 
@@ -384,9 +400,9 @@ class Http1:
     def _send_final(self, data: bytes) -> Outcome:
         try:
             if not self.transport.send_or_park(data):
-                return Outcome.WAIT_WRITABLE
+                return WAIT_WRITABLE
         except OSError:
-            return Outcome.CLOSE
+            return CLOSE
         return self._start_lingering()
 
     def _close_or_linger(self) -> Outcome:
@@ -402,16 +418,16 @@ class Http1:
         parser = self.parser
         if not parser.buffered_bytes and not transport.read_pending \
                 and not transport.has_pending_output and parser.state in _BETWEEN_REQUESTS:
-            self.set_state(ConnState.CLOSING)
+            self.set_state(CLOSING)
             if transport.is_tls:
                 transport.shutdown_write()  # close_notify: the response was not truncated
-            return Outcome.CLOSE
+            return CLOSE
         return self._start_closing()
 
     def _start_closing(self) -> Outcome:
-        self.set_state(ConnState.CLOSING)
+        self.set_state(CLOSING)
         if self.transport.has_pending_output:
-            return Outcome.WAIT_WRITABLE  # on_writable starts the linger once it is sent
+            return WAIT_WRITABLE  # on_writable starts the linger once it is sent
         return self._start_lingering()
 
     def _start_lingering(self) -> Outcome:
@@ -422,11 +438,11 @@ class Http1:
         read and drop for up to LINGER_S, then close.
         """
         if not self.transport.shutdown_write():
-            return Outcome.CLOSE
+            return CLOSE
         self.deadline = time.monotonic() + LINGER_S
         return self._linger()
 
     def _linger(self) -> Outcome:
-        return Outcome.CLOSE if self.transport.discard_input() else Outcome.WAIT_READABLE
+        return CLOSE if self.transport.discard_input() else WAIT_READABLE
 
 

@@ -38,6 +38,7 @@ from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
 from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
 from wsgiserve.server.worker.context import ServerContext
+from wsgiserve.server.worker.states import CLOSE
 from wsgiserve.server.worker.forwarded import ProxySettings
 from wsgiserve.server.worker.preamble import preamble_settings
 
@@ -387,13 +388,13 @@ class Worker:
             _log.debug("connection from %s failed: %s", conn.remote_addr, exc)
         except Exception:  # noqa: BLE001 - never let one connection kill a thread
             _log.exception("Unexpected error on a connection")
-        return Outcome.CLOSE
+        return CLOSE
 
     def _settle(self, conn: Connection, outcome: Outcome) -> None:
         """Act on ``outcome`` for the connection whose lock this thread holds, then let go,
         first running the events other threads recorded meanwhile."""
         while True:
-            if outcome is Outcome.CLOSE:
+            if outcome is CLOSE:
                 self._forget(conn)  # the lock stays taken: nothing runs it again
                 return
             fd = conn.fileno

@@ -32,7 +32,20 @@ from wsgiserve.server.worker.proxy_protocol import (
     ProxyHeaderParser,
     ProxyProtocolError,
 )
-from wsgiserve.server.worker.states import TRANSITIONS, ConnState, Outcome
+from wsgiserve.server.worker.states import (
+    CLOSE,
+    CLOSED,
+    CLOSING,
+    HANDSHAKING,
+    READING_PROXY_HEADER,
+    SWITCH,
+    SWITCHED,
+    TRANSITIONS,
+    WAIT_READABLE,
+    WAIT_WRITABLE,
+    ConnState,
+    Outcome,
+)
 from wsgiserve.server.worker.transport import HandshakeStep, Transport
 
 if TYPE_CHECKING:
@@ -96,9 +109,9 @@ class Preamble:
         self._proxy_parser: ProxyHeaderParser | None = None
         if settings.proxy_allowed is not None:
             self._proxy_parser = ProxyHeaderParser()
-            self.state = ConnState.READING_PROXY_HEADER
+            self.state = READING_PROXY_HEADER
         else:
-            self.state = ConnState.HANDSHAKING
+            self.state = HANDSHAKING
         timeout_s = context.header_timeout_s or DEFAULT_PREAMBLE_TIMEOUT_S
         self.deadline = time.monotonic() + timeout_s
 
@@ -113,29 +126,29 @@ class Preamble:
 
     def on_readable(self) -> Outcome:
         state = self.state
-        if state is ConnState.HANDSHAKING:
+        if state is HANDSHAKING:
             return self._handshake()
-        if state is ConnState.READING_PROXY_HEADER:
+        if state is READING_PROXY_HEADER:
             return self._read_proxy_header()
-        if state is ConnState.CLOSING:
-            return Outcome.CLOSE if self.transport.discard_input() else Outcome.WAIT_READABLE
-        return Outcome.CLOSE
+        if state is CLOSING:
+            return CLOSE if self.transport.discard_input() else WAIT_READABLE
+        return CLOSE
 
     def on_writable(self) -> Outcome:
-        if self.state is ConnState.HANDSHAKING:
+        if self.state is HANDSHAKING:
             return self._handshake()
-        return Outcome.WAIT_READABLE
+        return WAIT_READABLE
 
     def on_timeout(self) -> Outcome:
         _log.debug("%s from %s timed out", self.state.value, self.transport.remote_addr)
-        return Outcome.CLOSE
+        return CLOSE
 
     def start_graceful_close(self) -> Outcome:
-        return Outcome.CLOSE
+        return CLOSE
 
     def close(self) -> None:
-        if self.state is not ConnState.CLOSED:
-            self.state = ConnState.CLOSED
+        if self.state is not CLOSED:
+            self.state = CLOSED
             self.transport.close()
 
     # -- PROXY protocol ----------------------------------------------------------------
@@ -147,31 +160,31 @@ class Preamble:
         if transport.remote_addr not in allowed:
             _log.debug("connection from %s closed: not in proxy_allow_ips",
                        transport.remote_addr)
-            return Outcome.CLOSE
+            return CLOSE
         sock = transport.sock
         try:
             data = sock.recv(V2_MAX_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             taken = parser.feed(data)
             # The peeked bytes are in the socket buffer: this takes exactly the header's.
             if taken and len(sock.recv(taken, socket.MSG_DONTWAIT)) != taken:
-                return Outcome.CLOSE
+                return CLOSE
         except WOULD_BLOCK:
             transport.read_pending = False
-            return Outcome.WAIT_READABLE
+            return WAIT_READABLE
         except (ProxyProtocolError, EOFError, OSError) as exc:
             _log.debug("bad PROXY protocol header from %s: %s", transport.remote_addr, exc)
-            return Outcome.CLOSE
+            return CLOSE
         header = parser.result
         if header is None:
             transport.read_pending = False  # a partial header: all there is was peeked
-            return Outcome.WAIT_READABLE
+            return WAIT_READABLE
         self._proxy_parser = None
         if header.source is not None:
             transport.remote_addr, transport.remote_port = header.source
             self._base_environ["REMOTE_ADDR"] = transport.remote_addr
             self._base_environ["REMOTE_PORT"] = str(transport.remote_port)
         if self._settings.ssl_context is not None:
-            self.set_state(ConnState.HANDSHAKING)
+            self.set_state(HANDSHAKING)
             return self._handshake()
         return self._switch_to_http()
 
@@ -186,19 +199,19 @@ class Preamble:
                 transport.start_tls(ssl_context)
             except OSError as exc:
                 _log.debug("TLS with %s failed to start: %s", transport.remote_addr, exc)
-                return Outcome.CLOSE
+                return CLOSE
         try:
             step = transport.handshake()
         except OSError as exc:
             if tls.is_plain_http(exc):
                 return self._answer_plain_http()
             _log.debug("TLS handshake with %s failed: %s", transport.remote_addr, exc)
-            return Outcome.CLOSE
+            return CLOSE
         if step == HandshakeStep.WANT_READ:
             transport.read_pending = False
-            return Outcome.WAIT_READABLE
+            return WAIT_READABLE
         if step == HandshakeStep.WANT_WRITE:
-            return Outcome.WAIT_WRITABLE
+            return WAIT_WRITABLE
         self._base_environ.update(tls.connection_environ(transport.sock))  # type: ignore[arg-type]
         # The request may already be buffered (it often follows the client's Finished):
         # the connection runs HTTP's on_readable at once.
@@ -218,14 +231,14 @@ class Preamble:
             transport.send_raw(response)
             transport.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            return Outcome.CLOSE
-        self.set_state(ConnState.CLOSING)
+            return CLOSE
+        self.set_state(CLOSING)
         self.deadline = time.monotonic() + LINGER_S
         return self.on_readable()
 
     # -- then HTTP ------------------------------------------------------------------------
     def _switch_to_http(self) -> Outcome:
-        self.set_state(ConnState.SWITCHED)
+        self.set_state(SWITCHED)
         protocol = self.next_protocol = self._start_http()
         protocol.deadline = time.monotonic() + self.context.header_timeout_s
-        return Outcome.SWITCH
+        return SWITCH

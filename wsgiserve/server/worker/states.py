@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-__all__ = ["TRANSITIONS", "ConnState", "Outcome"]
+__all__ = ["TRANSITIONS", "ConnState", "Outcome"]  # and the members, as module names below
 
 
 class ConnState(Enum):
@@ -44,6 +44,13 @@ class Outcome(Enum):
     CLOSE = "close"
     SWITCH = "switch"  # the protocol handed over to its ``next_protocol``
 
+
+# The members as module names, for the hot paths: on Python 3.11 reading an attribute of
+# an Enum class goes through EnumType.__getattr__'s slow lookup hook (~150 ns each, a
+# request reads dozens; 3.12 made it a plain class attribute).
+(NEW, READING_HEAD, READING_BODY, IN_APP, WRITING, IDLE, CLOSING, CLOSED, SWITCHED,
+ READING_PROXY_HEADER, HANDSHAKING) = ConnState
+WAIT_READABLE, WAIT_WRITABLE, CLOSE, SWITCH = Outcome
 
 _C = ConnState
 _ANY_END: Final = frozenset({_C.CLOSING, _C.CLOSED, _C.SWITCHED})
