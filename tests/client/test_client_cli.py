@@ -64,6 +64,15 @@ def test_include_and_head(peer: PeerFactory, capfdbinary: pytest.CaptureFixture[
     assert [r.method for r in server.requests] == ["GET", "HEAD"]
 
 
+def test_obs_fold_in_a_response_is_accepted(peer: PeerFactory,
+                                            capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    # RFC 9112 §5.2: the user agent replaces obs-fold with SP (it used to exit 8).
+    server = peer(answer(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 4\r\n\r\nbody"))
+    code, out, err = run(capfdbinary, "-i", server.url())
+    assert (code, err) == (0, "")
+    assert out == b"HTTP/1.1 200 OK\r\nX-A: 1 folded\r\nContent-Length: 4\r\n\r\nbody"
+
+
 def test_verbose_traces_heads_on_stderr(peer: PeerFactory,
                                         capfdbinary: pytest.CaptureFixture[bytes]) -> None:
     server = peer(answer(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
