@@ -34,6 +34,7 @@ from wsgiserve.client.errors import (
     TooManyRedirects,
     TotalTimeout,
     TransportError,
+    TruncatedResponse,
     WriteError,
     WriteTimeout,
     deprecated_name,
@@ -50,7 +51,7 @@ __all__ = [
     "InformationalResponse", "InvalidRequest", "InvalidURL", "NameResolutionError", "Pool",
     "ProtocolError", "Proxy", "ProxyError", "ReadError", "ReadTimeout", "RequestBody",
     "RequestTimeout", "Response", "ServerDisconnected", "TLSError", "TLSSettings",
-    "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError",
+    "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError", "TruncatedResponse",
     "WriteError", "WriteTimeout", "create_client_context", "request",
 ]
 

@@ -34,6 +34,7 @@ from wsgiserve.client.errors import (
     ServerDisconnected,
     TotalTimeout,
     TransportError,
+    TruncatedResponse,
     WriteError,
     translate_error,
 )
@@ -123,6 +124,7 @@ class Connection:
         self._state = ConnectionState.NEW
         self._must_close = False
         self._has_response_bytes = False
+        self._is_body_until_close = False   # the response's body ends with the connection
         self._where = origin.host_port
 
     # -- state ------------------------------------------------------------------------------
@@ -250,6 +252,7 @@ class Connection:
             on_head_sent(head)
         self._set_state(ConnectionState.SENDING)
         self._has_response_bytes = False
+        self._is_body_until_close = False
         self._must_close = any(name.lower() == "connection" and "close" in value.lower()
                                for name, value in fields)
         interim: list[InformationalResponse] = []
@@ -264,6 +267,7 @@ class Connection:
             raise
         if not final.keep_alive:
             self._must_close = True
+        self._is_body_until_close = final.framing.kind is BodyKind.UNTIL_CLOSE
         self._set_state(ConnectionState.READING_BODY)
         return Response(final, _ResponseBody(self, deadline, on_release), url=url,
                         interim=interim)
@@ -374,14 +378,24 @@ class Connection:
         """Return the next piece of the response body, or its end.
 
         Raises:
-            ClientError: the connection is then CLOSED.
+            ClientError: the connection is then CLOSED. ``TruncatedResponse``: a body that
+                ends with the connection ended without TLS close_notify.
         """
         try:
             event = self._next_event(deadline)
         except BaseException:
             self.close()
             raise
-        if type(event) is Data or type(event) is EndOfMessage:
+        if type(event) is Data:
+            return event
+        if type(event) is EndOfMessage:
+            if self._is_body_until_close and self._transport is not None \
+                    and self._transport.is_truncated:
+                # RFC 9112 §9.8: only close_notify says the close is the server's own.
+                self.close()
+                raise TruncatedResponse(
+                    f"{self._where}: the TLS connection closed without close_notify, so the "
+                    "body (delimited by the close) may be truncated")
             return event
         self.close()
         raise ProtocolError(f"{self._where}: unexpected {event!r} inside a response body")

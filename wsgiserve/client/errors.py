@@ -131,6 +131,16 @@ class IncompleteResponse(ProtocolError):
     exit_code = 18  # curl: "Partial file"
 
 
+class TruncatedResponse(IncompleteResponse):
+    """A body delimited by the close ended with a TCP close but no TLS close_notify.
+
+    RFC 9112 §9.8: without close_notify the end cannot be told from a truncation attack,
+    so the body is not known to be complete.
+    """
+
+    exit_code = 56  # recent curl on OpenSSL 3: "unexpected eof while reading", a receive failure
+
+
 class TooManyRedirects(ClientError):
     exit_code = 47
 

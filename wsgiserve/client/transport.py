@@ -2,7 +2,7 @@
 
 ``Transport`` raises the socket's own errors (``OSError``, ``ssl`` errors included); the
 connection translates them (``errors.translate_error``), as it knows what the exchange was
-doing.
+doing. A TLS peer that closes without close_notify reads as a close, and is remembered.
 """
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ _UNSET: Final = -1.0   # no settimeout() call made yet (None means blocking)
 
 
 class Transport:
-    """A connected socket, TLS or not, with the timeout of each call cached."""
+    """A connected socket, TLS or not, with the timeout of each call cached.
 
-    __slots__ = ("sock", "_timeout")
+    Attributes:
+        is_truncated: the peer ended the TCP connection without TLS close_notify (RFC 8446
+            §6.1), so what it sent last may have been cut short by an attacker (RFC 9112
+            §9.8); ``recv`` then returned ``b""`` as for a close. Always False without TLS.
+    """
+
+    __slots__ = ("sock", "is_truncated", "_timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.is_truncated = False
         self._timeout: float | None = _UNSET
 
     @classmethod
@@ -47,7 +54,10 @@ class Transport:
                 The plain socket stays in ``sock``, for ``close()``.
         """
         self.set_timeout(timeout_s)
-        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        # suppress_ragged_eofs=False: a close without close_notify raises SSLEOFError
+        # instead of reading as b"", so that recv() can tell the two apart.
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname,
+                                        suppress_ragged_eofs=False)
 
     def recv(self, timeout_s: float | None) -> bytes:
         """Return the next bytes, or ``b""`` once the peer has closed.
@@ -56,7 +66,11 @@ class Transport:
             OSError: a reset, a timeout (``TimeoutError``), a TLS error.
         """
         self.set_timeout(timeout_s)
-        return self.sock.recv(RECV_BYTES)
+        try:
+            return self.sock.recv(RECV_BYTES)
+        except ssl.SSLEOFError:
+            self.is_truncated = True
+            return b""
 
     def send(self, data: bytes, timeout_s: float | None) -> None:
         """Send all of ``data``; ``timeout_s`` bounds each wait for the socket.
