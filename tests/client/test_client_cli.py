@@ -15,7 +15,7 @@ import pytest
 import trustme
 from client_peers import answer, chunked, PeerConnection, PeerFactory, respond
 
-from wsgiserve.client.cli import _Progress, _Reporter, main
+from wsgiserve.client.cli import _Progress, _Reporter, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -247,3 +247,13 @@ def test_chunked_download_with_trailers(peer: PeerFactory,
         b"tls-", b"chunks", trailers=b"X-T: 1\r\n")
     server = peer(answer(raw))
     assert run(capfdbinary, server.url()) == (0, b"tls-chunks", "")
+
+
+def test_every_option_has_one_line_of_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")   # argparse wraps help to the terminal's width
+    parser = build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        name = "/".join(action.option_strings) or str(action.metavar)
+        assert action.help and action.help.strip(), f"{name} has no help"
+        assert action.help in text, f"{name}: its help is over one line at 80 columns"
