@@ -60,7 +60,7 @@ class RequestTimeout(ClientError, builtins.TimeoutError):
     """A time limit ran out.
 
     Also a builtin ``TimeoutError`` (so an ``OSError``), as ``socket.timeout`` is: an
-    ``except TimeoutError`` around a request catches it. Named ``TimeoutError`` until 0.1.0;
+    ``except TimeoutError`` around a request catches it. Named ``TimeoutError`` up to 0.1.0;
     that name stays importable from ``wsgiserve.client``, deprecated, for one release.
     """
 

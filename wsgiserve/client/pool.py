@@ -2,8 +2,7 @@
 
 ``Pool.request`` builds the request (default fields, framing from the body), picks an
 idle connection for the origin (or the proxy), sends, and follows redirects when asked.
-Imported by ``wsgiserve.client`` and the CLI; it is the only module that owns
-connections past one exchange.
+It is the only module that owns connections past one exchange.
 """
 from __future__ import annotations
 
