@@ -1,5 +1,5 @@
-"""Who owns what in the client: imports between its modules, the one readiness check, the one
-error translator, and the deprecated ``TimeoutError`` name."""
+"""Who owns what in the client: imports between its modules, the body stream, the one
+readiness check, the one error translator, and the deprecated ``TimeoutError`` name."""
 from __future__ import annotations
 
 import ast
@@ -12,12 +12,20 @@ from pathlib import Path
 
 import pytest
 import trustme
-from client_peers import IO_TIMEOUT_S
+from client_peers import IO_TIMEOUT_S, TEST_TIMEOUTS, PeerFactory, answer, respond
 
 import wsgiserve.client
-from wsgiserve.client import InvalidRequest, Pool, RequestTimeout
+from wsgiserve.client import (
+    ClientError,
+    Connection,
+    ConnectionState,
+    InvalidRequest,
+    Pool,
+    RequestTimeout,
+)
 from wsgiserve.client.errors import Phase, translate_error
 from wsgiserve.client.transport import Transport
+from wsgiserve.client.url import parse_url
 from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
 
 CLIENT = Path(wsgiserve.client.__file__).parent
@@ -166,3 +174,19 @@ def test_star_import_no_longer_shadows_the_builtin() -> None:
 def test_unknown_names_still_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchName"):
         wsgiserve.client.NoSuchName  # noqa: B018  (the access is the test)
+
+
+# -- the body stream ------------------------------------------------------------------------------
+def test_the_connection_is_the_body_stream_only_while_a_body_is_read(peer: PeerFactory) -> None:
+    server = peer(answer(respond(200, b"one"), respond(200, b"two")))
+    origin = parse_url(server.url()).origin
+    connection = Connection(origin, timeouts=TEST_TIMEOUTS)
+    headers = [("Host", origin.authority)]
+    first = connection.request("GET", "/1", headers)
+    assert first.read() == b"one" and connection.state is ConnectionState.IDLE
+    with pytest.raises(ClientError, match="no response body"):
+        connection.read_event()   # the body has ended: the stream is spent
+    second = connection.request("GET", "/2", headers)
+    assert first.read() == b"one"   # the first response never reads the second's bytes
+    assert second.read() == b"two"
+    connection.close()

@@ -1,9 +1,9 @@
 """A blocking HTTP/1.1 client connection: one ``Transport``, one ``ResponseParser``, one state.
 
 It connects (TCP, optionally through a proxy's CONNECT tunnel, optionally TLS), sends one
-request at a time and reads the response through the sans-IO core; the ``Response`` pulls
-its body from the ``BodyStream`` the connection hands it, which gives the connection back
-(idle, or closed) at the end of the body.
+request at a time and reads the response through the sans-IO core. The connection is the
+``BodyStream`` its ``Response`` pulls the body from: at the end of the body it goes IDLE
+(and back to the pool) or closes.
 
 State machine (``ConnectionState``); a transition not in ``_TRANSITIONS`` raises::
 
@@ -125,6 +125,10 @@ class Connection:
         self._must_close = False
         self._has_response_bytes = False
         self._is_body_until_close = False   # the response's body ends with the connection
+        # The exchange whose body is being read: its deadline, and who takes the connection
+        # back once the body has ended.
+        self._deadline: float | None = None
+        self._on_release: Callable[[Connection], None] | None = None
         self._where = origin.host_port
 
     # -- state ------------------------------------------------------------------------------
@@ -268,9 +272,9 @@ class Connection:
         if not final.keep_alive:
             self._must_close = True
         self._is_body_until_close = final.framing.kind is BodyKind.UNTIL_CLOSE
+        self._deadline, self._on_release = deadline, on_release
         self._set_state(ConnectionState.READING_BODY)
-        return Response(final, _ResponseBody(self, deadline, on_release), url=url,
-                        interim=interim)
+        return Response(final, self, url=url, interim=interim)
 
     def _send_request(self, head: bytes, body: RequestBody | None, framing: Framing,
                       deadline: float | None, expect_continue: bool,
@@ -374,15 +378,21 @@ class Connection:
         if on_informational is not None:
             on_informational(event)
 
-    def next_body_event(self, deadline: float | None) -> Data | EndOfMessage:
+    # -- the response body (response.BodyStream) -----------------------------------------------
+    def read_event(self) -> Data | EndOfMessage:
         """Return the next piece of the response body, or its end.
+
+        At the end the connection goes IDLE and to ``on_release`` (the pool), or closes.
 
         Raises:
             ClientError: the connection is then CLOSED. ``TruncatedResponse``: a body that
                 ends with the connection ended without TLS close_notify.
         """
+        if self._state is not ConnectionState.READING_BODY:
+            raise ClientError(f"{self._where}: no response body is being read "
+                              f"(the connection is {self._state.value})")
         try:
-            event = self._next_event(deadline)
+            event = self._next_event(self._deadline)
         except BaseException:
             self.close()
             raise
@@ -396,19 +406,23 @@ class Connection:
                 raise TruncatedResponse(
                     f"{self._where}: the TLS connection closed without close_notify, so the "
                     "body (delimited by the close) may be truncated")
+            self._finish_response()
             return event
         self.close()
         raise ProtocolError(f"{self._where}: unexpected {event!r} inside a response body")
 
-    def finish_response(self) -> None:
-        """After EndOfMessage: go IDLE for the next request, or close."""
+    def _finish_response(self) -> None:
+        """After EndOfMessage: go IDLE for the next request (and to ``on_release``), or close."""
+        on_release, self._on_release = self._on_release, None
         # Bytes already waiting after a complete response were never asked for: whatever
         # they are, the next response could not be told apart from them.
         if self._must_close or self._parser.buffered_bytes \
                 or self._parser.state is not ParserState.HEAD:
             self.close()
-        else:
-            self._set_state(ConnectionState.IDLE)
+            return
+        self._set_state(ConnectionState.IDLE)
+        if on_release is not None:
+            on_release(self)
 
     # -- socket edge --------------------------------------------------------------------------
     def _next_event(self, deadline: float | None) -> object:
@@ -458,40 +472,6 @@ class Connection:
         if remaining <= 0:
             raise TotalTimeout("the total time limit was reached")
         return remaining if timeout_s is None else min(timeout_s, remaining)
-
-
-class _ResponseBody:
-    """The ``BodyStream`` of one response: its connection's body events, then its release.
-
-    At the end of the body the connection goes IDLE (and to ``on_release``, the pool) or
-    closes; the stream then lets go of it, so a response kept around never reads from the
-    connection's next exchange.
-    """
-
-    __slots__ = ("_connection", "_deadline", "_on_release")
-
-    def __init__(self, connection: Connection, deadline: float | None,
-                 on_release: Callable[[Connection], None] | None) -> None:
-        self._connection: Connection | None = connection
-        self._deadline = deadline
-        self._on_release = on_release
-
-    def read_event(self) -> Data | EndOfMessage:
-        connection = self._connection
-        if connection is None:
-            raise ClientError("the response body was already read to its end, or closed")
-        event = connection.next_body_event(self._deadline)
-        if type(event) is EndOfMessage:
-            self._connection = None
-            connection.finish_response()
-            if connection.is_idle and self._on_release is not None:
-                self._on_release(connection)
-        return event
-
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
 
 
 class _EarlyResponse(Exception):

@@ -20,8 +20,8 @@ class BodyStream(Protocol):
     """Where a response's body comes from, one event at a time."""
 
     def read_event(self) -> Data | EndOfMessage:
-        """Return the next piece of the body, or its end (the stream then lets go of its
-        connection: read_event must not be called again).
+        """Return the next piece of the body, or its end (after which it is not called
+        again: the connection behind the stream may already carry another exchange).
 
         Raises:
             ClientError: the body cannot be read (the stream is then closed).

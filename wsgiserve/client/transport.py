@@ -65,7 +65,9 @@ class Transport:
         Raises:
             OSError: a reset, a timeout (``TimeoutError``), a TLS error.
         """
-        self.set_timeout(timeout_s)
+        if timeout_s != self._timeout:   # set_timeout, inlined: once per recv
+            self.sock.settimeout(timeout_s)
+            self._timeout = timeout_s
         try:
             return self.sock.recv(RECV_BYTES)
         except ssl.SSLEOFError:
@@ -78,7 +80,9 @@ class Transport:
         Raises:
             OSError: a reset, a broken pipe, a timeout (``TimeoutError``).
         """
-        self.set_timeout(timeout_s)
+        if timeout_s != self._timeout:   # set_timeout, inlined: once per send
+            self.sock.settimeout(timeout_s)
+            self._timeout = timeout_s
         self.sock.sendall(data)
 
     def is_readable(self, timeout_s: float = 0.0) -> bool:
