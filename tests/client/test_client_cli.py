@@ -15,7 +15,7 @@ import pytest
 import trustme
 from client_peers import answer, chunked, PeerConnection, PeerFactory, respond
 
-from wsgiserve.client.cli import _Progress, _Reporter, main
+from wsgiserve.client.cli import _Progress, _Reporter, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,15 @@ def test_include_and_head(peer: PeerFactory, capfdbinary: pytest.CaptureFixture[
     code, out, _ = run(capfdbinary, "-I", server.url())
     assert (code, out) == (0, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     assert [r.method for r in server.requests] == ["GET", "HEAD"]
+
+
+def test_obs_fold_in_a_response_is_accepted(peer: PeerFactory,
+                                            capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    # RFC 9112 §5.2: the user agent replaces obs-fold with SP (it used to exit 8).
+    server = peer(answer(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 4\r\n\r\nbody"))
+    code, out, err = run(capfdbinary, "-i", server.url())
+    assert (code, err) == (0, "")
+    assert out == b"HTTP/1.1 200 OK\r\nX-A: 1 folded\r\nContent-Length: 4\r\n\r\nbody"
 
 
 def test_verbose_traces_heads_on_stderr(peer: PeerFactory,
@@ -238,3 +247,13 @@ def test_chunked_download_with_trailers(peer: PeerFactory,
         b"tls-", b"chunks", trailers=b"X-T: 1\r\n")
     server = peer(answer(raw))
     assert run(capfdbinary, server.url()) == (0, b"tls-chunks", "")
+
+
+def test_every_option_has_one_line_of_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")   # argparse wraps help to the terminal's width
+    parser = build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        name = "/".join(action.option_strings) or str(action.metavar)
+        assert action.help and action.help.strip(), f"{name} has no help"
+        assert action.help in text, f"{name}: its help is over one line at 80 columns"

@@ -20,7 +20,7 @@ from wsgiserve.client import (
     Pool,
     ReadTimeout,
     Response,
-    TimeoutError,
+    RequestTimeout,
     Timeouts,
     TotalTimeout,
     WriteError,
@@ -44,7 +44,7 @@ def test_read_timeout(peer: PeerFactory) -> None:
         with pytest.raises(ReadTimeout) as caught:
             pool.get(server.url())
         assert pool.idle_count == 0
-    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, ClientError)
+    assert isinstance(caught.value, RequestTimeout) and isinstance(caught.value, ClientError)
     assert isinstance(caught.value.__cause__, builtins.TimeoutError)
     assert caught.value.exit_code == 28
 

@@ -1,4 +1,5 @@
-"""TLS: verification on by default, cafile, host names, SNI, expiry, client certificates.
+"""TLS: verification on by default, cafile, host names, SNI, expiry, client certificates,
+and how a body ends: with TLS close_notify, or with a bare TCP close (a possible truncation).
 
 Certificates come from ``trustme`` at test time.
 """
@@ -10,15 +11,26 @@ from pathlib import Path
 
 import pytest
 import trustme
-from client_peers import TEST_TIMEOUTS, answer, PeerConnection, PeerFactory, respond
+from client_peers import (
+    TEST_TIMEOUTS,
+    PeerConnection,
+    PeerFactory,
+    Script,
+    answer,
+    chunked,
+    respond,
+)
 
 from wsgiserve.client import (
     CertificateError,
     ClientError,
+    IncompleteResponse,
     Pool,
     TLSError,
     TLSSettings,
+    TruncatedResponse,
 )
+from wsgiserve.client.cli import main
 
 
 def _server_context(ca: trustme.CA, *names: str, **options: object) -> ssl.SSLContext:
@@ -127,3 +139,98 @@ def test_plain_http_to_a_tls_port_fails_cleanly(peer: PeerFactory,
     server = peer(answer(respond(200, b"x")), tls_context=tls_server_context)
     with _pool() as pool, pytest.raises(ClientError):
         pool.get(f"http://127.0.0.1:{server.port}/")
+
+
+# -- the end of a body over TLS: close_notify or a bare TCP close (RFC 9112 §9.8) --------------
+def _answer_then_close(raw: bytes, *, notify: bool) -> Script:
+    """Answer one request with ``raw``, then close: after TLS close_notify (``unwrap``), or
+    with the TCP close alone, as a truncation attack or a careless server would."""
+    def script(connection: PeerConnection) -> None:
+        if connection.read_request() is None:
+            return
+        connection.send(raw)
+        sock = connection.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        if notify:
+            try:
+                sock.unwrap()   # sends close_notify, then waits for the client's close
+            except (OSError, ssl.SSLError):
+                pass
+        connection.close()  # SSLSocket.close() sends no close_notify
+    return script
+
+
+CLOSE_DELIMITED = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+TLS_ENDINGS = [
+    pytest.param(CLOSE_DELIMITED, True, b"until the end", id="close-delimited-with-notify"),
+    pytest.param(CLOSE_DELIMITED, False, TruncatedResponse, id="close-delimited-without-notify"),
+    pytest.param(b"HTTP/1.0 200 OK\r\n\r\nold", False, TruncatedResponse,
+                 id="http10-close-delimited-without-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\n\r\n", False, TruncatedResponse,
+                 id="empty-close-delimited-without-notify"),
+    pytest.param(respond(200, b"complete"), False, b"complete",
+                 id="content-length-complete-without-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"all"),
+                 False, b"all", id="chunked-complete-without-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", False,
+                 IncompleteResponse, id="content-length-short-without-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", True,
+                 IncompleteResponse, id="content-length-short-with-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nshort\r\n", False,
+                 IncompleteResponse, id="chunked-short-without-notify"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nshort\r\n", True,
+                 IncompleteResponse, id="chunked-short-with-notify"),
+]
+
+
+@pytest.mark.parametrize(("raw", "notify", "expected"), TLS_ENDINGS)
+def test_end_of_body_over_tls(peer: PeerFactory, tls_server_context: ssl.SSLContext,
+                              ca_file: str, raw: bytes, notify: bool,
+                              expected: bytes | type[IncompleteResponse]) -> None:
+    server = peer(_answer_then_close(raw, notify=notify), tls_context=tls_server_context)
+    with _pool(cafile=ca_file) as pool:
+        response = pool.get(f"https://localhost:{server.port}/")
+        if isinstance(expected, bytes):
+            assert response.read() == expected
+            assert response.is_complete
+            return
+        pieces: list[bytes] = []
+        with pytest.raises(expected) as caught:
+            pieces.extend(response)
+        assert not response.is_complete and pool.idle_count == 0
+    assert type(caught.value) is expected
+    assert b"".join(pieces) in raw   # what arrived was delivered, then the error
+    assert caught.value.exit_code == (56 if expected is TruncatedResponse else 18)
+
+
+def test_truncated_tls_body_exits_56_from_the_cli(peer: PeerFactory,
+                                                   tls_server_context: ssl.SSLContext,
+                                                   ca_file: str,
+                                                   capfdbinary: pytest.CaptureFixture[bytes]
+                                                   ) -> None:
+    server = peer(_answer_then_close(CLOSE_DELIMITED, notify=False),
+                  _answer_then_close(CLOSE_DELIMITED, notify=True),
+                  tls_context=tls_server_context)
+    url = f"https://localhost:{server.port}/"
+    assert main(["--cacert", ca_file, url]) == 56
+    out, err = capfdbinary.readouterr()
+    assert out == b"until the end" and b"close_notify" in err
+    assert main(["--cacert", ca_file, url]) == 0
+    assert capfdbinary.readouterr()[0] == b"until the end"
+
+
+def test_idle_tls_connection_closed_without_notify_is_retried(
+        peer: PeerFactory, tls_server_context: ssl.SSLContext, ca_file: str) -> None:
+    # The second request arrives on a connection the server drops unanswered, with no
+    # close_notify: it never reached the application, so a GET is sent again.
+    def drop_next(connection: PeerConnection) -> None:
+        connection.read_request()
+        connection.send(respond(200, b"first"))
+        connection.read_request()
+        connection.close()
+
+    server = peer(drop_next, answer(respond(200, b"second")), tls_context=tls_server_context)
+    with _pool(cafile=ca_file) as pool:
+        assert pool.get(f"https://localhost:{server.port}/").read() == b"first"
+        assert pool.get(f"https://localhost:{server.port}/").read() == b"second"
+    assert server.connection_count == 2

@@ -10,8 +10,10 @@ The public API is what ``__all__`` names; every other module here is internal::
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import Connection, ConnectionState, Proxy, Timeouts
+from wsgiserve.client.connection import Connection, ConnectionState, Timeouts
 from wsgiserve.client.errors import (
     CertificateError,
     ClientError,
@@ -26,16 +28,19 @@ from wsgiserve.client.errors import (
     ProxyError,
     ReadError,
     ReadTimeout,
+    RequestTimeout,
     ServerDisconnected,
-    TimeoutError,
     TLSError,
     TooManyRedirects,
     TotalTimeout,
     TransportError,
+    TruncatedResponse,
     WriteError,
     WriteTimeout,
+    deprecated_name,
 )
 from wsgiserve.client.pool import Headers, Pool
+from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.http.events import InformationalResponse
@@ -45,10 +50,20 @@ __all__ = [
     "Connection", "ConnectionState", "HTTPStatusError", "Headers", "IncompleteResponse",
     "InformationalResponse", "InvalidRequest", "InvalidURL", "NameResolutionError", "Pool",
     "ProtocolError", "Proxy", "ProxyError", "ReadError", "ReadTimeout", "RequestBody",
-    "Response", "ServerDisconnected", "TLSError", "TLSSettings", "TimeoutError",
-    "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError", "WriteError",
-    "WriteTimeout", "create_client_context", "request",
+    "RequestTimeout", "Response", "ServerDisconnected", "TLSError", "TLSSettings",
+    "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError", "TruncatedResponse",
+    "WriteError", "WriteTimeout", "create_client_context", "request",
 ]
+
+if TYPE_CHECKING:
+    from wsgiserve.client.errors import TimeoutError as TimeoutError  # deprecated alias
+
+
+def __getattr__(name: str) -> object:
+    # ``TimeoutError``, RequestTimeout's old name, still imports (with a DeprecationWarning)
+    # until the next release; it is left out of __all__ so that ``import *`` no longer
+    # shadows the builtin.
+    return deprecated_name(__name__, name)
 
 
 def request(method: str, url: str, **options: object) -> Response:

@@ -2,7 +2,6 @@
 
 ``RequestBody.from_value`` learns the length when it can (Content-Length is then sent,
 chunked otherwise) and whether the body can be sent again (a 307/308 redirect, a retry).
-Imported by the connection, the pool and the CLI.
 """
 from __future__ import annotations
 

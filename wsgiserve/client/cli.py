@@ -39,41 +39,55 @@ _PROGRESS_EVERY_S: Final = 0.2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's options, each with one line of help (as ``curl --help``)."""
     parser = argparse.ArgumentParser(
         prog=PROGRAM, allow_abbrev=False,
         description="Fetch URLs over HTTP/1.1 with wsgiserve's client (curl's flags).")
     add = parser.add_argument
-    add("urls", nargs="*", metavar="URL")
-    add("--url", action="append", default=[], dest="extra_urls", metavar="URL")
-    add("-X", "--request", dest="method", metavar="METHOD")
-    add("-H", "--header", action="append", default=[], dest="headers", metavar="LINE")
+    add("urls", nargs="*", metavar="URL", help="URLs to fetch, in turn, on one connection pool")
+    add("--url", action="append", default=[], dest="extra_urls", metavar="URL",
+        help="a URL to fetch (repeatable)")
+    add("-X", "--request", dest="method", metavar="METHOD", help="the request method to use")
+    add("-H", "--header", action="append", default=[], dest="headers", metavar="LINE",
+        help="add a field; 'Name:' drops one, 'Name;' sends it empty")
     add("-d", "--data", "--data-ascii", action="append", default=[], dest="data",
-        type=lambda value: ("ascii", value), metavar="DATA")
+        type=lambda value: ("ascii", value), metavar="DATA",
+        help="POST DATA (@FILE: its content, CR and LF removed)")
     add("--data-binary", action="append", dest="data", type=lambda value: ("binary", value),
-        metavar="DATA")
+        metavar="DATA", help="POST DATA as is (@FILE: the file byte for byte)")
     add("--data-raw", action="append", dest="data", type=lambda value: ("raw", value),
-        metavar="DATA")
-    add("-T", "--upload-file", dest="upload_file", metavar="FILE")
-    add("-o", "--output", action="append", default=[], dest="outputs", metavar="FILE")
-    add("-i", "--include", action="store_true")
-    add("-I", "--head", action="store_true")
-    add("-L", "--location", action="store_true")
-    add("--max-redirs", type=int, default=DEFAULT_MAX_REDIRS, metavar="N")
-    add("--cacert", metavar="FILE")
-    add("-k", "--insecure", action="store_true")
-    add("-E", "--cert", metavar="FILE")
-    add("--key", metavar="FILE")
-    add("-m", "--max-time", type=float, metavar="SECONDS")
-    add("--connect-timeout", type=float, default=300.0, metavar="SECONDS")
-    add("--expect100-timeout", type=float, default=1.0, metavar="SECONDS")
-    add("-x", "--proxy", metavar="URL")
-    add("--noproxy", metavar="HOSTS")
-    add("-A", "--user-agent", metavar="NAME")
-    add("-f", "--fail", action="store_true")
-    add("-v", "--verbose", action="store_true")
-    add("-s", "--silent", action="store_true")
-    add("-S", "--show-error", action="store_true")
-    add("-V", "--version", action="version", version=f"{PROGRAM} {__version__}")
+        metavar="DATA", help="POST DATA, with no special meaning for @")
+    add("-T", "--upload-file", dest="upload_file", metavar="FILE",
+        help="PUT FILE (- for stdin)")
+    add("-o", "--output", action="append", default=[], dest="outputs", metavar="FILE",
+        help="write the body of the n-th URL to FILE, not stdout")
+    add("-i", "--include", action="store_true", help="write the response head before the body")
+    add("-I", "--head", action="store_true", help="send HEAD and write the response head only")
+    add("-L", "--location", action="store_true", help="follow redirects")
+    add("--max-redirs", type=int, default=DEFAULT_MAX_REDIRS, metavar="N",
+        help=f"follow at most N redirects (default {DEFAULT_MAX_REDIRS})")
+    add("--cacert", metavar="FILE", help="verify servers against the CAs in FILE")
+    add("-k", "--insecure", action="store_true",
+        help="do not verify the server's certificate or name")
+    add("-E", "--cert", metavar="FILE", help="client certificate (PEM; may hold the key)")
+    add("--key", metavar="FILE", help="private key of the client certificate (PEM)")
+    add("-m", "--max-time", type=float, metavar="SECONDS",
+        help="time limit for each URL, redirects included")
+    add("--connect-timeout", type=float, default=300.0, metavar="SECONDS",
+        help="time limit for connecting (default 300)")
+    add("--expect100-timeout", type=float, default=1.0, metavar="SECONDS",
+        help="how long an upload waits for 100 (default 1)")
+    add("-x", "--proxy", metavar="URL", help="use this HTTP proxy for every URL")
+    add("--noproxy", metavar="HOSTS", help="comma-separated hosts that bypass any proxy")
+    add("-A", "--user-agent", metavar="NAME", help="the User-Agent to send")
+    add("-f", "--fail", action="store_true",
+        help="on a status >= 400, write nothing and exit 22")
+    add("-v", "--verbose", action="store_true",
+        help="show heads and connection notes on stderr")
+    add("-s", "--silent", action="store_true", help="no progress bar, no error message")
+    add("-S", "--show-error", action="store_true", help="with -s, still show error messages")
+    add("-V", "--version", action="version", version=f"{PROGRAM} {__version__}",
+        help="show the version and exit")
     return parser
 
 

@@ -1,8 +1,9 @@
-"""A blocking HTTP/1.1 client connection: one socket, one ``ResponseParser``, one state.
+"""A blocking HTTP/1.1 client connection: one ``Transport``, one ``ResponseParser``, one state.
 
-Imported by the pool (and usable alone). It connects (TCP, optionally through a proxy's
-CONNECT tunnel, optionally TLS), sends one request at a time and reads the response
-through the sans-IO core; ``Response`` pulls the body with ``next_body_event``.
+It connects (TCP, optionally through a proxy's CONNECT tunnel, optionally TLS), sends one
+request at a time and reads the response through the sans-IO core. The connection is the
+``BodyStream`` its ``Response`` pulls the body from: at the end of the body it goes IDLE
+(and back to the pool) or closes.
 
 State machine (``ConnectionState``); a transition not in ``_TRANSITIONS`` raises::
 
@@ -15,8 +16,6 @@ State machine (``ConnectionState``); a transition not in ``_TRANSITIONS`` raises
 from __future__ import annotations
 
 import itertools
-import select
-import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Final
 
 from wsgiserve.client.body import RequestBody
 from wsgiserve.client.errors import (
+    ClientError,
     InvalidRequest,
     Phase,
     ProtocolError,
@@ -34,12 +34,13 @@ from wsgiserve.client.errors import (
     ServerDisconnected,
     TotalTimeout,
     TransportError,
+    TruncatedResponse,
     WriteError,
-    translate_os_error,
-    translate_os_errors,
-    translate_protocol_error,
+    translate_error,
 )
+from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
+from wsgiserve.client.transport import Transport
 from wsgiserve.client.url import Origin
 from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
 from wsgiserve.http.events import (
@@ -55,8 +56,6 @@ from wsgiserve.http.limits import HttpLimits
 from wsgiserve.http.parser import ParserState, ResponseParser
 from wsgiserve.http.writer import BodyWriter, encode_request_head
 
-# Bytes asked of recv() at a time: what one loopback or TLS record read usually yields.
-RECV_BYTES: Final = 65536
 # A body this small goes out in the same send() as the head (one packet, no Nagle stall).
 _COALESCE_BYTES: Final = 16384
 _METHODS_WITH_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
@@ -78,14 +77,6 @@ class Timeouts:
     write_s: float | None = 60.0
     total_s: float | None = None
     expect_continue_s: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    """An HTTP proxy: ``origin`` to connect to, and its Proxy-Authorization value."""
-
-    origin: Origin
-    authorization: str | None = None
 
 
 class ConnectionState(Enum):
@@ -128,12 +119,16 @@ class Connection:
         self.timeouts = timeouts
         self._ssl_context = ssl_context
         self._limits = limits
-        self._sock: socket.socket | None = None
+        self._transport: Transport | None = None
         self._parser = ResponseParser(limits)
         self._state = ConnectionState.NEW
-        self._socket_timeout: float | None = -1.0   # what settimeout() was last given
         self._must_close = False
         self._has_response_bytes = False
+        self._is_body_until_close = False   # the response's body ends with the connection
+        # The exchange whose body is being read: its deadline, and who takes the connection
+        # back once the body has ended.
+        self._deadline: float | None = None
+        self._on_release: Callable[[Connection], None] | None = None
         self._where = origin.host_port
 
     # -- state ------------------------------------------------------------------------------
@@ -152,37 +147,20 @@ class Connection:
 
     def is_reusable(self) -> bool:
         """True when idle and the server has neither closed nor sent anything since."""
-        sock = self._sock
-        if self._state is not ConnectionState.IDLE or sock is None:
+        transport = self._transport
+        if self._state is not ConnectionState.IDLE or transport is None:
             return False
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        if not readable:
+        if not transport.has_input_while_idle():
             return True
-        if isinstance(sock, ssl.SSLSocket):
-            # A TLS 1.3 session ticket can arrive late and make the socket readable.
-            sock.setblocking(False)
-            self._socket_timeout = 0.0
-            try:
-                sock.recv(1)
-            except ssl.SSLWantReadError:
-                return True
-            except OSError:
-                pass
         self.close()
         return False
 
     def close(self) -> None:
         """Close the socket; idempotent."""
         self._state = ConnectionState.CLOSED
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
 
     # -- connecting ---------------------------------------------------------------------------
     def connect(self, deadline: float | None = None) -> None:
@@ -195,22 +173,21 @@ class Connection:
         if self._state is not ConnectionState.NEW:
             raise AssertionError(f"connect() in state {self._state}")
         target = self.proxy.origin if self.proxy is not None else self.origin
-        where = target.host_port
         try:
             timeout = self._limit(self.timeouts.connect_s, deadline)
-            with translate_os_errors(Phase.CONNECT, where):
-                sock = socket.create_connection((target.host, target.port), timeout=timeout)
-            self._sock = sock
-            self._socket_timeout = timeout
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                self._transport = Transport.open(target.host, target.port, timeout)
+            except OSError as exc:
+                raise translate_error(exc, Phase.CONNECT, target.host_port) from exc
             if self.proxy is not None and self.origin.is_tls:
                 self._open_tunnel(deadline)
             if self.origin.is_tls:
                 assert self._ssl_context is not None
-                self._set_timeout(self._limit(self.timeouts.connect_s, deadline))
-                with translate_os_errors(Phase.TLS, self._where):
-                    self._sock = self._ssl_context.wrap_socket(
-                        sock, server_hostname=self.origin.host)
+                timeout = self._limit(self.timeouts.connect_s, deadline)
+                try:
+                    self._transport.start_tls(self._ssl_context, self.origin.host, timeout)
+                except OSError as exc:
+                    raise translate_error(exc, Phase.TLS, self._where) from exc
         except BaseException:
             self.close()
             raise
@@ -253,7 +230,7 @@ class Connection:
         Raises:
             InvalidRequest: a field or the target is invalid (nothing was sent).
             ServerDisconnected: the server closed before the first response byte.
-            ProtocolError, TimeoutError, TransportError: the connection is CLOSED.
+            ProtocolError, RequestTimeout, TransportError: the connection is CLOSED.
         """
         framing = choose_request_framing(
             body.content_length if body is not None else None, body is not None)
@@ -269,7 +246,7 @@ class Connection:
         try:
             head = encode_request_head(method, target, fields)
         except LocalProtocolError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise translate_error(exc, Phase.REQUEST) from exc
         if self._state is ConnectionState.NEW:
             self.connect(deadline)
         elif self._state is not ConnectionState.IDLE:
@@ -279,6 +256,7 @@ class Connection:
             on_head_sent(head)
         self._set_state(ConnectionState.SENDING)
         self._has_response_bytes = False
+        self._is_body_until_close = False
         self._must_close = any(name.lower() == "connection" and "close" in value.lower()
                                for name, value in fields)
         interim: list[InformationalResponse] = []
@@ -293,9 +271,10 @@ class Connection:
             raise
         if not final.keep_alive:
             self._must_close = True
+        self._is_body_until_close = final.framing.kind is BodyKind.UNTIL_CLOSE
+        self._deadline, self._on_release = deadline, on_release
         self._set_state(ConnectionState.READING_BODY)
-        return Response(final, self, url=url, interim=interim, deadline=deadline,
-                        on_release=on_release)
+        return Response(final, self, url=url, interim=interim)
 
     def _send_request(self, head: bytes, body: RequestBody | None, framing: Framing,
                       deadline: float | None, expect_continue: bool,
@@ -340,14 +319,14 @@ class Connection:
         try:
             return writer.write(piece)
         except LocalProtocolError as exc:
-            raise InvalidRequest(f"request body: {exc}") from exc
+            raise translate_error(exc, Phase.REQUEST, "request body") from exc
 
     @staticmethod
     def _end(writer: BodyWriter) -> bytes:
         try:
             return writer.end()
         except LocalProtocolError as exc:
-            raise InvalidRequest(f"request body: {exc}") from exc
+            raise translate_error(exc, Phase.REQUEST, "request body") from exc
 
     def _send_body_piece(self, data: bytes, deadline: float | None) -> None:
         try:
@@ -355,19 +334,10 @@ class Connection:
         except TransportError:
             # The server may have answered early (413, 401...) and closed: that answer is
             # worth more than the write error. Nothing more can be sent either way.
-            if self._sock is None or not self._peer_has_answered():
+            if self._transport is None or not self._transport.is_readable():
                 raise
             self._must_close = True
             raise _EarlyResponse() from None
-
-    def _peer_has_answered(self) -> bool:
-        sock = self._sock
-        assert sock is not None  # the caller checked
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return bool(readable)
 
     def _await_continue(self, deadline: float | None, interim: list[InformationalResponse],
                         on_informational: InformationalCallback | None) -> ResponseHead | None:
@@ -375,13 +345,10 @@ class Connection:
         wait_until = time.monotonic() + self.timeouts.expect_continue_s
         while True:
             remaining = wait_until - time.monotonic()
-            if remaining <= 0 or self._sock is None:
+            if remaining <= 0 or self._transport is None:
                 return None
-            if self._parser.buffered_bytes == 0:
-                readable, _, _ = select.select([self._sock], [], [], remaining)
-                if not readable and not (isinstance(self._sock, ssl.SSLSocket)
-                                         and self._sock.pending()):
-                    return None
+            if self._parser.buffered_bytes == 0 and not self._transport.is_readable(remaining):
+                return None
             event = self._next_event(deadline)
             if isinstance(event, InformationalResponse):
                 self._report(event, interim, on_informational)
@@ -411,27 +378,51 @@ class Connection:
         if on_informational is not None:
             on_informational(event)
 
-    def next_body_event(self, deadline: float | None) -> Data | EndOfMessage:
-        """Return the next piece of the response body, or its end (for ``Response``)."""
+    # -- the response body (response.BodyStream) -----------------------------------------------
+    def read_event(self) -> Data | EndOfMessage:
+        """Return the next piece of the response body, or its end.
+
+        At the end the connection goes IDLE and to ``on_release`` (the pool), or closes.
+
+        Raises:
+            ClientError: the connection is then CLOSED. ``TruncatedResponse``: a body that
+                ends with the connection ended without TLS close_notify.
+        """
+        if self._state is not ConnectionState.READING_BODY:
+            raise ClientError(f"{self._where}: no response body is being read "
+                              f"(the connection is {self._state.value})")
         try:
-            event = self._next_event(deadline)
+            event = self._next_event(self._deadline)
         except BaseException:
             self.close()
             raise
-        if type(event) is Data or type(event) is EndOfMessage:
+        if type(event) is Data:
+            return event
+        if type(event) is EndOfMessage:
+            if self._is_body_until_close and self._transport is not None \
+                    and self._transport.is_truncated:
+                # RFC 9112 §9.8: only close_notify says the close is the server's own.
+                self.close()
+                raise TruncatedResponse(
+                    f"{self._where}: the TLS connection closed without close_notify, so the "
+                    "body (delimited by the close) may be truncated")
+            self._finish_response()
             return event
         self.close()
         raise ProtocolError(f"{self._where}: unexpected {event!r} inside a response body")
 
-    def finish_response(self) -> None:
-        """After EndOfMessage: go IDLE for the next request, or close."""
+    def _finish_response(self) -> None:
+        """After EndOfMessage: go IDLE for the next request (and to ``on_release``), or close."""
+        on_release, self._on_release = self._on_release, None
         # Bytes already waiting after a complete response were never asked for: whatever
         # they are, the next response could not be told apart from them.
         if self._must_close or self._parser.buffered_bytes \
                 or self._parser.state is not ParserState.HEAD:
             self.close()
-        else:
-            self._set_state(ConnectionState.IDLE)
+            return
+        self._set_state(ConnectionState.IDLE)
+        if on_release is not None:
+            on_release(self)
 
     # -- socket edge --------------------------------------------------------------------------
     def _next_event(self, deadline: float | None) -> object:
@@ -440,7 +431,7 @@ class Connection:
             try:
                 event = parser.next_event()
             except RemoteProtocolError as exc:
-                raise translate_protocol_error(exc) from exc
+                raise translate_error(exc, Phase.READ) from exc
             if event is not NEED_DATA:
                 if type(event) is ConnectionClosed and not self._has_response_bytes:
                     raise ServerDisconnected(
@@ -452,37 +443,25 @@ class Connection:
             parser.feed(data)
 
     def _recv(self, deadline: float | None) -> bytes:
-        sock = self._sock
-        if sock is None:
+        transport = self._transport
+        if transport is None:
             raise ReadError(f"{self._where}: the connection is closed")
-        self._set_timeout(self._limit(self.timeouts.read_s, deadline))
+        timeout = self._limit(self.timeouts.read_s, deadline)
         try:
-            return sock.recv(RECV_BYTES)
+            return transport.recv(timeout)
         except OSError as exc:
-            error = translate_os_error(exc, Phase.READ, self._where)
-            if isinstance(error, ReadError) and not self._has_response_bytes:
-                error = ServerDisconnected(str(error))
-            elif self._deadline_passed(deadline):
-                error = TotalTimeout("the total time limit was reached")
-            raise error from exc
+            phase = Phase.READ if self._has_response_bytes else Phase.AWAIT
+            raise translate_error(exc, phase, self._where, deadline) from exc
 
     def _send(self, data: bytes, deadline: float | None) -> None:
-        sock = self._sock
-        if sock is None:
+        transport = self._transport
+        if transport is None:
             raise WriteError(f"{self._where}: the connection is closed")
-        self._set_timeout(self._limit(self.timeouts.write_s, deadline))
+        timeout = self._limit(self.timeouts.write_s, deadline)
         try:
-            sock.sendall(data)
+            transport.send(data, timeout)
         except OSError as exc:
-            error = translate_os_error(exc, Phase.WRITE, self._where)
-            if self._deadline_passed(deadline):
-                error = TotalTimeout("the total time limit was reached")
-            raise error from exc
-
-    def _set_timeout(self, timeout: float | None) -> None:
-        if timeout != self._socket_timeout and self._sock is not None:
-            self._sock.settimeout(timeout)
-            self._socket_timeout = timeout
+            raise translate_error(exc, Phase.WRITE, self._where, deadline) from exc
 
     @staticmethod
     def _limit(timeout_s: float | None, deadline: float | None) -> float | None:
@@ -493,10 +472,6 @@ class Connection:
         if remaining <= 0:
             raise TotalTimeout("the total time limit was reached")
         return remaining if timeout_s is None else min(timeout_s, remaining)
-
-    @staticmethod
-    def _deadline_passed(deadline: float | None) -> bool:
-        return deadline is not None and time.monotonic() >= deadline - 0.001
 
 
 class _EarlyResponse(Exception):

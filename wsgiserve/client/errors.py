@@ -1,8 +1,8 @@
-"""The client's error tree, and the one place where ``OSError`` and ``ssl`` errors become it.
+"""The client's error tree, and its one translator: ``translate_error``.
 
 Every class carries the curl exit status the command line answers with, so ``cli.py``
-needs one ``except ClientError``. ``translate_os_errors`` wraps socket calls in
-``connection.py``; the original exception is always kept as ``__cause__``.
+needs one ``except ClientError``. Socket, ``ssl`` and protocol-core errors become client
+errors in ``translate_error`` only; the original exception is kept as ``__cause__``.
 """
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import builtins
 import errno
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import warnings
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Final
 
-from wsgiserve.http.errors import IncompleteMessage, RemoteProtocolError
+from wsgiserve.http.errors import IncompleteMessage, LocalProtocolError
+from wsgiserve.http.errors import ProtocolError as HttpProtocolError
 
 
 class ClientError(Exception):
@@ -55,25 +56,30 @@ class ProxyError(ConnectError):
     exit_code = 56
 
 
-class TimeoutError(ClientError):  # noqa: A001 - the client's own timeout family
-    """A time limit ran out. Not the builtin ``TimeoutError``, which is an ``OSError``."""
+class RequestTimeout(ClientError, builtins.TimeoutError):
+    """A time limit ran out.
+
+    Also a builtin ``TimeoutError`` (so an ``OSError``), as ``socket.timeout`` is: an
+    ``except TimeoutError`` around a request catches it. Named ``TimeoutError`` up to 0.1.0;
+    that name stays importable from ``wsgiserve.client``, deprecated, for one release.
+    """
 
     exit_code = 28
 
 
-class ConnectTimeout(TimeoutError, ConnectError):
+class ConnectTimeout(RequestTimeout, ConnectError):
     exit_code = 28
 
 
-class ReadTimeout(TimeoutError):
+class ReadTimeout(RequestTimeout):
     """No byte arrived for ``read_s`` seconds."""
 
 
-class WriteTimeout(TimeoutError):
+class WriteTimeout(RequestTimeout):
     """The peer accepted no byte for ``write_s`` seconds."""
 
 
-class TotalTimeout(TimeoutError):
+class TotalTimeout(RequestTimeout):
     """The whole exchange (connect, request, response, redirects) took over ``total_s``."""
 
 
@@ -125,6 +131,16 @@ class IncompleteResponse(ProtocolError):
     exit_code = 18  # curl: "Partial file"
 
 
+class TruncatedResponse(IncompleteResponse):
+    """A body delimited by the close ended with a TCP close but no TLS close_notify.
+
+    RFC 9112 §9.8: without close_notify the end cannot be told from a truncation attack,
+    so the body is not known to be complete.
+    """
+
+    exit_code = 56  # recent curl on OpenSSL 3: "unexpected eof while reading", a receive failure
+
+
 class TooManyRedirects(ClientError):
     exit_code = 47
 
@@ -140,71 +156,104 @@ class HTTPStatusError(ClientError):
 
 
 class Phase(Enum):
-    """What the socket call being translated was doing: it picks the error class."""
+    """What the call that failed was doing: it picks the error class and the message."""
 
+    REQUEST = "request"        # turning the caller's values into bytes: nothing was sent
+    TLS_FILES = "load TLS files"
     CONNECT = "connect"
-    TLS = "tls"
+    TLS = "TLS handshake"
     WRITE = "write"
+    AWAIT = "await"            # reading, before the first byte of the response
     READ = "read"
 
 
-_TIMEOUTS: dict[Phase, type[TimeoutError]] = {
+_TIMEOUTS: Final[dict[Phase, type[RequestTimeout]]] = {
     Phase.CONNECT: ConnectTimeout, Phase.TLS: ConnectTimeout,
-    Phase.WRITE: WriteTimeout, Phase.READ: ReadTimeout,
+    Phase.WRITE: WriteTimeout, Phase.AWAIT: ReadTimeout, Phase.READ: ReadTimeout,
 }
-_FAILURES: dict[Phase, type[ClientError]] = {
-    Phase.CONNECT: ConnectError, Phase.TLS: TLSError,
-    Phase.WRITE: WriteError, Phase.READ: ReadError,
+# The class and message of any other OSError, by phase.
+_FAILURES: Final[dict[Phase, tuple[type[ClientError], str]]] = {
+    Phase.REQUEST: (InvalidRequest, "{where}: {reason}"),
+    Phase.TLS_FILES: (TLSError, "cannot load TLS files ({where}): {reason}"),
+    Phase.CONNECT: (ConnectError, "failed to connect to {where}: {reason}"),
+    Phase.TLS: (TLSError, "{where}: TLS handshake failed: {reason}"),
+    Phase.WRITE: (WriteError, "{where}: write failed: {reason}"),
+    # On a reused keep-alive connection this is the server's idle timeout (a reset):
+    # the pool may retry.
+    Phase.AWAIT: (ServerDisconnected, "{where}: the server closed the connection without "
+                                      "a response: {reason}"),
+    Phase.READ: (ReadError, "{where}: read failed: {reason}"),
 }
+_CLOSED_WHILE_SENDING: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
-def translate_protocol_error(exc: RemoteProtocolError) -> ProtocolError:
-    """Return the client error for an error of the protocol core (the caller raises it)."""
-    if isinstance(exc, IncompleteMessage):
-        error: ProtocolError = IncompleteResponse(str(exc))
-    else:
-        error = ProtocolError(str(exc))
-    error.__cause__ = exc
-    return error
+def translate_error(exc: OSError | HttpProtocolError, phase: Phase, where: str = "",
+                    deadline: float | None = None) -> ClientError:
+    """Return the ``ClientError`` for an error of a socket call or of the protocol core.
 
-
-def translate_os_error(exc: OSError, phase: Phase, where: str) -> ClientError:
-    """Return the ``ClientError`` for an ``OSError`` (``ssl.SSLError`` and ``socket.gaierror``
-    included); the caller raises it ``from exc`` so the OS error stays the cause.
+    The caller raises it ``from exc``, so the original error stays the ``__cause__``.
 
     Args:
-        phase: what the failed call did; decides between e.g. ``ConnectTimeout`` and
+        exc: an ``OSError`` (``ssl.SSLError``, ``socket.gaierror`` and ``socket.timeout``
+            included), a ``LocalProtocolError`` (the request would be invalid on the wire)
+            or a ``RemoteProtocolError`` (the response is invalid; in ``Phase.REQUEST``, a
+            value the caller gave is).
+        phase: what the failed call did: it decides between e.g. ``ConnectTimeout`` and
             ``ReadTimeout``.
-        where: ``host:port`` for the message.
+        where: ``host:port`` (or the files) for the message; empty for protocol errors.
+        deadline: the exchange's ``time.monotonic()`` deadline: a timeout at or after it
+            is a ``TotalTimeout``.
     """
+    prefix = f"{where}: " if where else ""
+    if isinstance(exc, LocalProtocolError) or (isinstance(exc, HttpProtocolError)
+                                               and phase is Phase.REQUEST):
+        return InvalidRequest(prefix + str(exc))
+    if isinstance(exc, IncompleteMessage):
+        return IncompleteResponse(prefix + str(exc))
+    if isinstance(exc, HttpProtocolError):
+        return ProtocolError(prefix + str(exc))
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return CertificateError(f"{where}: certificate verification failed: "
+        return CertificateError(f"{prefix}certificate verification failed: "
                                 f"{exc.verify_message or exc.reason}")
-    if isinstance(exc, ssl.CertificateError):  # hostname mismatch on older OpenSSL paths
-        return CertificateError(f"{where}: {exc}")
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"{where}: TLS error: {exc.reason or exc}")
+    if isinstance(exc, ssl.SSLError) and phase is not Phase.TLS_FILES:
+        # reason is set by the ssl module's C code only (not on an SSLError built in Python).
+        return TLSError(f"{prefix}TLS error: {getattr(exc, 'reason', None) or exc}")
     if isinstance(exc, socket.gaierror):
         return NameResolutionError(f"could not resolve host {where}: {exc.strerror}")
     if isinstance(exc, builtins.TimeoutError):  # socket.timeout is this class since 3.10
-        return _TIMEOUTS[phase](f"{where}: {phase.value} timed out")
-    return _os_error(phase, where, exc)
-
-
-@contextmanager
-def translate_os_errors(phase: Phase, where: str) -> Iterator[None]:
-    """Raise the ``translate_os_error`` of an ``OSError`` raised inside the block."""
-    try:
-        yield
-    except OSError as exc:
-        raise translate_os_error(exc, phase, where) from exc
-
-
-def _os_error(phase: Phase, where: str, exc: OSError) -> ClientError:
+        if deadline is not None and time.monotonic() >= deadline - 0.001:
+            return TotalTimeout("the total time limit was reached")
+        return _TIMEOUTS.get(phase, RequestTimeout)(f"{prefix}{phase.value} timed out")
     reason = exc.strerror or str(exc) or type(exc).__name__
-    if phase is Phase.CONNECT:
-        return ConnectError(f"failed to connect to {where}: {reason}")
-    if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED) \
-            and phase is Phase.WRITE:
+    if phase is Phase.WRITE and exc.errno in _CLOSED_WHILE_SENDING:
         return WriteError(f"{where}: connection closed by the server while sending: {reason}")
-    return _FAILURES[phase](f"{where}: {phase.value} failed: {reason}")
+    cls, message = _FAILURES[phase]
+    return cls(message.format(where=where, reason=reason))
+
+
+# Names kept for one release after a rename: old name -> the class it now is.
+_DEPRECATED_NAMES: Final[dict[str, type[ClientError]]] = {"TimeoutError": RequestTimeout}
+
+if TYPE_CHECKING:
+    TimeoutError = RequestTimeout  # deprecated: see deprecated_name()
+
+
+def deprecated_name(module: str, name: str) -> type[ClientError]:
+    """Return the class an old name stands for, with a ``DeprecationWarning`` (the module
+    ``__getattr__`` of ``errors`` and of ``wsgiserve.client``).
+
+    Raises:
+        AttributeError: ``name`` is not a deprecated name either.
+    """
+    try:
+        cls = _DEPRECATED_NAMES[name]
+    except KeyError:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
+    # stacklevel 3: the caller of the module's __getattr__ (the import or attribute access).
+    warnings.warn(f"{module}.{name} is deprecated and goes in the next release: use "
+                  f"{cls.__name__}", DeprecationWarning, stacklevel=3)
+    return cls
+
+
+def __getattr__(name: str) -> type[ClientError]:
+    return deprecated_name(__name__, name)

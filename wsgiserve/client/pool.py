@@ -2,8 +2,7 @@
 
 ``Pool.request`` builds the request (default fields, framing from the body), picks an
 idle connection for the origin (or the proxy), sends, and follows redirects when asked.
-Imported by ``wsgiserve.client`` and the CLI; it is the only module that owns
-connections past one exchange.
+It is the only module that owns connections past one exchange.
 """
 from __future__ import annotations
 
@@ -16,14 +15,16 @@ from typing import Final
 
 from wsgiserve import __version__
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import Connection, InformationalCallback, Proxy, Timeouts
+from wsgiserve.client.connection import Connection, InformationalCallback, Timeouts
 from wsgiserve.client.errors import (
     InvalidRequest,
+    Phase,
     ServerDisconnected,
     TooManyRedirects,
     WriteError,
+    translate_error,
 )
-from wsgiserve.client.proxy import is_excluded, parse_proxy_url, proxy_for
+from wsgiserve.client.proxy import Proxy, is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
@@ -309,9 +310,10 @@ def _prepare(headers: Headers | None, body: BodyValue | RequestBody,
         lowered = name.lower()
         if lowered == "content-length":
             try:
-                content_length = parse_content_length([value.encode("latin-1")])
-            except (RemoteProtocolError, UnicodeEncodeError):
-                raise InvalidRequest(f"invalid Content-Length {value!r}") from None
+                # A non-latin-1 character becomes "?", which is no digit either.
+                content_length = parse_content_length([value.encode("latin-1", "replace")])
+            except RemoteProtocolError as exc:
+                raise translate_error(exc, Phase.REQUEST) from exc
         elif lowered == "transfer-encoding":
             if value.strip().lower() != "chunked":
                 raise InvalidRequest(f"unsupported Transfer-Encoding {value!r} (only chunked)")

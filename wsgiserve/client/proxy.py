@@ -1,8 +1,9 @@
-"""Which proxy a URL goes through: ``http_proxy``, ``https_proxy``, ``all_proxy``, ``no_proxy``.
+"""Proxies: the ``Proxy`` value, and which one a URL goes through (``http_proxy``,
+``https_proxy``, ``all_proxy``, ``no_proxy``).
 
-Pure functions over an environment mapping; imported by the pool. Plain http requests
-are forwarded in absolute-form (RFC 9112 §3.2.2); https goes through a CONNECT tunnel
-(RFC 9110 §9.3.6), opened by ``connection.py``.
+Values and pure functions over an environment mapping; no socket work. Plain http
+requests are forwarded in absolute-form (RFC 9112 §3.2.2); https goes through a CONNECT
+tunnel (RFC 9110 §9.3.6), which the connection opens.
 """
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import base64
 import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from wsgiserve.client.connection import Proxy
 from wsgiserve.client.errors import InvalidURL
 from wsgiserve.client.url import Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy: ``origin`` to connect to, and its Proxy-Authorization value."""
+
+    origin: Origin
+    authorization: str | None = None
 
 
 def _variable(environ: Mapping[str, str], name: str) -> str | None:

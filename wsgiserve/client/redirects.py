@@ -1,8 +1,8 @@
 """What the next request is after a redirect: RFC 9110 §15.4 method rules, credentials.
 
-Pure functions; imported by the pool. 303 turns any method but HEAD into GET; 301 and
-302 turn POST into GET (what every browser does, RFC 9110 §15.4.2-3 allow it); 307 and
-308 keep the method and the body. Credentials never cross to another origin.
+Pure functions. 303 turns any method but HEAD into GET; 301 and 302 turn POST into GET
+(what every browser does, RFC 9110 §15.4.2-3 allow it); 307 and 308 keep the method and
+the body. Credentials never cross to another origin.
 """
 from __future__ import annotations
 

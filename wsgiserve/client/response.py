@@ -1,13 +1,13 @@
 """The response a caller holds: status and head at once, the body streamed on demand.
 
-``Response`` pulls body events from its ``Connection`` only when iterated or read, then
-hands the connection back (``on_release``) when the body ended cleanly and the
-connection may be reused, or closes it. Imported by the connection, the pool and the CLI.
+``Response`` pulls body events from a ``BodyStream`` only when iterated or read. The
+stream belongs to whoever read the head (a connection): it knows how to read the rest,
+and what to do with the connection once the body has ended (reuse it, or close it).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Protocol
 
 from wsgiserve.client.errors import ClientError, HTTPStatusError
 from wsgiserve.client.redirects import REDIRECT_STATUSES
@@ -15,8 +15,22 @@ from wsgiserve.http.events import Data, EndOfMessage, InformationalResponse
 from wsgiserve.http.events import Response as ResponseHead
 from wsgiserve.http.headers import Headers
 
-if TYPE_CHECKING:
-    from wsgiserve.client.connection import Connection
+
+class BodyStream(Protocol):
+    """Where a response's body comes from, one event at a time."""
+
+    def read_event(self) -> Data | EndOfMessage:
+        """Return the next piece of the body, or its end (after which it is not called
+        again: the connection behind the stream may already carry another exchange).
+
+        Raises:
+            ClientError: the body cannot be read (the stream is then closed).
+        """
+        ...
+
+    def close(self) -> None:
+        """Give up the rest of the body (its connection cannot be reused); idempotent."""
+        ...
 
 
 class Response:
@@ -32,9 +46,8 @@ class Response:
         trailers: fields of a chunked body's trailer section, once the body has ended.
     """
 
-    def __init__(self, head: ResponseHead, connection: Connection, *, url: str,
-                 interim: list[InformationalResponse], deadline: float | None,
-                 on_release: Callable[[Connection], None] | None = None):
+    def __init__(self, head: ResponseHead, body: BodyStream, *, url: str,
+                 interim: list[InformationalResponse]):
         self.status = head.status
         self.reason = head.reason.decode("latin-1")
         self.http_version = head.http_version.decode("ascii")
@@ -44,9 +57,7 @@ class Response:
         self.history: list[Response] = []
         self.trailers: Headers | None = None
         self._head = head
-        self._connection: Connection | None = connection
-        self._deadline = deadline
-        self._on_release = on_release
+        self._body: BodyStream | None = body
         self._content: bytes | None = None
 
     def __repr__(self) -> str:
@@ -103,23 +114,20 @@ class Response:
             if self._content:
                 yield self._content
             return
-        connection = self._connection
-        if connection is None:
+        body = self._body
+        if body is None:
             if self.trailers is None:
                 raise ClientError("the response was closed before its body was read")
             return
         try:
             while True:
-                event = connection.next_body_event(self._deadline)
+                event = body.read_event()
                 if type(event) is Data:
                     yield event.data
                     continue
                 assert isinstance(event, EndOfMessage)
+                self._body = None
                 self.trailers = event.trailers
-                self._connection = None
-                connection.finish_response()
-                if connection.is_idle and self._on_release is not None:
-                    self._on_release(connection)
                 return
         except BaseException:
             self.close()
@@ -149,7 +157,6 @@ class Response:
 
     def close(self) -> None:
         """Stop reading. A body not read to the end costs the connection (it is closed)."""
-        connection = self._connection
-        self._connection = None
-        if connection is not None:
-            connection.close()
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()

@@ -1,14 +1,13 @@
 """Client-side ``SSLContext``: built once per pool (never per connection), verifying by default.
 
-Imported by ``pool.py`` and ``cli.py``. The server's TLS lives in ``wsgiserve/tls.py``;
-the two never import each other.
+The server's TLS lives in ``wsgiserve/tls.py``; the two never import each other.
 """
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 
-from wsgiserve.client.errors import TLSError
+from wsgiserve.client.errors import Phase, translate_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,8 @@ def create_client_context(settings: TLSSettings = TLSSettings()) -> ssl.SSLConte
             context.verify_mode = ssl.CERT_NONE
         if settings.certfile is not None:
             context.load_cert_chain(settings.certfile, settings.keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise TLSError(f"cannot load TLS files: {exc}") from exc
+    except OSError as exc:  # ssl.SSLError is one
+        files = ", ".join(f for f in (settings.cafile, settings.certfile, settings.keyfile) if f)
+        raise translate_error(exc, Phase.TLS_FILES, files or "system trust store") from exc
     context.set_alpn_protocols(["http/1.1"])
     return context

@@ -1,6 +1,6 @@
 """URLs as the client needs them: origin (scheme, host, port), request target, Host value.
 
-Pure functions over ``str``; imported by the pool, redirects, proxy and the CLI.
+Pure functions over ``str``.
 """
 from __future__ import annotations
 

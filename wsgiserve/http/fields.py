@@ -15,16 +15,20 @@ from wsgiserve.http.errors import FieldTooLarge, RemoteProtocolError, TooManyFie
 from wsgiserve.http.headers import TCHAR, Headers
 from wsgiserve.http.limits import HttpLimits
 
-__all__ = ["VALUE_CHARS", "FieldShape", "parse_field_block"]
+__all__ = ["VALUE_CHARS", "FieldShape", "parse_field_block", "unfold_obs_fold"]
 
 # RFC 9110 §5.5: a field value's bytes: anything but NUL, the other controls (HTAB aside),
 # and DEL. (CR and LF end the line.)
 VALUE_CHARS: Final = rb"[^\x00-\x08\x0a-\x1f\x7f]"
 # RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, and nothing else: no
-# whitespace before the colon (§5.1 MUST reject), no obs-fold (§5.2: we reject), no bare CR
-# or LF, no NUL or other controls in values.
+# whitespace before the colon (§5.1 MUST reject), no obs-fold (§5.2: a server may reject it;
+# a user agent unfolds it first, with unfold_obs_fold), no bare CR or LF, no NUL or other
+# controls in values.
 _FIELD_LINE_RE: Final = re.compile(rb"[" + TCHAR + rb"]+:[ \t]*" + VALUE_CHARS + rb"*\r\n")
 _TOKEN_RE: Final = re.compile(rb"[" + TCHAR + rb"]+")
+# RFC 9112 §5.2: obs-fold = OWS CRLF RWS. A line that starts with SP or HTAB continues
+# the field line before it.
+_OBS_FOLD_RE: Final = re.compile(rb"[ \t]*\r\n[ \t]+")
 # Bytes allowed in no field line: the controls but HTAB, and DEL. CR and LF are among them:
 # a block is valid only if deleting these removes exactly one CRLF per line. (Deleting the
 # few bad bytes is cheaper than deleting the many good ones: translate's cost grows with
@@ -97,6 +101,17 @@ def parse_field_block(block: bytes, limits: HttpLimits) -> tuple[Headers, FieldS
             if len(line) > limit:
                 raise FieldTooLarge("a header field is longer than the limit")
     return Headers(fields, seen[0]), seen[1]
+
+
+def unfold_obs_fold(block: bytes) -> bytes | None:
+    """Return ``block`` with each obs-fold replaced by one SP, or None if it has none.
+
+    RFC 9112 §5.2: a user agent MUST do this to a response's fields before interpreting
+    them. Whitespace at the very start of the block continues no line and is left for
+    ``parse_field_block`` to refuse.
+    """
+    unfolded, count = _OBS_FOLD_RE.subn(b" ", block)
+    return unfolded if count else None
 
 
 def _are_tokens(joined: bytes, count: int) -> bool:

@@ -202,6 +202,7 @@ class ResponseParser(BaseParser):
     """
 
     __slots__ = ("_methods",)
+    unfolds_obs_fold = True   # RFC 9112 §5.2: a user agent MUST replace obs-fold with SP
 
     def __init__(self, limits: HttpLimits | None = None) -> None:
         super().__init__(limits)
@@ -230,7 +231,11 @@ class ResponseParser(BaseParser):
         version = b"1.0" if minor == b"0" else b"1.1"
         if head[line_end + 2:line_end + 3] in (b" ", b"\t"):
             raise RemoteProtocolError("whitespace before the first header field")
-        headers = parse_field_block(head[line_end + 2:], self.limits)[0]
+        block = head[line_end + 2:]
+        try:
+            headers = parse_field_block(block, self.limits)[0]
+        except RemoteProtocolError as exc:  # costs nothing unless raised
+            headers = self._parse_folded_fields(block, exc)
         status = int(code)
         method = self._methods[0]
         if 100 <= status < 200 and status != 101:

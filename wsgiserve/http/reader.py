@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Final
+from typing import ClassVar, Final
 
 from wsgiserve.http.errors import (
     BodyTooLarge,
@@ -38,9 +38,9 @@ from wsgiserve.http.events import (
     Event,
     Sentinel,
 )
-from wsgiserve.http.fields import parse_field_block
+from wsgiserve.http.fields import parse_field_block, unfold_obs_fold
 from wsgiserve.http.framing import BodyKind, Framing
-from wsgiserve.http.headers import TCHAR
+from wsgiserve.http.headers import TCHAR, Headers
 from wsgiserve.http.limits import HttpLimits
 
 __all__ = ["TRANSITIONS", "BaseParser", "ParserEvent", "ParserState"]
@@ -104,6 +104,10 @@ class BaseParser:
 
     __slots__ = ("limits", "_buffer", "_pos", "_scan", "_peer_closed", "_state", "_remaining",
                  "_body_bytes", "_keep_alive")
+
+    # RFC 9112 §5.2: whether this role replaces obs-fold in field lines by SP (a user agent
+    # MUST, in a response) instead of refusing it (what a server may do, and ours does).
+    unfolds_obs_fold: ClassVar[bool] = False
 
     def __init__(self, limits: HttpLimits | None = None) -> None:
         self.limits = limits or _DEFAULT_LIMITS
@@ -259,6 +263,14 @@ class BaseParser:
             if size > limit + 1 or (size == limit + 1 and buf[pos + limit] != 13):
                 raise RequestLineTooLong("the request line is longer than the limit")
 
+    def _parse_folded_fields(self, block: bytes, error: RemoteProtocolError) -> Headers:
+        """``parse_field_block`` refused ``block`` with ``error``: parse it again unfolded
+        if this role unfolds obs-fold and the block has one, else raise ``error``."""
+        unfolded = unfold_obs_fold(block) if self.unfolds_obs_fold else None
+        if unfolded is None:
+            raise error
+        return parse_field_block(unfolded, self.limits)[0]
+
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
         if kind is _KIND_LENGTH or kind is _KIND_NONE:  # NO_BODY: a length of 0
@@ -392,7 +404,11 @@ class BaseParser:
             return NEED_DATA
         if end + 4 - pos > limit:
             raise HeadTooLarge("the trailer section is larger than the limit")
-        trailers = parse_field_block(bytes(buf[pos:end + 2]), self.limits)[0]
+        block = bytes(buf[pos:end + 2])
+        try:
+            trailers = parse_field_block(block, self.limits)[0]
+        except RemoteProtocolError as exc:  # costs nothing unless raised
+            trailers = self._parse_folded_fields(block, exc)
         self._pos = end + 4
         self._message_done()
         return EndOfMessage(trailers)
