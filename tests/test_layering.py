@@ -2,7 +2,8 @@
 
 cli -> server.arbiter -> server.worker -> server.connection -> {wsgi, tls, http};
 client -> {http}; http/ imports only the standard library (and never socket, ssl,
-selectors or logging); the config package (wsgiserve/config/) imports no other wsgiserve
+selectors or logging); http2/ likewise, and may import http/ (its field-character rules),
+and reads no clock; the config package (wsgiserve/config/) imports no other wsgiserve
 module: its modules import only each other.
 """
 from __future__ import annotations
@@ -55,6 +56,29 @@ def test_http_layer_is_sans_io_and_imports_nothing_above_it(path: Path) -> None:
         assert top not in {"socket", "ssl", "selectors", "logging", "select", "threading"}, name
         if top == "wsgiserve":
             assert name.startswith("wsgiserve.http"), name
+
+
+HTTP2_MODULES = _modules("http2")
+_SANS_IO_FORBIDDEN = {"socket", "ssl", "selectors", "logging", "select", "threading", "time"}
+
+
+def test_http2_modules_are_found() -> None:
+    assert PACKAGE / "http2" / "connection.py" in HTTP2_MODULES and len(HTTP2_MODULES) > 5
+
+
+@pytest.mark.parametrize("path", HTTP2_MODULES, ids=_ids(HTTP2_MODULES))
+def test_http2_layer_is_sans_io_and_imports_nothing_above_it(path: Path) -> None:
+    for name in _imports(path):
+        assert name.split(".")[0] not in _SANS_IO_FORBIDDEN, name
+        if name.split(".")[0] == "wsgiserve":
+            assert _within(name, "wsgiserve.http2", "wsgiserve.http"), name
+
+
+@pytest.mark.parametrize("path", HTTP2_MODULES, ids=_ids(HTTP2_MODULES))
+def test_http2_layer_reads_no_clock(path: Path) -> None:
+    # No time, datetime or monotonic reads: flood limits count frames, not seconds.
+    source = path.read_text(encoding="utf-8")
+    assert "datetime" not in _imports(path) and "monotonic" not in source, path
 
 
 CONFIG_MODULES = _modules("config")

@@ -1,0 +1,542 @@
+"""Reading frames: ``FrameReceiver.receive_data`` turns the peer's bytes into events.
+
+Each frame type has a handler that checks it against RFC 9113 and the state it applies
+to; a stream error a handler raises is answered with RST_STREAM here, and a connection
+error queues the GOAWAY and propagates. Every header block is decoded, whatever becomes of
+its stream, so that the decoder's table follows the peer's encoder (RFC 9113 §4.3).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from wsgiserve.http2.endpoint import (
+    NO_CONTENT_STATUSES,
+    ClosedBy,
+    ConnectionState,
+    Endpoint,
+    stream_error,
+)
+from wsgiserve.http2.errors import ErrorCode, Http2ConnectionError, Http2StreamError, error_code
+from wsgiserve.http2.events import (
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    InformationalResponseReceived,
+    PingAcked,
+    PingReceived,
+    RequestReceived,
+    ResponseReceived,
+    SettingsAcknowledged,
+    SettingsChanged,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from wsgiserve.http2.fields import MalformedFields, check_request, check_response, check_trailers
+from wsgiserve.http2.frames import (
+    ACK,
+    CLIENT_PREFACE,
+    END_HEADERS,
+    END_STREAM,
+    MAX_WINDOW,
+    PADDED,
+    PRIORITY,
+    FrameType,
+    headers_frames,
+    parse_goaway,
+    parse_priority,
+    parse_settings,
+    parse_uint32,
+    parse_window_update,
+    ping_frame,
+    read_frames,
+    rst_stream_frame,
+    settings_frame,
+    strip_padding,
+)
+from wsgiserve.http2.hpack import HeaderListTooLarge
+from wsgiserve.http2.limits import MAX_SETTINGS_ENTRIES
+from wsgiserve.http2.settings import Setting, check_setting
+from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+
+__all__ = ["FrameReceiver"]
+
+_KNOWN_SETTINGS: Final = frozenset(Setting)
+_S = StreamState
+_I = StreamInput
+
+
+class FrameReceiver(Endpoint):
+    """The receiving half of a connection."""
+
+    __slots__ = ()
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Read ``data`` from the peer; return what it did, in order.
+
+        Stream errors are answered here (RST_STREAM, and a ``StreamReset`` event with
+        ``remote=False`` for a stream the application knows). After a CLOSED connection,
+        data is ignored.
+
+        Raises:
+            Http2ConnectionError: the peer broke the protocol or flooded us; its GOAWAY is
+                queued and the connection is CLOSED. Send ``data_to_send()`` and close.
+        """
+        if self._state is ConnectionState.CLOSED:
+            return []
+        buffer = self._buffer + data if self._buffer else data
+        events: list[Event] = []
+        try:
+            pos = 0
+            if self._state is ConnectionState.PREFACE:
+                pos = self._read_preface(buffer)
+                if not pos:
+                    self._buffer = buffer
+                    return events
+            frames, pos = read_frames(buffer, pos, self._max_inbound_frame_size)
+            self._buffer = buffer[pos:]
+            handlers = _HANDLERS
+            guard = self._guard
+            for frame_type, flags, stream_id, payload in frames:
+                guard.count_frame()
+                if self._header_stream:
+                    if frame_type != FrameType.CONTINUATION or stream_id != self._header_stream:
+                        raise Http2ConnectionError("a header block interrupted by another frame")
+                elif self._state is not ConnectionState.OPEN and (
+                        frame_type != FrameType.SETTINGS or flags & ACK):
+                    raise Http2ConnectionError("the first frame is not SETTINGS")
+                if frame_type > FrameType.CONTINUATION:
+                    guard.count_glitch("unknown frame")    # RFC 9113 §4.1: ignored
+                    continue
+                try:
+                    handlers[frame_type](self, flags, stream_id, payload, events)
+                except Http2StreamError as exc:
+                    self._reset_for_error(exc, events)
+        except Http2ConnectionError as exc:
+            self._fail(exc)
+            raise
+        return events
+
+    def _read_preface(self, buffer: bytes) -> int:
+        if len(buffer) < len(CLIENT_PREFACE):
+            if not CLIENT_PREFACE.startswith(buffer):
+                raise Http2ConnectionError("invalid connection preface")
+            return 0
+        if not buffer.startswith(CLIENT_PREFACE):
+            raise Http2ConnectionError("invalid connection preface")
+        self._set_state(ConnectionState.SETTINGS)
+        return len(CLIENT_PREFACE)
+
+    def _reset_for_error(self, exc: Http2StreamError, events: list[Event]) -> None:
+        stream_id = exc.stream_id
+        self._out.append(rst_stream_frame(stream_id, exc.code))
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
+            self._close_stream(stream, ClosedBy.US, exc.code)
+            if stream.is_announced:
+                events.append(StreamReset(stream_id, exc.code, False))
+        else:
+            self._remember_closed(stream_id, ClosedBy.US, exc.code)
+        self._guard.count_reset()    # MadeYouReset (CVE-2025-8671): resets the peer causes
+
+    def _on_unknown_stream(self, stream_id: int, frame_type: FrameType) -> None:
+        """A frame for a stream that is not open: ignore it, or raise what §5.1 says."""
+        is_message = frame_type in (FrameType.DATA, FrameType.HEADERS)
+        closed = self._closed.get(stream_id)
+        if closed is not None:
+            if closed[0] is ClosedBy.US:
+                if is_message:
+                    self._guard.count_glitch("frames on reset streams")
+                return
+            if is_message:
+                raise stream_error(f"{frame_type.name} on closed stream {stream_id}",
+                                    stream_id, ErrorCode.STREAM_CLOSED)
+            return
+        if self._is_idle(stream_id):
+            raise Http2ConnectionError(f"{frame_type.name} on idle stream {stream_id}")
+        if frame_type is FrameType.HEADERS:
+            # RFC 9113 §5.1.1: a new stream's id must be greater than all before it.
+            raise Http2ConnectionError(f"HEADERS on stream {stream_id}, not a new stream id")
+        if frame_type is FrameType.DATA:
+            raise stream_error(f"DATA on closed stream {stream_id}", stream_id,
+                                ErrorCode.STREAM_CLOSED)
+
+    def _on_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
+        if not stream_id:
+            raise Http2ConnectionError("DATA on stream 0")
+        length = len(payload)
+        # RFC 9113 §6.9: every DATA frame counts against the connection window, even on
+        # a closed stream; the whole payload counts, padding included.
+        self._inbound_window -= length
+        if self._inbound_window < 0:
+            raise Http2ConnectionError("DATA beyond the connection window",
+                                       ErrorCode.FLOW_CONTROL_ERROR)
+        data = strip_padding(flags, payload) if flags & PADDED else payload
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._credit_connection(length)       # nobody will read it
+            self._on_unknown_stream(stream_id, FrameType.DATA)
+            return
+        stream.unacknowledged_bytes += length     # returned to the connection on close
+        stream.state = next_state(stream.state, _I.RECV_DATA, stream_id)
+        stream.inbound_window -= length
+        if stream.inbound_window < 0:
+            raise stream_error("DATA beyond the stream window", stream_id,
+                                ErrorCode.FLOW_CONTROL_ERROR)
+        if not stream.is_head_received:
+            raise stream_error("DATA before the head", stream_id)
+        stream.received_bytes += len(data)
+        end_stream = flags & END_STREAM
+        if stream.expected_length is not None and (
+                stream.received_bytes > stream.expected_length
+                or end_stream and stream.received_bytes != stream.expected_length):
+            # RFC 9113 §8.1.1: malformed.
+            raise stream_error("DATA does not match content-length", stream_id)
+        if length != len(data):
+            stream.unacknowledged_bytes -= length - len(data)
+            self._acknowledge(stream, length - len(data))      # padding: nobody reads it
+        if not data and not end_stream:
+            self._guard.count_glitch("empty DATA")
+        events.append(DataReceived(stream_id, data, length, bool(end_stream)))
+        if end_stream:
+            self._end_remote(stream, events)
+
+    def _on_window_update(self, flags: int, stream_id: int, payload: bytes,
+                          events: list[Event]) -> None:
+        increment = parse_window_update(payload)
+        self._guard.count_window_update()
+        if not stream_id:
+            if not increment:
+                raise Http2ConnectionError("WINDOW_UPDATE of 0 on the connection")
+            self._outbound_window += increment
+            if self._outbound_window > MAX_WINDOW:
+                raise Http2ConnectionError("connection window over 2^31-1",
+                                           ErrorCode.FLOW_CONTROL_ERROR)
+            events.append(WindowUpdated(0, increment))
+            return
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._on_unknown_stream(stream_id, FrameType.WINDOW_UPDATE)
+            return
+        if not increment:
+            raise stream_error("WINDOW_UPDATE of 0", stream_id)       # RFC 9113 §6.9
+        stream.state = next_state(stream.state, _I.RECV_WINDOW_UPDATE, stream_id)
+        stream.outbound_window += increment
+        if stream.outbound_window > MAX_WINDOW:
+            raise stream_error("stream window over 2^31-1", stream_id,
+                                ErrorCode.FLOW_CONTROL_ERROR)
+        events.append(WindowUpdated(stream_id, increment))
+
+    def _on_headers(self, flags: int, stream_id: int, payload: bytes,
+                    events: list[Event]) -> None:
+        if not stream_id:
+            raise Http2ConnectionError("HEADERS on stream 0")
+        if flags & PADDED:
+            payload = strip_padding(flags, payload)
+        error = None
+        if flags & PRIORITY:
+            try:
+                parse_priority(payload, stream_id)
+            except Http2StreamError as exc:
+                error = exc        # raised once the block has updated the decoder
+            payload = payload[5:]
+        if flags & END_HEADERS:
+            self._on_header_block(stream_id, flags, payload, error, events)
+            return
+        if len(payload) > self.limits.max_header_block_bytes:
+            raise Http2ConnectionError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
+        self._header_stream = stream_id
+        self._header_flags = flags
+        self._header_parts = [payload]
+        self._header_bytes = len(payload)
+        self._header_error = error
+        self._continuations = 0
+
+    def _on_continuation(self, flags: int, stream_id: int, payload: bytes,
+                         events: list[Event]) -> None:
+        if not self._header_stream:
+            raise Http2ConnectionError("CONTINUATION without a header block")
+        # CVE-2024-27316 class: bound the bytes and the frames (empty ones add no bytes).
+        self._continuations += 1
+        self._header_bytes += len(payload)
+        if self._continuations > self.limits.max_continuation_frames or \
+                self._header_bytes > self.limits.max_header_block_bytes:
+            raise Http2ConnectionError("CONTINUATION flood", ErrorCode.ENHANCE_YOUR_CALM)
+        self._header_parts.append(payload)
+        if flags & END_HEADERS:
+            block = b"".join(self._header_parts)
+            self._header_stream = 0
+            self._header_parts = []
+            self._on_header_block(stream_id, self._header_flags, block, self._header_error,
+                                  events)
+
+    def _on_header_block(self, stream_id: int, flags: int, block: bytes,
+                         error: Http2StreamError | None, events: list[Event]) -> None:
+        # RFC 9113 §4.3: every block is decoded, whatever becomes of its stream.
+        try:
+            headers: list[tuple[bytes, bytes]] | None = self._decoder.decode(block)
+        except HeaderListTooLarge:
+            headers = None
+        end_stream = bool(flags & END_STREAM)
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            stream = self._accept_stream(stream_id)
+            if stream is None:
+                return
+        stream.state = next_state(stream.state, _I.RECV_HEADERS, stream_id)
+        if error is not None:
+            raise error
+        if headers is None:
+            self._on_header_list_too_large(stream, end_stream)
+            return
+        try:
+            if stream.is_head_received:
+                if not end_stream:
+                    raise MalformedFields("a second header section does not end the stream")
+                check_trailers(headers)
+                self._check_received_length(stream)
+                events.append(TrailersReceived(stream_id, headers))
+            elif self.is_client:
+                if not self._on_response_head(stream, headers, end_stream, events):
+                    return
+            else:
+                self._on_request_head(stream, headers, end_stream, events)
+        except MalformedFields as exc:
+            raise stream_error(str(exc), stream_id) from None
+        if end_stream:
+            self._end_remote(stream, events)
+
+    def _accept_stream(self, stream_id: int) -> Stream | None:
+        """Open the peer's new stream; None if it is refused or the frame ignored."""
+        if (stream_id & 1) == self.is_client or stream_id <= self._highest_peer_stream:
+            self._on_unknown_stream(stream_id, FrameType.HEADERS)
+            return None
+        if self.is_client:
+            raise Http2ConnectionError("the server opened a stream (push is disabled)")
+        self._highest_peer_stream = stream_id
+        if self._goaway_sent is not None and stream_id > self._goaway_sent or \
+                self._open_peer_streams >= self._max_inbound_streams:
+            self._refuse(stream_id)
+            return None
+        stream = Stream(stream_id, False, self._outbound_initial_window,
+                        self._inbound_initial_window)
+        self._streams[stream_id] = stream
+        self._open_peer_streams += 1
+        return stream
+
+    def _refuse(self, stream_id: int) -> None:
+        # RFC 9113 §8.7: REFUSED_STREAM says the request was not processed (safe to retry).
+        self._out.append(rst_stream_frame(stream_id, ErrorCode.REFUSED_STREAM))
+        self._remember_closed(stream_id, ClosedBy.US, ErrorCode.REFUSED_STREAM)
+        self._guard.count_reset()
+
+    def _on_request_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
+                         end_stream: bool, events: list[Event]) -> None:
+        method, scheme, authority, path, protocol, length = check_request(
+            headers, self.limits.is_connect_protocol_enabled)
+        if end_stream and length:
+            raise MalformedFields("content-length on a request without content")
+        stream.is_head_received = True
+        stream.expected_length = length
+        if method == b"HEAD":
+            stream.is_head_request = True
+            stream.is_content_allowed = False
+        stream.is_announced = True
+        self._highest_announced = stream.stream_id
+        events.append(RequestReceived(stream.stream_id, headers, method, scheme, authority,
+                                      path, protocol, length, end_stream))
+
+    def _on_response_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
+                          end_stream: bool, events: list[Event]) -> bool:
+        """Report a response head; False for a 1xx one (the stream still awaits its head)."""
+        status, length = check_response(headers)
+        if status < 200:
+            if end_stream:
+                raise MalformedFields("an informational response ends the stream")
+            events.append(InformationalResponseReceived(stream.stream_id, headers, status))
+            return False
+        stream.is_head_received = True
+        # RFC 9113 §8.1.1: a response with no content may declare a nonzero length.
+        stream.expected_length = 0 if stream.is_head_request or \
+            status in NO_CONTENT_STATUSES else length
+        if end_stream:
+            self._check_received_length(stream)
+        events.append(ResponseReceived(stream.stream_id, headers, status, length, end_stream))
+        return True
+
+    def _on_header_list_too_large(self, stream: Stream, end_stream: bool) -> None:
+        if self.is_client or stream.is_head_received:
+            raise stream_error("header list too large", stream.stream_id, ErrorCode.CANCEL)
+        # RFC 9113 §10.5.1: answer 431; then ask the client to stop sending (§8.1).
+        stream_id = stream.stream_id
+        if end_stream:
+            stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream_id)
+        block = self._encoder.encode([(b":status", b"431")])
+        self._out.append(headers_frames(stream_id, block, True, self.max_outbound_frame_size))
+        stream.state = next_state(stream.state, _I.SEND_END_STREAM, stream_id)
+        if stream.state is not _S.CLOSED:
+            self._out.append(rst_stream_frame(stream_id, ErrorCode.NO_ERROR))
+        self._close_stream(stream, ClosedBy.US, ErrorCode.NO_ERROR)
+        self._guard.count_reset()
+
+    def _check_received_length(self, stream: Stream) -> None:
+        if stream.expected_length is not None and \
+                stream.received_bytes != stream.expected_length:
+            raise MalformedFields("the body is shorter than its content-length")
+
+    def _end_remote(self, stream: Stream, events: list[Event]) -> None:
+        stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream.stream_id)
+        events.append(StreamEnded(stream.stream_id))
+        if stream.state is _S.CLOSED:
+            self._close_stream(stream, ClosedBy.ENDED, None)
+
+    def _on_priority(self, flags: int, stream_id: int, payload: bytes,
+                     events: list[Event]) -> None:
+        if not stream_id:
+            raise Http2ConnectionError("PRIORITY on stream 0")
+        self._guard.count_priority()
+        is_open = stream_id in self._streams
+        if len(payload) != 5:
+            if is_open:
+                raise stream_error("PRIORITY length is not 5", stream_id,
+                                    ErrorCode.FRAME_SIZE_ERROR)
+            raise Http2ConnectionError("PRIORITY length is not 5", ErrorCode.FRAME_SIZE_ERROR)
+        try:
+            parse_priority(payload, stream_id)      # RFC 9113 §5.3.2: otherwise ignored
+        except Http2StreamError:
+            if is_open:
+                raise
+            # No RST_STREAM on an idle stream (RFC 9113 §6.4): the connection goes.
+            raise Http2ConnectionError(f"stream {stream_id} depends on itself") from None
+
+    def _on_rst_stream(self, flags: int, stream_id: int, payload: bytes,
+                       events: list[Event]) -> None:
+        if not stream_id:
+            raise Http2ConnectionError("RST_STREAM on stream 0")
+        if len(payload) != 4:
+            raise Http2ConnectionError("RST_STREAM length is not 4", ErrorCode.FRAME_SIZE_ERROR)
+        self._guard.count_reset()       # rapid reset (CVE-2023-44487)
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._on_unknown_stream(stream_id, FrameType.RST_STREAM)
+            return
+        code = error_code(parse_uint32(payload))
+        stream.state = next_state(stream.state, _I.RECV_RST_STREAM, stream_id)
+        self._close_stream(stream, ClosedBy.PEER, code)
+        if stream.is_announced:
+            events.append(StreamReset(stream_id, code, True))
+
+    def _on_settings(self, flags: int, stream_id: int, payload: bytes,
+                     events: list[Event]) -> None:
+        if stream_id:
+            raise Http2ConnectionError("SETTINGS on a stream")
+        if flags & ACK:
+            if payload:
+                raise Http2ConnectionError("SETTINGS ACK with a payload",
+                                           ErrorCode.FRAME_SIZE_ERROR)
+            self._on_settings_acknowledged(events)
+            return
+        self._guard.count_settings()
+        pairs = parse_settings(payload)
+        if len(pairs) > MAX_SETTINGS_ENTRIES:
+            raise Http2ConnectionError("too many settings in one frame",
+                                       ErrorCode.ENHANCE_YOUR_CALM)
+        changed: dict[int, int] = {}
+        for identifier, value in pairs:       # RFC 9113 §6.5.3: in order
+            check_setting(identifier, value)
+            if identifier not in _KNOWN_SETTINGS:
+                continue                      # RFC 9113 §6.5.2: unknown ones are ignored
+            self._apply_remote_setting(Setting(identifier), value)
+            changed[identifier] = value
+        self._out.append(settings_frame({}, ack=True))
+        if self._state is ConnectionState.SETTINGS:
+            self._set_state(ConnectionState.OPEN)
+        events.append(SettingsChanged(changed))
+
+    def _apply_remote_setting(self, setting: Setting, value: int) -> None:
+        if setting is Setting.INITIAL_WINDOW_SIZE:
+            # RFC 9113 §6.9.2: the change applies to every open stream's window.
+            delta = value - self._outbound_initial_window
+            self._outbound_initial_window = value
+            for stream in self._streams.values():
+                stream.outbound_window += delta
+                if stream.outbound_window > MAX_WINDOW:
+                    raise Http2ConnectionError("a stream window over 2^31-1",
+                                               ErrorCode.FLOW_CONTROL_ERROR)
+        elif setting is Setting.HEADER_TABLE_SIZE:
+            self._encoder.set_max_table_size(value)
+        elif setting is Setting.MAX_FRAME_SIZE:
+            self.max_outbound_frame_size = value
+        elif setting is Setting.MAX_CONCURRENT_STREAMS:
+            self._max_outbound_streams = value
+        elif setting is Setting.ENABLE_PUSH and value and self.is_client:
+            raise Http2ConnectionError("a server enabled push")        # RFC 9113 §6.5.2
+        elif setting is Setting.ENABLE_CONNECT_PROTOCOL and not value and \
+                self.remote_settings[setting]:
+            raise Http2ConnectionError("ENABLE_CONNECT_PROTOCOL went back to 0")  # RFC 8441
+        self.remote_settings[setting] = value
+
+    def _on_settings_acknowledged(self, events: list[Event]) -> None:
+        if not self._pending_settings:
+            self._guard.count_glitch("unsolicited SETTINGS ACK")
+            return
+        changed = self._pending_settings.popleft()
+        for identifier, value in changed.items():
+            # Increases applied when sent; decreases apply now (RFC 9113 §6.5.3).
+            if identifier == Setting.INITIAL_WINDOW_SIZE and value < self._inbound_initial_window:
+                self._set_inbound_initial_window(value)
+            elif identifier == Setting.HEADER_TABLE_SIZE:
+                self._decoder.set_max_allowed_table_size(value)
+            elif identifier == Setting.MAX_FRAME_SIZE:
+                self._max_inbound_frame_size = value
+            self.local_settings[identifier] = value
+        events.append(SettingsAcknowledged(changed))
+
+    def _on_push_promise(self, flags: int, stream_id: int, payload: bytes,
+                         events: list[Event]) -> None:
+        # RFC 9113 §8.4: a client cannot push; our clients send SETTINGS_ENABLE_PUSH=0.
+        raise Http2ConnectionError("PUSH_PROMISE received (push is disabled)")
+
+    def _on_ping(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
+        if stream_id:
+            raise Http2ConnectionError("PING on a stream")
+        if len(payload) != 8:
+            raise Http2ConnectionError("PING length is not 8", ErrorCode.FRAME_SIZE_ERROR)
+        if flags & ACK:
+            if payload in self._pings:
+                self._pings.discard(payload)
+            else:
+                self._guard.count_glitch("unsolicited PING ACK")
+            events.append(PingAcked(payload))
+            return
+        self._guard.count_ping()
+        self._out.append(ping_frame(payload, ack=True))
+        events.append(PingReceived(payload))
+
+    def _on_goaway(self, flags: int, stream_id: int, payload: bytes,
+                   events: list[Event]) -> None:
+        if stream_id:
+            raise Http2ConnectionError("GOAWAY on a stream")
+        last_stream_id, code, debug_data = parse_goaway(payload)
+        if self._goaway_received is not None:
+            last_stream_id = min(last_stream_id, self._goaway_received)
+        self._goaway_received = last_stream_id
+        for stream in [s for s in self._streams.values()
+                       if s.is_local and s.stream_id > last_stream_id]:
+            # RFC 9113 §6.8: not processed; the application may retry them elsewhere.
+            stream.state = next_state(stream.state, _I.RECV_RST_STREAM, stream.stream_id)
+            self._close_stream(stream, ClosedBy.PEER, ErrorCode.REFUSED_STREAM)
+            events.append(StreamReset(stream.stream_id, ErrorCode.REFUSED_STREAM, True))
+        events.append(GoAwayReceived(last_stream_id, error_code(code), debug_data))
+
+
+_Handler = Callable[[FrameReceiver, int, int, bytes, list[Event]], None]
+# Indexed by frame type (RFC 9113 §6).
+_HANDLERS: Final[tuple[_Handler, ...]] = (
+    FrameReceiver._on_data, FrameReceiver._on_headers, FrameReceiver._on_priority,
+    FrameReceiver._on_rst_stream, FrameReceiver._on_settings, FrameReceiver._on_push_promise,
+    FrameReceiver._on_ping, FrameReceiver._on_goaway, FrameReceiver._on_window_update,
+    FrameReceiver._on_continuation)
