@@ -63,13 +63,14 @@ def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> by
 
 
 def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawFrame], int]:
-    """Every complete frame in ``buffer`` from ``pos``; returns them and where the rest
+    """The complete frames in ``buffer`` from ``pos``; returns them and where the rest
     starts (a partial frame stays for the next call, so at most ``9 + max_frame_size``
-    bytes are ever kept).
+    bytes are ever kept). Stops before a frame over ``max_frame_size``: the next call
+    raises for it, once the frames before it have been handled.
 
     Raises:
-        Http2ConnectionError: FRAME_SIZE_ERROR for a frame over ``max_frame_size`` (RFC
-            9113 §4.2; treated as a connection error whatever its type).
+        Http2ConnectionError: FRAME_SIZE_ERROR if the first frame is over
+            ``max_frame_size`` (RFC 9113 §4.2; a connection error whatever its type).
     """
     frames: list[RawFrame] = []
     append = frames.append
@@ -79,6 +80,8 @@ def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawF
         high, low, frame_type, flags, stream_id = unpack(buffer, pos)
         length = (high << 16) | low
         if length > max_frame_size:
+            if frames:
+                break       # the frames before it are handled first
             raise Http2ConnectionError(f"a frame of {length} bytes, over the "
                                        f"{max_frame_size} allowed", ErrorCode.FRAME_SIZE_ERROR)
         stop = pos + FRAME_HEADER_BYTES + length

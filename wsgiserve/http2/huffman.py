@@ -160,5 +160,7 @@ def decode(data: bytes) -> bytes:
     except IndexError:
         raise HuffmanDecodeError("EOS in a Huffman-coded string") from None
     if state not in _ACCEPTING:
+        if state >= len(next_states):
+            raise HuffmanDecodeError("EOS in a Huffman-coded string")
         raise HuffmanDecodeError("invalid padding at the end of a Huffman-coded string")
     return b"".join(parts)

@@ -95,25 +95,30 @@ class FrameReceiver(Endpoint):
                 if not pos:
                     self._buffer = buffer
                     return events
-            frames, pos = read_frames(buffer, pos, self._max_inbound_frame_size)
-            self._buffer = buffer[pos:]
             handlers = _HANDLERS
             guard = self._guard
-            for frame_type, flags, stream_id, payload in frames:
-                guard.count_frame()
-                if self._header_stream:
-                    if frame_type != FrameType.CONTINUATION or stream_id != self._header_stream:
-                        raise Http2ConnectionError("a header block interrupted by another frame")
-                elif self._state is not ConnectionState.OPEN and (
-                        frame_type != FrameType.SETTINGS or flags & ACK):
-                    raise Http2ConnectionError("the first frame is not SETTINGS")
-                if frame_type > FrameType.CONTINUATION:
-                    guard.count_glitch("unknown frame")    # RFC 9113 §4.1: ignored
-                    continue
-                try:
-                    handlers[frame_type](self, flags, stream_id, payload, events)
-                except Http2StreamError as exc:
-                    self._reset_for_error(exc, events)
+            while True:
+                frames, pos = read_frames(buffer, pos, self._max_inbound_frame_size)
+                if not frames:
+                    break
+                for frame_type, flags, stream_id, payload in frames:
+                    guard.count_frame()
+                    if self._header_stream:
+                        if frame_type != FrameType.CONTINUATION or \
+                                stream_id != self._header_stream:
+                            raise Http2ConnectionError(
+                                "a header block interrupted by another frame")
+                    elif self._state is not ConnectionState.OPEN and (
+                            frame_type != FrameType.SETTINGS or flags & ACK):
+                        raise Http2ConnectionError("the first frame is not SETTINGS")
+                    if frame_type > FrameType.CONTINUATION:
+                        guard.count_glitch("unknown frame")    # RFC 9113 §4.1: ignored
+                        continue
+                    try:
+                        handlers[frame_type](self, flags, stream_id, payload, events)
+                    except Http2StreamError as exc:
+                        self._reset_for_error(exc, events)
+            self._buffer = buffer[pos:]
         except Http2ConnectionError as exc:
             self._fail(exc)
             raise
