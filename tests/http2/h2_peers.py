@@ -214,10 +214,11 @@ class TheirClient(_Sender):
             self.results[event.stream_id].reset_code = event.error_code
             self.uploads.pop(event.stream_id, None)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.goaway = (event.last_stream_id, event.error_code)
+            last = int(event.last_stream_id or 0)
+            self.goaway = (last, int(event.error_code or 0))
             # h2 reports no reset for the streams a GOAWAY leaves out: record them as ours does.
             for stream_id, result in self.results.items():
-                if stream_id > event.last_stream_id and not result.is_ended:
+                if stream_id > last and not result.is_ended:
                     result.reset_code = ErrorCode.REFUSED_STREAM
 
 

@@ -68,7 +68,8 @@ class Wire:
         size = -(-len(block) // pieces)
         chunks = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
         chunks += [b""] * (pieces - len(chunks))
-        self._add(hf.HeadersFrame(stream_id, data=chunks[0]), *["END_STREAM"] * end_stream)
+        self._add(hf.HeadersFrame(stream_id, data=chunks[0]), *["END_STREAM"] * end_stream,
+                  *["END_HEADERS"] * (len(chunks) == 1))
         for index, chunk in enumerate(chunks[1:], 2):
             self._add(hf.ContinuationFrame(stream_id, data=chunk),
                       *["END_HEADERS"] * (index == len(chunks)))

@@ -22,7 +22,6 @@ from wsgiserve.http2.errors import (
     FlowControlBlocked,
     Http2ConnectionError,
     Http2UsageError,
-    StreamClosedError,
     TooManyStreamsError,
 )
 from wsgiserve.http2.fields import MalformedFields, check_request, check_response, check_trailers
@@ -94,9 +93,9 @@ class Connection(FrameReceiver):
         return self._next_local_stream
 
     def _open_local_stream(self, stream_id: int) -> Stream:
-        self._check_not_closed()
         if not self.is_client:
-            raise StreamClosedError(f"stream {stream_id} is not open", stream_id)
+            return self._writable_stream(stream_id)     # raises: not a stream we can open
+        self._check_not_closed()
         if self._goaway_received is not None or self._goaway_sent is not None:
             raise ConnectionClosedError("a GOAWAY was exchanged: no new streams")
         if stream_id != self.get_next_available_stream_id():

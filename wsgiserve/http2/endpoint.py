@@ -155,6 +155,12 @@ class Endpoint:
         return self._goaway_received
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet handled: never more than one frame (9 bytes of
+        header and our SETTINGS_MAX_FRAME_SIZE)."""
+        return len(self._buffer)
+
+    @property
     def has_unacknowledged_settings(self) -> bool:
         """Whether a SETTINGS frame of ours awaits its ACK (RFC 9113 §6.5.3: a driver may
         close with SETTINGS_TIMEOUT if it takes too long)."""
