@@ -30,21 +30,24 @@ class MalformedFields(ValueError):
 # RFC 9113 §8.2.2: fields that only make sense hop by hop on an HTTP/1.1 connection.
 CONNECTION_SPECIFIC_FIELDS: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-_SPECIAL: Final = CONNECTION_SPECIFIC_FIELDS | {b"content-length", b"host", b"te"}
+_SPECIAL: Final = CONNECTION_SPECIFIC_FIELDS | {b"host", b"te"}
 # RFC 9113 §8.2.1: names are lowercase (and RFC 9110 §5.1: tokens).
 _NAME_RE: Final = re.compile(b"[" + TCHAR.replace(b"A-Z", b"") + b"]+")
 # RFC 9113 §8.2.1: no NUL, CR or LF; RFC 9110 §5.5: no other control either.
 _VALUE_RE: Final = re.compile(VALUE_CHARS + b"*")
 _WHITESPACE: Final = b" \t"
-_METHOD_RE: Final = re.compile(b"[" + TCHAR + b"]+")
-_SCHEME_RE: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*")
-# RFC 3986 §3.2: host (reg-name, IP literal) and port; no userinfo (RFC 9113 §8.3.1).
-_AUTHORITY_RE: Final = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]+")
-# RFC 9113 §8.3.1, RFC 3986: a request target is visible ASCII.
-_PATH_RE: Final = re.compile(rb"[\x21-\x7e]+")
-_STATUS_RE: Final = re.compile(rb"[1-5][0-9][0-9]")
-_DIGITS_RE: Final = re.compile(rb"[0-9]{1,18}")
+_PSEUDO_VALUE_RES: Final = {
+    b":method": re.compile(b"[" + TCHAR + b"]+"),
+    b":scheme": re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*"),
+    # RFC 3986 §3.2: host (reg-name, IP literal) and port; no userinfo (RFC 9113 §8.3.1).
+    b":authority": re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]+"),
+    # RFC 9113 §8.3.1, RFC 3986: a request target is visible ASCII.
+    b":path": re.compile(rb"[\x21-\x7e]+"),
+}
+# RFC 9110 §15: three digits; RFC 9113 §8.6: no 101 in HTTP/2.
+_STATUSES: Final = {b"%d" % code: code for code in range(100, 600) if code != 101}
 _PLAIN_FIELDS: Final[set[Field]] = set()
+_PSEUDO_FIELDS: Final[set[Field]] = set()      # pseudo-header fields seen valid
 _PLAIN_FIELDS_MAX: Final = 4096
 _PLAIN_VALUE_MAX_BYTES: Final = 1024
 
@@ -66,6 +69,12 @@ def _check_regular(fields: Sequence[Field], start: int) -> tuple[int | None, byt
         if field in plain:
             continue
         name, value = field
+        if name == b"content-length":          # the one special field of most messages
+            if not value.isdigit() or len(value) > 18 or (
+                    content_length is not None and int(value) != content_length):
+                raise MalformedFields(f"invalid content-length {value[:40]!r}")
+            content_length = int(value)
+            continue
         if _NAME_RE.fullmatch(name) is None:
             if name[:1] == b":":
                 raise MalformedFields(f"pseudo-header field {name!r} after a regular field "
@@ -75,12 +84,7 @@ def _check_regular(fields: Sequence[Field], start: int) -> tuple[int | None, byt
         if name in _SPECIAL:
             if name in CONNECTION_SPECIFIC_FIELDS:
                 raise MalformedFields(f"connection-specific field {name!r}")
-            if name == b"content-length":
-                if _DIGITS_RE.fullmatch(value) is None or (
-                        content_length is not None and int(value) != content_length):
-                    raise MalformedFields(f"invalid content-length {value[:40]!r}")
-                content_length = int(value)
-            elif name == b"host":
+            if name == b"host":
                 if host is not None:
                     raise MalformedFields("more than one host field")
                 host = value
@@ -93,6 +97,13 @@ def _check_regular(fields: Sequence[Field], start: int) -> tuple[int | None, byt
     return content_length, host
 
 
+def _check_pseudo(name: bytes, value: bytes) -> None:
+    _check_value(name, value)
+    pattern = _PSEUDO_VALUE_RES.get(name)
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise MalformedFields(f"invalid {name.decode()} {value[:80]!r}")
+
+
 def check_request(fields: Sequence[Field], is_protocol_allowed: bool = False) -> RequestHead:
     """Check a request header list (RFC 9113 §8.3.1, RFC 8441 §4 for :protocol).
 
@@ -101,25 +112,23 @@ def check_request(fields: Sequence[Field], is_protocol_allowed: bool = False) ->
     """
     method = scheme = authority = path = protocol = None
     start = 0
-    for name, value in fields:
+    seen = _PSEUDO_FIELDS
+    for field in fields:
+        name, value = field
         if name[:1] != b":":
             break
-        _check_value(name, value)
+        if field not in seen:
+            _check_pseudo(name, value)
+            if len(seen) >= _PLAIN_FIELDS_MAX:
+                seen.clear()
+            seen.add(field)
         if name == b":method" and method is None:
-            if _METHOD_RE.fullmatch(value) is None:
-                raise MalformedFields(f"invalid :method {value[:40]!r}")
             method = value
         elif name == b":path" and path is None:
-            if _PATH_RE.fullmatch(value) is None:
-                raise MalformedFields(f"invalid :path {value[:80]!r}")
             path = value
         elif name == b":scheme" and scheme is None:
-            if _SCHEME_RE.fullmatch(value) is None:
-                raise MalformedFields(f"invalid :scheme {value[:40]!r}")
             scheme = value
         elif name == b":authority" and authority is None:
-            if _AUTHORITY_RE.fullmatch(value) is None:
-                raise MalformedFields(f"invalid :authority {value[:80]!r}")
             authority = value
         elif name == b":protocol" and protocol is None and is_protocol_allowed:
             protocol = value
@@ -158,11 +167,11 @@ def check_response(fields: Sequence[Field]) -> tuple[int, int | None]:
     """
     if not fields or fields[0][0] != b":status":
         raise MalformedFields("a response does not start with :status")
-    status = fields[0][1]
-    if _STATUS_RE.fullmatch(status) is None or status == b"101":
-        raise MalformedFields(f"invalid :status {status[:20]!r}")
+    status = _STATUSES.get(fields[0][1])
+    if status is None:
+        raise MalformedFields(f"invalid :status {fields[0][1][:20]!r}")
     content_length, _ = _check_regular(fields, 1)
-    return int(status), content_length
+    return status, content_length
 
 
 def check_trailers(fields: Sequence[Field]) -> None:

@@ -316,7 +316,7 @@ class Encoder:
     """
 
     __slots__ = ("_entries", "_size", "_max_size", "_inserted", "_exact", "_names",
-                 "_pending_updates", "_version", "_blocks")
+                 "_pending_updates", "_version", "_blocks", "_fields")
 
     def __init__(self) -> None:
         self._entries: deque[Field] = deque()   # oldest first
@@ -328,6 +328,9 @@ class Encoder:
         self._pending_updates: list[int] = []
         self._version = 0                       # changes whenever the table does
         self._blocks: dict[tuple[Field, ...], tuple[int, bytes]] = {}
+        # Each field's representation against the table as it is now: emptied whenever
+        # the table changes (an insertion renumbers every dynamic entry).
+        self._fields: dict[Field, bytes] = {}
 
     def set_max_table_size(self, value: int) -> None:
         """The peer's decoder now allows ``value`` bytes of table."""
@@ -340,6 +343,7 @@ class Encoder:
         self._max_size = size
         self._evict(size)
         self._version += 1
+        self._fields = {}
 
     def encode(self, headers: Sequence[Field]) -> bytes:
         """Return the header block for ``headers`` (lowercase names, already validated)."""
@@ -353,8 +357,19 @@ class Encoder:
             parts.extend(encode_integer(size, 5, 0x20) for size in self._pending_updates)
             self._pending_updates = []
             version = -1      # a block that carries size updates is not replayed
+        cache = self._fields
         for field in key:
-            parts.append(self._encode_field(field))
+            out = cache.get(field)
+            if out is None:
+                before = self._version
+                out = self._encode_field(field)
+                if self._version == before:
+                    if len(cache) >= _CACHE_MAX:
+                        cache.clear()
+                    cache[field] = out
+                else:
+                    cache = self._fields = {}
+            parts.append(out)
         block = b"".join(parts)
         if self._version == version:
             if len(self._blocks) >= _BLOCK_CACHE_MAX:
