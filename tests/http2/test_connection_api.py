@@ -224,6 +224,9 @@ def test_stream_ids_and_the_peer_concurrency_limit() -> None:
     ours_client.reset_stream(1)
     ours_client.send_headers(5, GET, end_stream=True)
     assert ours_client.open_outbound_streams == 2
+    with pytest.raises(StreamClosedError) as info:
+        ours_client.send_headers(1, GET)                   # a closed stream of ours
+    assert info.value.reset_code == E.CANCEL
     with pytest.raises(Http2UsageError):
         ours_server.get_next_available_stream_id()
 
@@ -246,6 +249,7 @@ def test_graceful_close_in_two_steps() -> None:
     with pytest.raises(Http2UsageError):
         ours_server.close(last_stream_id=5)               # the last id cannot go up
     assert control(ours_server.data_to_send()) == [("GOAWAY", 3, E.NO_ERROR)]
+    assert ours_server.goaway_sent == 3 and ours_client.goaway_received == MAX_STREAM_ID
     events = ours_server.receive_data(
         fr.headers_frames(5, b"\x82\x87\x84\x01\x0bexample.com", True, 16384))
     assert events == [] and control(ours_server.data_to_send()) == [

@@ -93,7 +93,7 @@ class Connection(FrameReceiver):
         return self._next_local_stream
 
     def _open_local_stream(self, stream_id: int) -> Stream:
-        if not self.is_client:
+        if not self.is_client or stream_id < self._next_local_stream:
             return self._writable_stream(stream_id)     # raises: not a stream we can open
         self._check_not_closed()
         if self._goaway_received is not None or self._goaway_sent is not None:

@@ -150,6 +150,11 @@ class Endpoint:
         return self._max_outbound_streams
 
     @property
+    def goaway_sent(self) -> int | None:
+        """The last stream id of the GOAWAY we sent (the lowest, if several), or None."""
+        return self._goaway_sent
+
+    @property
     def goaway_received(self) -> int | None:
         """The last stream id of the peer's GOAWAY, or None if it sent none."""
         return self._goaway_received

@@ -158,7 +158,7 @@ class FrameReceiver(Endpoint):
                 return
             if is_message:
                 raise stream_error(f"{frame_type.name} on closed stream {stream_id}",
-                                    stream_id, ErrorCode.STREAM_CLOSED)
+                                   stream_id, ErrorCode.STREAM_CLOSED)
             return
         if self._is_idle(stream_id):
             raise Http2ConnectionError(f"{frame_type.name} on idle stream {stream_id}")
@@ -167,7 +167,7 @@ class FrameReceiver(Endpoint):
             raise Http2ConnectionError(f"HEADERS on stream {stream_id}, not a new stream id")
         if frame_type is FrameType.DATA:
             raise stream_error(f"DATA on closed stream {stream_id}", stream_id,
-                                ErrorCode.STREAM_CLOSED)
+                               ErrorCode.STREAM_CLOSED)
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
         if not stream_id:
@@ -190,7 +190,7 @@ class FrameReceiver(Endpoint):
         stream.inbound_window -= length
         if stream.inbound_window < 0:
             raise stream_error("DATA beyond the stream window", stream_id,
-                                ErrorCode.FLOW_CONTROL_ERROR)
+                               ErrorCode.FLOW_CONTROL_ERROR)
         if not stream.is_head_received:
             raise stream_error("DATA before the head", stream_id)
         stream.received_bytes += len(data)
@@ -232,7 +232,7 @@ class FrameReceiver(Endpoint):
         stream.outbound_window += increment
         if stream.outbound_window > MAX_WINDOW:
             raise stream_error("stream window over 2^31-1", stream_id,
-                                ErrorCode.FLOW_CONTROL_ERROR)
+                               ErrorCode.FLOW_CONTROL_ERROR)
         events.append(WindowUpdated(stream_id, increment))
 
     def _on_headers(self, flags: int, stream_id: int, payload: bytes,
@@ -407,7 +407,7 @@ class FrameReceiver(Endpoint):
         if len(payload) != 5:
             if is_open:
                 raise stream_error("PRIORITY length is not 5", stream_id,
-                                    ErrorCode.FRAME_SIZE_ERROR)
+                                   ErrorCode.FRAME_SIZE_ERROR)
             raise Http2ConnectionError("PRIORITY length is not 5", ErrorCode.FRAME_SIZE_ERROR)
         try:
             parse_priority(payload, stream_id)      # RFC 9113 §5.3.2: otherwise ignored
