@@ -134,8 +134,8 @@ def _build_tables() -> tuple[list[int], list[bytes], frozenset[int]]:
                 if after != nibble_error:
                     index = node * 256 + high * 16 + low
                     next_states[index] = states[after >> 4]
-                    out = nibble_out[first] + nibble_out[second]
-                    emitted[index] = outputs.setdefault(out, out)
+                    symbols = nibble_out[first] + nibble_out[second]
+                    emitted[index] = outputs.setdefault(symbols, symbols)
     accepting, node = {0}, 0
     for _ in range(7):  # up to seven 1-bits of EOS as padding
         node = children[node][1]
