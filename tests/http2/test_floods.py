@@ -171,11 +171,12 @@ def _repeat(frame: bytes) -> Iterator[bytes]:
     (fr.ping_frame(b"12345678"), DEFAULT_MAX_PINGS_PER_WINDOW),
     (fr.settings_frame({}), DEFAULT_MAX_SETTINGS_PER_WINDOW - 1),   # the preface sent one
     (fr.priority_frame(3, 0, 16), DEFAULT_MAX_PRIORITY_PER_WINDOW),
+    (fr.frame_header(5, 0x10, 0, 0) + b"\0\0\0\x01u", DEFAULT_MAX_PRIORITY_PER_WINDOW),
     (fr.window_update_frame(0, 1), DEFAULT_MAX_WINDOW_UPDATES_PER_WINDOW),
     (fr.frame_header(1, 0xBB, 0, 0) + b"?", DEFAULT_MAX_GLITCHES_PER_WINDOW),
     (fr.ping_frame(b"unasked!", ack=True), DEFAULT_MAX_GLITCHES_PER_WINDOW),
     (fr.settings_frame({}, ack=True), DEFAULT_MAX_GLITCHES_PER_WINDOW),
-], ids=["ping", "settings", "priority", "window-update", "unknown-frames", "ping-acks",
+], ids=["ping", "settings", "priority", "priority-update", "window-update", "unknown-frames", "ping-acks",
         "settings-acks"])
 def test_control_frame_floods(frame: bytes, quota: int) -> None:
     count, _, code = frames_until_error(server(), _repeat(frame))
@@ -220,3 +221,48 @@ def test_window_updates_earned_by_a_download_are_fine() -> None:
             conn.send_data(1, b"x" * 16384)
             conn.receive_data(fr.window_update_frame(1, 16384) + fr.window_update_frame(0, 16384))
     assert conn.data_to_send()
+
+
+def test_pings_earned_by_a_download_are_fine() -> None:
+    # A client probing bandwidth pings once per burst of DATA it receives.
+    conn = server()
+    conn.receive_data(Wire().headers(1, GET, True).bytes())
+    conn.send_headers(1, [(b":status", b"200")])
+    for _ in range(300):
+        conn.send_data(1, b"x" * 100)
+        conn.receive_data(fr.ping_frame(b"bdp-ping") + fr.window_update_frame(1, 100)
+                          + fr.window_update_frame(0, 100))
+    assert conn.data_to_send()
+
+
+def _reset_uploads(count: int) -> tuple[Connection, Wire, list[int]]:
+    conn = server(Http2Limits(initial_window_size=65535, max_concurrent_streams=1000))
+    wire = Wire()
+    streams = list(range(1, 2 * count, 2))
+    for stream_id in streams:
+        wire.headers(stream_id, post())
+    conn.receive_data(wire.bytes())
+    for stream_id in streams:
+        conn.reset_stream(stream_id, E.CANCEL)      # e.g. 413: the body is not wanted
+    conn.data_to_send()
+    wire.parts = []
+    return conn, wire, streams
+
+
+def test_frames_in_flight_on_streams_we_reset_are_ignored() -> None:
+    # 150 uploads reset at once; each had a full window of DATA and its trailers in flight.
+    conn, wire, streams = _reset_uploads(150)
+    for stream_id in streams:
+        for _ in range(4):
+            wire.data(stream_id, b"x" * 16383)
+        wire.headers(stream_id, [(b"x-sum", b"1")], True)
+    assert conn.receive_data(wire.bytes()) == []
+
+
+def test_frames_past_the_window_of_a_reset_stream_are_counted() -> None:
+    conn, wire, _ = _reset_uploads(1)
+    for size in (16384, 16384, 16384, 16383):       # the 65,535 bytes the peer had: ignored
+        wire.data(1, b"x" * size)
+    frames = iter([wire.bytes()] + [fr.data_frame(1, b"x")] * 10_000)
+    count, _, code = frames_until_error(conn, frames)
+    assert (count, code) == (1 + DEFAULT_MAX_GLITCHES_PER_WINDOW + 1, E.ENHANCE_YOUR_CALM)

@@ -257,9 +257,10 @@ class Connection(FrameReceiver):
             if self._is_idle(stream_id):
                 raise Http2UsageError(f"stream {stream_id} is idle")
             return
+        window = self._reset_window(stream)
         stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
         self._out.append(rst_stream_frame(stream_id, error_code))
-        self._close_stream(stream, ClosedBy.US, error_code)
+        self._close_stream(stream, ClosedBy.US, error_code, window)
 
     def ping(self, opaque_data: bytes = b"\0" * 8) -> None:
         """Send a PING; its answer is a PingAcked event with the same 8 bytes."""

@@ -28,7 +28,7 @@ from wsgiserve.http2.limits import Http2Limits
 from wsgiserve.http2.settings import INITIAL_SETTINGS, Setting
 from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
 
-__all__ = ["DEFAULT_WINDOW", "NO_CONTENT_STATUSES", "TRANSITIONS", "ClosedBy",
+__all__ = ["DEFAULT_WINDOW", "NO_CONTENT_STATUSES", "TRANSITIONS", "ClosedBy", "ClosedStream",
            "ConnectionState", "Endpoint", "stream_error"]
 
 
@@ -54,6 +54,20 @@ class ClosedBy(Enum):
     ENDED = "ended"     # END_STREAM both ways
     PEER = "peer"       # RST_STREAM from the peer, or above the last id of its GOAWAY
     US = "us"           # RST_STREAM from us: the peer's frames in flight are ignored
+
+
+class ClosedStream:
+    """What is remembered of a closed stream: who closed it, with what code, and for a
+    stream we reset, how many more bytes the peer may have sent before it saw the reset
+    (the window it had; -1 once its END_STREAM arrived). Frames within that are in flight
+    and ignored quietly; more than that is counted as a glitch."""
+
+    __slots__ = ("closed_by", "code", "window")
+
+    def __init__(self, closed_by: ClosedBy, code: int | None, window: int):
+        self.closed_by = closed_by
+        self.code = code
+        self.window = window
 
 
 # RFC 9113 §5.1: frames the peer sent before it saw our RST_STREAM are ignored; a stream
@@ -96,7 +110,7 @@ class Endpoint:
         self._encoder = Encoder()
         self._decoder = Decoder(limits.max_header_list_size)
         self._streams: dict[int, Stream] = {}
-        self._closed: dict[int, tuple[ClosedBy, int | None]] = {}
+        self._closed: dict[int, ClosedStream] = {}
         self._highest_peer_stream = 0
         self._highest_announced = 0          # the last stream id our GOAWAY would name
         self._next_local_stream = 1 if is_client else 2
@@ -189,7 +203,7 @@ class Endpoint:
         stream = self._streams.get(stream_id)
         if stream is None:
             closed = self._closed.get(stream_id)
-            code = None if closed is None or closed[0] is ClosedBy.ENDED else closed[1]
+            code = None if closed is None else closed.code
             raise StreamClosedError(f"stream {stream_id} is not open", stream_id, code)
         return stream
 
@@ -245,7 +259,11 @@ class Endpoint:
         for stream in self._streams.values():
             stream.inbound_window += delta
 
-    def _close_stream(self, stream: Stream, closed_by: ClosedBy, code: int | None) -> None:
+    def _close_stream(self, stream: Stream, closed_by: ClosedBy, code: int | None,
+                      window: int = -1) -> None:
+        """Forget an open stream: its unread bytes go back to the connection window.
+        ``window``: for a stream we reset, what the peer may still send on it (-1 when its
+        side had ended)."""
         del self._streams[stream.stream_id]
         if stream.is_local:
             self._open_local_streams -= 1
@@ -254,10 +272,15 @@ class Endpoint:
         if stream.unacknowledged_bytes:
             self._credit_connection(stream.unacknowledged_bytes)
             stream.unacknowledged_bytes = 0
-        self._remember_closed(stream.stream_id, closed_by, code)
+        self._remember_closed(stream.stream_id, closed_by, code, window)
 
-    def _remember_closed(self, stream_id: int, closed_by: ClosedBy, code: int | None) -> None:
+    def _remember_closed(self, stream_id: int, closed_by: ClosedBy, code: int | None,
+                         window: int = -1) -> None:
         closed = self._closed
-        closed[stream_id] = (closed_by, code)
+        closed[stream_id] = ClosedStream(closed_by, code, window)
         if len(closed) > _CLOSED_STREAMS_REMEMBERED:
             del closed[next(iter(closed))]
+
+    def _reset_window(self, stream: Stream) -> int:
+        """What the peer may still send on ``stream`` if we reset it now."""
+        return -1 if stream.state is _S.HALF_CLOSED_REMOTE else max(0, stream.inbound_window)

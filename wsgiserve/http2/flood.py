@@ -50,8 +50,9 @@ class FloodGuard:
             raise self._flood("stream reset")
 
     def count_ping(self) -> None:
+        # A peer measuring bandwidth pings once per burst of DATA it receives.
         self.pings += 1
-        if self.pings > self.limits.max_pings_per_window:
+        if self.pings > self.limits.max_pings_per_window + self.data_frames_sent:
             raise self._flood("PING")
 
     def count_settings(self) -> None:

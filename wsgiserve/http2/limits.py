@@ -37,9 +37,12 @@ DEFAULT_MAX_CONTINUATION_FRAMES: Final = 8
 # browsers send a handful per connection; PRIORITY frames (Firefox builds a tree of them)
 # need an answer from no one. "Glitches" are the frames RFC 9113 lets a peer send but no
 # well-behaved one sends in bulk: empty DATA frames without END_STREAM (netty allows 2 in
-# a row), frames on streams we reset, unknown frame types, unsolicited PING ACKs.
+# a row), unknown frame types, unsolicited PING and SETTINGS ACKs.
 # WINDOW_UPDATE frames get their quota plus two for each DATA frame we sent in the window
-# (one for the stream, one for the connection): a download earns its own.
+# (one for the stream, one for the connection), and PINGs one more (gRPC-style bandwidth
+# probes): a download earns its own. PRIORITY_UPDATE frames (RFC 9218) count as PRIORITY.
+# Frames on a stream we reset count as glitches only past what the peer could have sent
+# before it saw the reset (its window, or its END_STREAM).
 DEFAULT_FLOOD_WINDOW_FRAMES: Final = 1000
 DEFAULT_MAX_RESETS_PER_WINDOW: Final = 200
 DEFAULT_MAX_PINGS_PER_WINDOW: Final = 50

@@ -64,6 +64,8 @@ from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
 __all__ = ["FrameReceiver"]
 
 _KNOWN_SETTINGS: Final = frozenset(Setting)
+# RFC 9218 §7.1: browsers send PRIORITY_UPDATE frames; ignored, and counted as PRIORITY.
+_PRIORITY_UPDATE: Final = 0x10
 _S = StreamState
 _I = StreamInput
 
@@ -111,8 +113,11 @@ class FrameReceiver(Endpoint):
                     elif self._state is not ConnectionState.OPEN and (
                             frame_type != FrameType.SETTINGS or flags & ACK):
                         raise Http2ConnectionError("the first frame is not SETTINGS")
-                    if frame_type > FrameType.CONTINUATION:
-                        guard.count_glitch("unknown frame")    # RFC 9113 §4.1: ignored
+                    if frame_type > FrameType.CONTINUATION:    # RFC 9113 §4.1: ignored
+                        if frame_type == _PRIORITY_UPDATE:
+                            guard.count_priority()
+                        else:
+                            guard.count_glitch("unknown frame")
                         continue
                     try:
                         handlers[frame_type](self, flags, stream_id, payload, events)
@@ -139,22 +144,30 @@ class FrameReceiver(Endpoint):
         self._out.append(rst_stream_frame(stream_id, exc.code))
         stream = self._streams.get(stream_id)
         if stream is not None:
+            window = self._reset_window(stream)
             stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
-            self._close_stream(stream, ClosedBy.US, exc.code)
+            self._close_stream(stream, ClosedBy.US, exc.code, window)
             if stream.is_announced:
                 events.append(StreamReset(stream_id, exc.code, False))
         else:
             self._remember_closed(stream_id, ClosedBy.US, exc.code)
         self._guard.count_reset()    # MadeYouReset (CVE-2025-8671): resets the peer causes
 
-    def _on_unknown_stream(self, stream_id: int, frame_type: FrameType) -> None:
+    def _on_unknown_stream(self, stream_id: int, frame_type: FrameType, flags: int = 0,
+                           length: int = 0) -> None:
         """A frame for a stream that is not open: ignore it, or raise what §5.1 says."""
         is_message = frame_type in (FrameType.DATA, FrameType.HEADERS)
         closed = self._closed.get(stream_id)
         if closed is not None:
-            if closed[0] is ClosedBy.US:
+            if closed.closed_by is ClosedBy.US:
                 if is_message:
-                    self._guard.count_glitch("frames on reset streams")
+                    # In flight before the peer saw our reset: ignored. Past what it could
+                    # have sent (its window, or its END_STREAM): counted.
+                    closed.window -= length
+                    if closed.window < 0:
+                        self._guard.count_glitch("frames on reset streams")
+                    if flags & END_STREAM:
+                        closed.window = -1
                 return
             if is_message:
                 raise stream_error(f"{frame_type.name} on closed stream {stream_id}",
@@ -183,7 +196,7 @@ class FrameReceiver(Endpoint):
         stream = self._streams.get(stream_id)
         if stream is None:
             self._credit_connection(length)       # nobody will read it
-            self._on_unknown_stream(stream_id, FrameType.DATA)
+            self._on_unknown_stream(stream_id, FrameType.DATA, flags, length)
             return
         stream.unacknowledged_bytes += length     # returned to the connection on close
         stream.state = next_state(stream.state, _I.RECV_DATA, stream_id)
@@ -288,7 +301,7 @@ class FrameReceiver(Endpoint):
         end_stream = bool(flags & END_STREAM)
         stream = self._streams.get(stream_id)
         if stream is None:
-            stream = self._accept_stream(stream_id)
+            stream = self._accept_stream(stream_id, flags, len(block))
             if stream is None:
                 return
         stream.state = next_state(stream.state, _I.RECV_HEADERS, stream_id)
@@ -314,17 +327,17 @@ class FrameReceiver(Endpoint):
         if end_stream:
             self._end_remote(stream, events)
 
-    def _accept_stream(self, stream_id: int) -> Stream | None:
+    def _accept_stream(self, stream_id: int, flags: int, length: int) -> Stream | None:
         """Open the peer's new stream; None if it is refused or the frame ignored."""
         if (stream_id & 1) == self.is_client or stream_id <= self._highest_peer_stream:
-            self._on_unknown_stream(stream_id, FrameType.HEADERS)
+            self._on_unknown_stream(stream_id, FrameType.HEADERS, flags, length)
             return None
         if self.is_client:
             raise Http2ConnectionError("the server opened a stream (push is disabled)")
         self._highest_peer_stream = stream_id
         if self._goaway_sent is not None and stream_id > self._goaway_sent or \
                 self._open_peer_streams >= self._max_inbound_streams:
-            self._refuse(stream_id)
+            self._refuse(stream_id, flags)
             return None
         stream = Stream(stream_id, False, self._outbound_initial_window,
                         self._inbound_initial_window)
@@ -332,10 +345,11 @@ class FrameReceiver(Endpoint):
         self._open_peer_streams += 1
         return stream
 
-    def _refuse(self, stream_id: int) -> None:
+    def _refuse(self, stream_id: int, flags: int) -> None:
         # RFC 9113 §8.7: REFUSED_STREAM says the request was not processed (safe to retry).
         self._out.append(rst_stream_frame(stream_id, ErrorCode.REFUSED_STREAM))
-        self._remember_closed(stream_id, ClosedBy.US, ErrorCode.REFUSED_STREAM)
+        window = -1 if flags & END_STREAM else self._inbound_initial_window
+        self._remember_closed(stream_id, ClosedBy.US, ErrorCode.REFUSED_STREAM, window)
         self._guard.count_reset()
 
     def _on_request_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
@@ -379,12 +393,13 @@ class FrameReceiver(Endpoint):
         stream_id = stream.stream_id
         if end_stream:
             stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream_id)
+        window = self._reset_window(stream)
         block = self._encoder.encode([(b":status", b"431")])
         self._out.append(headers_frames(stream_id, block, True, self.max_outbound_frame_size))
         stream.state = next_state(stream.state, _I.SEND_END_STREAM, stream_id)
         if stream.state is not _S.CLOSED:
             self._out.append(rst_stream_frame(stream_id, ErrorCode.NO_ERROR))
-        self._close_stream(stream, ClosedBy.US, ErrorCode.NO_ERROR)
+        self._close_stream(stream, ClosedBy.US, ErrorCode.NO_ERROR, window)
         self._guard.count_reset()
 
     def _check_received_length(self, stream: Stream) -> None:
