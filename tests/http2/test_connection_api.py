@@ -311,3 +311,10 @@ def test_request_events_carry_the_parsed_pseudo_headers() -> None:
     events = conn.receive_data(Wire().headers(1, post(10)).bytes())
     assert events == [RequestReceived(1, post(10), b"POST", b"https", b"example.com",
                                       b"/upload", None, 10, False)]
+
+
+def test_receive_data_takes_any_buffer_and_reports_bytes() -> None:
+    raw = Wire().headers(1, post()).data(1, b"body", True).bytes()
+    for data in (bytearray(raw), memoryview(raw)):
+        events = server().receive_data(data)
+        assert [type(e.data) for e in events if isinstance(e, DataReceived)] == [bytes]

@@ -75,7 +75,7 @@ class FrameReceiver(Endpoint):
 
     __slots__ = ()
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Read ``data`` from the peer; return what it did, in order.
 
         Stream errors are answered here (RST_STREAM, and a ``StreamReset`` event with
@@ -88,6 +88,8 @@ class FrameReceiver(Endpoint):
         """
         if self._state is ConnectionState.CLOSED:
             return []
+        if type(data) is not bytes:
+            data = bytes(data)       # a bytearray or memoryview from a recv_into buffer
         buffer = self._buffer + data if self._buffer else data
         events: list[Event] = []
         try:
