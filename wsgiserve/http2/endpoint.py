@@ -21,8 +21,9 @@ from wsgiserve.http2.errors import (
     Http2StreamError,
     StreamClosedError,
 )
+from wsgiserve.http2.events import Event, StreamEnded
 from wsgiserve.http2.flood import FloodGuard
-from wsgiserve.http2.frames import goaway_frame, window_update_frame
+from wsgiserve.http2.frames import END_STREAM, FrameType, goaway_frame, window_update_frame
 from wsgiserve.http2.hpack import Decoder, Encoder
 from wsgiserve.http2.limits import Http2Limits
 from wsgiserve.http2.settings import INITIAL_SETTINGS, Setting
@@ -284,3 +285,38 @@ class Endpoint:
     def _reset_window(self, stream: Stream) -> int:
         """What the peer may still send on ``stream`` if we reset it now."""
         return -1 if stream.state is _S.HALF_CLOSED_REMOTE else max(0, stream.inbound_window)
+
+    def _on_unknown_stream(self, stream_id: int, frame_type: FrameType, flags: int = 0,
+                           length: int = 0) -> None:
+        """A frame for a stream that is not open: ignore it, or raise what §5.1 says."""
+        is_message = frame_type in (FrameType.DATA, FrameType.HEADERS)
+        closed = self._closed.get(stream_id)
+        if closed is not None:
+            if closed.closed_by is ClosedBy.US:
+                if is_message:
+                    # In flight before the peer saw our reset: ignored. Past what it could
+                    # have sent (its window, or its END_STREAM): counted.
+                    closed.window -= length
+                    if closed.window < 0:
+                        self._guard.count_glitch("frames on reset streams")
+                    if flags & END_STREAM:
+                        closed.window = -1
+                return
+            if is_message:
+                raise stream_error(f"{frame_type.name} on closed stream {stream_id}",
+                                   stream_id, ErrorCode.STREAM_CLOSED)
+            return
+        if self._is_idle(stream_id):
+            raise Http2ConnectionError(f"{frame_type.name} on idle stream {stream_id}")
+        if frame_type is FrameType.HEADERS:
+            # RFC 9113 §5.1.1: a new stream's id must be greater than all before it.
+            raise Http2ConnectionError(f"HEADERS on stream {stream_id}, not a new stream id")
+        if frame_type is FrameType.DATA:
+            raise stream_error(f"DATA on closed stream {stream_id}", stream_id,
+                               ErrorCode.STREAM_CLOSED)
+
+    def _end_remote(self, stream: Stream, events: list[Event]) -> None:
+        stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream.stream_id)
+        events.append(StreamEnded(stream.stream_id))
+        if stream.state is _S.CLOSED:
+            self._close_stream(stream, ClosedBy.ENDED, None)

@@ -1,9 +1,8 @@
 """Reading frames: ``FrameReceiver.receive_data`` turns the peer's bytes into events.
 
 Each frame type has a handler that checks it against RFC 9113 and the state it applies
-to; a stream error a handler raises is answered with RST_STREAM here, and a connection
-error queues the GOAWAY and propagates. Every header block is decoded, whatever becomes of
-its stream, so that the decoder's table follows the peer's encoder (RFC 9113 §4.3).
+to (HEADERS and CONTINUATION: ``header_blocks``); a stream error a handler raises is
+answered with RST_STREAM here, and a connection error queues the GOAWAY and propagates.
 """
 from __future__ import annotations
 
@@ -11,10 +10,8 @@ from collections.abc import Callable
 from typing import Final
 
 from wsgiserve.http2.endpoint import (
-    NO_CONTENT_STATUSES,
     ClosedBy,
     ConnectionState,
-    Endpoint,
     stream_error,
 )
 from wsgiserve.http2.errors import ErrorCode, Http2ConnectionError, Http2StreamError, error_code
@@ -22,29 +19,20 @@ from wsgiserve.http2.events import (
     DataReceived,
     Event,
     GoAwayReceived,
-    InformationalResponseReceived,
     PingAcked,
     PingReceived,
-    RequestReceived,
-    ResponseReceived,
     SettingsAcknowledged,
     SettingsChanged,
-    StreamEnded,
     StreamReset,
-    TrailersReceived,
     WindowUpdated,
 )
-from wsgiserve.http2.fields import MalformedFields, check_request, check_response, check_trailers
 from wsgiserve.http2.frames import (
     ACK,
     CLIENT_PREFACE,
-    END_HEADERS,
     END_STREAM,
     MAX_WINDOW,
     PADDED,
-    PRIORITY,
     FrameType,
-    headers_frames,
     parse_goaway,
     parse_priority,
     parse_settings,
@@ -56,10 +44,10 @@ from wsgiserve.http2.frames import (
     settings_frame,
     strip_padding,
 )
-from wsgiserve.http2.hpack import HeaderListTooLarge
+from wsgiserve.http2.header_blocks import HeaderBlockReceiver
 from wsgiserve.http2.limits import MAX_SETTINGS_ENTRIES
 from wsgiserve.http2.settings import Setting, check_setting
-from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import StreamInput, StreamState, next_state
 
 __all__ = ["FrameReceiver"]
 
@@ -70,8 +58,8 @@ _S = StreamState
 _I = StreamInput
 
 
-class FrameReceiver(Endpoint):
-    """The receiving half of a connection."""
+class FrameReceiver(HeaderBlockReceiver):
+    """The receiving half of a connection (header blocks: ``HeaderBlockReceiver``)."""
 
     __slots__ = ()
 
@@ -155,35 +143,6 @@ class FrameReceiver(Endpoint):
             self._remember_closed(stream_id, ClosedBy.US, exc.code)
         self._guard.count_reset()    # MadeYouReset (CVE-2025-8671): resets the peer causes
 
-    def _on_unknown_stream(self, stream_id: int, frame_type: FrameType, flags: int = 0,
-                           length: int = 0) -> None:
-        """A frame for a stream that is not open: ignore it, or raise what §5.1 says."""
-        is_message = frame_type in (FrameType.DATA, FrameType.HEADERS)
-        closed = self._closed.get(stream_id)
-        if closed is not None:
-            if closed.closed_by is ClosedBy.US:
-                if is_message:
-                    # In flight before the peer saw our reset: ignored. Past what it could
-                    # have sent (its window, or its END_STREAM): counted.
-                    closed.window -= length
-                    if closed.window < 0:
-                        self._guard.count_glitch("frames on reset streams")
-                    if flags & END_STREAM:
-                        closed.window = -1
-                return
-            if is_message:
-                raise stream_error(f"{frame_type.name} on closed stream {stream_id}",
-                                   stream_id, ErrorCode.STREAM_CLOSED)
-            return
-        if self._is_idle(stream_id):
-            raise Http2ConnectionError(f"{frame_type.name} on idle stream {stream_id}")
-        if frame_type is FrameType.HEADERS:
-            # RFC 9113 §5.1.1: a new stream's id must be greater than all before it.
-            raise Http2ConnectionError(f"HEADERS on stream {stream_id}, not a new stream id")
-        if frame_type is FrameType.DATA:
-            raise stream_error(f"DATA on closed stream {stream_id}", stream_id,
-                               ErrorCode.STREAM_CLOSED)
-
     def _on_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
         if not stream_id:
             raise Http2ConnectionError("DATA on stream 0")
@@ -249,171 +208,6 @@ class FrameReceiver(Endpoint):
             raise stream_error("stream window over 2^31-1", stream_id,
                                ErrorCode.FLOW_CONTROL_ERROR)
         events.append(WindowUpdated(stream_id, increment))
-
-    def _on_headers(self, flags: int, stream_id: int, payload: bytes,
-                    events: list[Event]) -> None:
-        if not stream_id:
-            raise Http2ConnectionError("HEADERS on stream 0")
-        if flags & PADDED:
-            payload = strip_padding(flags, payload)
-        error = None
-        if flags & PRIORITY:
-            try:
-                parse_priority(payload, stream_id)
-            except Http2StreamError as exc:
-                error = exc        # raised once the block has updated the decoder
-            payload = payload[5:]
-        if flags & END_HEADERS:
-            self._on_header_block(stream_id, flags, payload, error, events)
-            return
-        if len(payload) > self.limits.max_header_block_bytes:
-            raise Http2ConnectionError("header block too large", ErrorCode.ENHANCE_YOUR_CALM)
-        self._header_stream = stream_id
-        self._header_flags = flags
-        self._header_parts = [payload]
-        self._header_bytes = len(payload)
-        self._header_error = error
-        self._continuations = 0
-
-    def _on_continuation(self, flags: int, stream_id: int, payload: bytes,
-                         events: list[Event]) -> None:
-        if not self._header_stream:
-            raise Http2ConnectionError("CONTINUATION without a header block")
-        # CVE-2024-27316 class: bound the bytes and the frames (empty ones add no bytes).
-        self._continuations += 1
-        self._header_bytes += len(payload)
-        if self._continuations > self.limits.max_continuation_frames or \
-                self._header_bytes > self.limits.max_header_block_bytes:
-            raise Http2ConnectionError("CONTINUATION flood", ErrorCode.ENHANCE_YOUR_CALM)
-        self._header_parts.append(payload)
-        if flags & END_HEADERS:
-            block = b"".join(self._header_parts)
-            self._header_stream = 0
-            self._header_parts = []
-            self._on_header_block(stream_id, self._header_flags, block, self._header_error,
-                                  events)
-
-    def _on_header_block(self, stream_id: int, flags: int, block: bytes,
-                         error: Http2StreamError | None, events: list[Event]) -> None:
-        # RFC 9113 §4.3: every block is decoded, whatever becomes of its stream.
-        try:
-            headers: list[tuple[bytes, bytes]] | None = self._decoder.decode(block)
-        except HeaderListTooLarge:
-            headers = None
-        end_stream = bool(flags & END_STREAM)
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            stream = self._accept_stream(stream_id, flags, len(block))
-            if stream is None:
-                return
-        stream.state = next_state(stream.state, _I.RECV_HEADERS, stream_id)
-        if error is not None:
-            raise error
-        if headers is None:
-            self._on_header_list_too_large(stream, end_stream)
-            return
-        try:
-            if stream.is_head_received:
-                if not end_stream:
-                    raise MalformedFields("a second header section does not end the stream")
-                check_trailers(headers)
-                self._check_received_length(stream)
-                events.append(TrailersReceived(stream_id, headers))
-            elif self.is_client:
-                if not self._on_response_head(stream, headers, end_stream, events):
-                    return
-            else:
-                self._on_request_head(stream, headers, end_stream, events)
-        except MalformedFields as exc:
-            raise stream_error(str(exc), stream_id) from None
-        if end_stream:
-            self._end_remote(stream, events)
-
-    def _accept_stream(self, stream_id: int, flags: int, length: int) -> Stream | None:
-        """Open the peer's new stream; None if it is refused or the frame ignored."""
-        if (stream_id & 1) == self.is_client or stream_id <= self._highest_peer_stream:
-            self._on_unknown_stream(stream_id, FrameType.HEADERS, flags, length)
-            return None
-        if self.is_client:
-            raise Http2ConnectionError("the server opened a stream (push is disabled)")
-        self._highest_peer_stream = stream_id
-        if self._goaway_sent is not None and stream_id > self._goaway_sent or \
-                self._open_peer_streams >= self._max_inbound_streams:
-            self._refuse(stream_id, flags)
-            return None
-        stream = Stream(stream_id, False, self._outbound_initial_window,
-                        self._inbound_initial_window)
-        self._streams[stream_id] = stream
-        self._open_peer_streams += 1
-        return stream
-
-    def _refuse(self, stream_id: int, flags: int) -> None:
-        # RFC 9113 §8.7: REFUSED_STREAM says the request was not processed (safe to retry).
-        self._out.append(rst_stream_frame(stream_id, ErrorCode.REFUSED_STREAM))
-        window = -1 if flags & END_STREAM else self._inbound_initial_window
-        self._remember_closed(stream_id, ClosedBy.US, ErrorCode.REFUSED_STREAM, window)
-        self._guard.count_reset()
-
-    def _on_request_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
-                         end_stream: bool, events: list[Event]) -> None:
-        method, scheme, authority, path, protocol, length = check_request(
-            headers, self.limits.is_connect_protocol_enabled)
-        if end_stream and length:
-            raise MalformedFields("content-length on a request without content")
-        stream.is_head_received = True
-        stream.expected_length = length
-        if method == b"HEAD":
-            stream.is_head_request = True
-            stream.is_content_allowed = False
-        stream.is_announced = True
-        self._highest_announced = stream.stream_id
-        events.append(RequestReceived(stream.stream_id, headers, method, scheme, authority,
-                                      path, protocol, length, end_stream))
-
-    def _on_response_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
-                          end_stream: bool, events: list[Event]) -> bool:
-        """Report a response head; False for a 1xx one (the stream still awaits its head)."""
-        status, length = check_response(headers)
-        if status < 200:
-            if end_stream:
-                raise MalformedFields("an informational response ends the stream")
-            events.append(InformationalResponseReceived(stream.stream_id, headers, status))
-            return False
-        stream.is_head_received = True
-        # RFC 9113 §8.1.1: a response with no content may declare a nonzero length.
-        stream.expected_length = 0 if stream.is_head_request or \
-            status in NO_CONTENT_STATUSES else length
-        if end_stream:
-            self._check_received_length(stream)
-        events.append(ResponseReceived(stream.stream_id, headers, status, length, end_stream))
-        return True
-
-    def _on_header_list_too_large(self, stream: Stream, end_stream: bool) -> None:
-        if self.is_client or stream.is_head_received:
-            raise stream_error("header list too large", stream.stream_id, ErrorCode.CANCEL)
-        # RFC 9113 §10.5.1: answer 431; then ask the client to stop sending (§8.1).
-        stream_id = stream.stream_id
-        if end_stream:
-            stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream_id)
-        window = self._reset_window(stream)
-        block = self._encoder.encode([(b":status", b"431")])
-        self._out.append(headers_frames(stream_id, block, True, self.max_outbound_frame_size))
-        stream.state = next_state(stream.state, _I.SEND_END_STREAM, stream_id)
-        if stream.state is not _S.CLOSED:
-            self._out.append(rst_stream_frame(stream_id, ErrorCode.NO_ERROR))
-        self._close_stream(stream, ClosedBy.US, ErrorCode.NO_ERROR, window)
-        self._guard.count_reset()
-
-    def _check_received_length(self, stream: Stream) -> None:
-        if stream.expected_length is not None and \
-                stream.received_bytes != stream.expected_length:
-            raise MalformedFields("the body is shorter than its content-length")
-
-    def _end_remote(self, stream: Stream, events: list[Event]) -> None:
-        stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream.stream_id)
-        events.append(StreamEnded(stream.stream_id))
-        if stream.state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
 
     def _on_priority(self, flags: int, stream_id: int, payload: bytes,
                      events: list[Event]) -> None:
