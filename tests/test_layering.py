@@ -47,10 +47,10 @@ def _imports(path: Path) -> set[str]:
             else:
                 base = ".".join(package[:len(package) - node.level + 1]
                                 + ([node.module] if node.module else []))
-            names.add(base)
-            for alias in node.names:
-                if f"{base}.{alias.name}" in ALL_MODULES:
-                    names.add(f"{base}.{alias.name}")
+            modules = {f"{base}.{alias.name}" for alias in node.names} & ALL_MODULES.keys()
+            names.update(modules)
+            if len(modules) < len(node.names):  # names from the package itself, too
+                names.add(base)
     return names
 
 

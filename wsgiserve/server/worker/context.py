@@ -92,6 +92,8 @@ class ServerContext:
     on_request_done: Callable[[], None] | None = None
     use_sendfile: bool = True  # False: wsgi.file_wrapper files are read and sent (--no-sendfile)
     worker: Any = None
+    # Runs a callable on one of the worker's serving threads (tests: at once, inline).
+    submit: Callable[[Callable[[], object]], None] = field(default=lambda task: task())
     # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
     preamble: Any = None
     _noted_bugs: set[str] = field(default_factory=set)

@@ -109,6 +109,7 @@ class Worker:
             preamble=preamble_settings(config.tls, config.proxy,
                                        config.server.proxy_protocol))
         self.context.on_request_done = self._count_request
+        self.context.submit = self.submit
         self._epoll = select.epoll()
         # Every open connection by descriptor; ``_registered`` those in the epoll set.
         self._connections: dict[int, Connection] = {}
@@ -117,7 +118,9 @@ class Worker:
         self._accepting = False
         self._accept_lock = threading.Lock()
         self._poll_lock = threading.Lock()
-        self._ready: collections.deque[tuple[int, int]] = collections.deque()
+        # Work for the serving threads: epoll events (fd, mask) and tasks (callables).
+        self._ready: collections.deque[tuple[int, int] | Callable[[], object]] = \
+            collections.deque()
         self._last_events_at = 0.0
         self._standby = threading.Semaphore(0)
         self._standing_by = 0
@@ -327,7 +330,7 @@ class Worker:
         monotonic = time.monotonic
         while not self._is_done:
             try:
-                fd, mask = ready.popleft()
+                item = ready.popleft()
             except IndexError:
                 if not poll_lock.acquire(blocking=False):
                     self._standing_by += 1
@@ -352,11 +355,27 @@ class Worker:
                 if now - self._last_events_at > STANDBY_IDLE_AFTER_S and self.threads > 1:
                     self._signals.wake()  # the watchdog switches to its fast tick
                 self._last_events_at = now
-                fd, mask = events[0]
+                item = events[0]
                 if len(events) > 1:
                     ready.extend(events[1:])
-            self._handle_event(fd, mask)
+            if type(item) is tuple:
+                self._handle_event(*item)
+            else:
+                self._run_task(item)  # type: ignore[arg-type]  # the other member of the union
             self._progress += 1
+
+    def submit(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on a serving thread (protocols hand work to the pool this way: an
+        HTTP/2 stream's app call, a WebSocket callback). The submitting thread takes it
+        itself when it is free, unless a standby thread does first (see _serve_forever)."""
+        self._ready.append(task)
+
+    @staticmethod
+    def _run_task(task: Callable[[], object]) -> None:
+        try:
+            task()
+        except Exception:  # noqa: BLE001 - never let one task kill a thread
+            _log.exception("Unexpected error in a task")
 
     def _watch_pollers(self) -> None:
         """Wake a standby thread when no event was finished since the last look while
