@@ -19,7 +19,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from wsgiserve import tls
-from wsgiserve.config import ConfigError, TLSSettings
+from wsgiserve.config import TLS, ConfigError
 
 
 @dataclass
@@ -54,7 +54,7 @@ def encrypted_key(files: Files, password: bytes) -> str:
 # --- building the context ----------------------------------------------------------------
 
 def test_context_defaults(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile))
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile))
     assert context.minimum_version is ssl.TLSVersion.TLSv1_2
     assert context.verify_mode is ssl.CERT_NONE
     assert context.options & ssl.OP_NO_RENEGOTIATION
@@ -64,20 +64,20 @@ def test_context_defaults(files: Files) -> None:
 def test_key_inside_certfile(files: Files) -> None:
     combined = files.directory / "combined.pem"
     combined.write_bytes(Path(files.certfile).read_bytes() + Path(files.keyfile).read_bytes())
-    tls.check_config(TLSSettings(certfile=str(combined)))
+    tls.check_config(TLS(certfile=str(combined)))
 
 
 def test_check_config_is_a_no_op_without_tls() -> None:
-    tls.check_config(TLSSettings())
+    tls.check_config(TLS())
 
 
 def test_encrypted_key_with_password(files: Files) -> None:
     keyfile = encrypted_key(files, b"s3cret")
-    tls.check_config(TLSSettings(certfile=files.certfile, keyfile=keyfile,
+    tls.check_config(TLS(certfile=files.certfile, keyfile=keyfile,
                                  keyfile_password="s3cret"))
 
 
-def misconfigurations(files: Files) -> Iterator[tuple[str, TLSSettings, str]]:
+def misconfigurations(files: Files) -> Iterator[tuple[str, TLS, str]]:
     other = files.ca.issue_cert("other.example")
     other_key = files.directory / "other.key"
     other.private_key_pem.write_to_path(str(other_key))
@@ -85,35 +85,35 @@ def misconfigurations(files: Files) -> Iterator[tuple[str, TLSSettings, str]]:
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
     missing = str(files.directory / "missing.pem")
     encrypted = encrypted_key(files, b"right")
-    yield ("missing-certfile", TLSSettings(certfile=missing, keyfile=files.keyfile),
+    yield ("missing-certfile", TLS(certfile=missing, keyfile=files.keyfile),
            f"[tls] certfile: cannot read {missing}: No such file or directory")
-    yield ("missing-keyfile", TLSSettings(certfile=files.certfile, keyfile=missing),
+    yield ("missing-keyfile", TLS(certfile=files.certfile, keyfile=missing),
            f"[tls] keyfile: cannot read {missing}: No such file or directory")
-    yield ("key-not-matching", TLSSettings(certfile=files.certfile, keyfile=str(other_key)),
+    yield ("key-not-matching", TLS(certfile=files.certfile, keyfile=str(other_key)),
            f"[tls] keyfile: the key in {other_key} does not match the certificate in "
            f"{files.certfile}")
-    yield ("wrong-password", TLSSettings(certfile=files.certfile, keyfile=encrypted,
+    yield ("wrong-password", TLS(certfile=files.certfile, keyfile=encrypted,
                                          keyfile_password="wrong"),
            f"[tls] keyfile_password: wrong password for the key in {encrypted}")
-    yield ("no-password", TLSSettings(certfile=files.certfile, keyfile=encrypted),
+    yield ("no-password", TLS(certfile=files.certfile, keyfile=encrypted),
            f"[tls] keyfile_password: the key in {encrypted} is encrypted; set "
            "keyfile_password")
-    yield ("key-as-certfile", TLSSettings(certfile=files.keyfile, keyfile=files.keyfile),
+    yield ("key-as-certfile", TLS(certfile=files.keyfile, keyfile=files.keyfile),
            f"[tls] certfile: no PEM certificate in {files.keyfile}")
-    yield ("cert-as-keyfile", TLSSettings(certfile=files.certfile, keyfile=files.certfile),
+    yield ("cert-as-keyfile", TLS(certfile=files.certfile, keyfile=files.certfile),
            f"[tls] keyfile: no PEM private key in {files.certfile}")
-    yield ("no-key-at-all", TLSSettings(certfile=files.certfile),
+    yield ("no-key-at-all", TLS(certfile=files.certfile),
            f"[tls] certfile: no PEM private key in {files.certfile}")
-    yield ("broken-certificate", TLSSettings(certfile=str(garbage), keyfile=files.keyfile),
+    yield ("broken-certificate", TLS(certfile=str(garbage), keyfile=files.keyfile),
            f"[tls] certfile: cannot load the certificate chain in {garbage}")
-    yield ("missing-ca", TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    yield ("missing-ca", TLS(certfile=files.certfile, keyfile=files.keyfile,
                                      cert_reqs="required", ca_certs=missing),
            f"[tls] ca_certs: cannot read {missing}")
-    yield ("ca-without-certificates", TLSSettings(certfile=files.certfile,
+    yield ("ca-without-certificates", TLS(certfile=files.certfile,
                                                   keyfile=files.keyfile, cert_reqs="optional",
                                                   ca_certs=files.keyfile),
            f"[tls] ca_certs: cannot load CA certificates from {files.keyfile}")
-    yield ("bad-ciphers", TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    yield ("bad-ciphers", TLS(certfile=files.certfile, keyfile=files.keyfile,
                                       ciphers="NO-SUCH-CIPHER"),
            "[tls] ciphers: 'NO-SUCH-CIPHER' selects no cipher")
 
@@ -179,7 +179,7 @@ def handshake(server_context: ssl.SSLContext, client: ssl.SSLContext
 
 
 def test_handshake_runs_in_steps_and_reports_protocol(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile))
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile))
     fields, steps = handshake(context, client_context(files))
     assert isinstance(fields, dict)
     assert steps[0] is tls.HandshakeResult.WANT_READ and steps[-1] is tls.HandshakeResult.DONE
@@ -190,21 +190,21 @@ def test_handshake_runs_in_steps_and_reports_protocol(files: Files) -> None:
 
 
 def test_tls12_cipher_and_min_version(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile))
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile))
     client = client_context(files)
     client.maximum_version = ssl.TLSVersion.TLSv1_2
     fields, _ = handshake(context, client)
     assert isinstance(fields, dict)
     assert fields["SSL_PROTOCOL"] == "TLSv1.2"
     assert "-" in fields["SSL_CIPHER"]  # an OpenSSL TLS 1.2 name such as ECDHE-RSA-...
-    strict = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    strict = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile,
                                             ssl_min_version="TLSv1.3"))
     failure, _ = handshake(strict, client)
     assert isinstance(failure, ssl.SSLError)
 
 
 def test_client_certificate_fields(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile,
                                              cert_reqs="required", ca_certs=files.ca_file))
     client_cert = files.ca.issue_cert("client@example.com", common_name="Client, One",
                                       organization_name="Acme+Co")
@@ -229,14 +229,14 @@ def test_client_certificate_fields(files: Files) -> None:
 
 
 def test_required_client_certificate_missing_fails(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile,
                                              cert_reqs="required", ca_certs=files.ca_file))
     failure, _ = handshake(context, client_context(files))
     assert isinstance(failure, (ssl.SSLError, ConnectionError))
 
 
 def test_optional_client_certificate(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile,
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile,
                                              cert_reqs="optional", ca_certs=files.ca_file))
     fields, _ = handshake(context, client_context(files))
     assert isinstance(fields, dict) and fields["SSL_CLIENT_VERIFY"] == "NONE"
@@ -249,7 +249,7 @@ def test_optional_client_certificate(files: Files) -> None:
 
 
 def test_plain_http_is_recognised(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile))
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile))
     server_sock, client_sock = socket.socketpair()
     with server_sock, client_sock:
         client_sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -262,7 +262,7 @@ def test_plain_http_is_recognised(files: Files) -> None:
 
 
 def test_alpn_http11(files: Files) -> None:
-    context = tls.server_context(TLSSettings(certfile=files.certfile, keyfile=files.keyfile))
+    context = tls.server_context(TLS(certfile=files.certfile, keyfile=files.keyfile))
     client = client_context(files)
     client.set_alpn_protocols(["h2", "http/1.1"])
     server_sock, client_sock = socket.socketpair()

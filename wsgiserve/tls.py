@@ -11,10 +11,11 @@ with a message naming the file. Imported by ``server.preamble`` and the arbiter;
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, Final
 
-from wsgiserve.config import ConfigError, TLSSettings
+from wsgiserve.config import TLS, ConfigError
 
 __all__ = [
     "HandshakeResult",
@@ -54,7 +55,7 @@ class HandshakeResult(Enum):
     WANT_WRITE = "want-write"
 
 
-def check_config(settings: TLSSettings) -> None:
+def check_config(settings: TLS) -> None:
     """Build (and drop) the server context, so misconfiguration fails before any fork.
 
     Does nothing while TLS is off (``certfile`` empty).
@@ -66,11 +67,16 @@ def check_config(settings: TLSSettings) -> None:
         server_context(settings)
 
 
-def server_context(settings: TLSSettings) -> ssl.SSLContext:
+# --http-protocols names -> ALPN protocol ids (RFC 7301 registry).
+_ALPN_IDS: Final = {"h2": "h2", "h1": "http/1.1"}
+
+
+def server_context(settings: TLS, http_protocols: Sequence[str] = ("h1",)) -> ssl.SSLContext:
     """Return the server ``SSLContext`` for ``settings`` (call once per worker process).
 
-    TLS 1.2 or later (``ssl_min_version``), no renegotiation, ALPN ``settings.alpn``
-    (``http/1.1``), client certificates per ``cert_reqs`` verified against ``ca_certs``.
+    TLS 1.2 or later (``ssl_min_version``), no renegotiation, ALPN ``settings.alpn`` or, by
+    default, the ``http_protocols`` served (h2, http/1.1, in that order of preference),
+    client certificates per ``cert_reqs`` verified against ``ca_certs``.
     Sockets are wrapped with ``do_handshake_on_connect=False`` by the caller and shaken
     hands with ``handshake_step`` in the event loop.
 
@@ -90,8 +96,8 @@ def server_context(settings: TLSSettings) -> ssl.SSLContext:
         except ssl.SSLError:
             raise TLSConfigError(f"[tls] ciphers: {settings.ciphers!r} selects no cipher "
                                  "this OpenSSL knows") from None
-    if settings.alpn:
-        context.set_alpn_protocols(list(settings.alpn))
+    context.set_alpn_protocols(list(settings.alpn) or
+                               [_ALPN_IDS[name] for name in http_protocols])
     _load_chain(context, settings)
     if settings.cert_reqs != "none":
         _load_client_cas(context, settings.ca_certs)
@@ -109,7 +115,7 @@ def _read_pem(setting: str, path: str) -> str:
                              f"{exc.strerror or exc}") from None
 
 
-def _load_chain(context: ssl.SSLContext, settings: TLSSettings) -> None:
+def _load_chain(context: ssl.SSLContext, settings: TLS) -> None:
     certfile = settings.certfile
     keyfile = settings.keyfile or certfile
     key_setting = "keyfile" if settings.keyfile else "certfile"

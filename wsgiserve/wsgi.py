@@ -29,6 +29,7 @@ _KEYS_PER_NAME_MAX: Final = 1024
 _KEYS_PER_SEQUENCE_MAX: Final = 256
 _TARGETS_MAX: Final = 1024
 _REQUESTS_MAX: Final = 256
+_PROTOCOLS: Final = {b"1.0": "HTTP/1.0", b"1.1": "HTTP/1.1", b"2": "HTTP/2"}
 # RFC 3986 §3.2.2 host [":" port] of an absolute-form target (RFC 9112 §3.2.2): a reg-name
 # or an IP literal; no userinfo (RFC 9110 §4.2.4: a recipient treats it as an error).
 _AUTHORITY_RE: Final = re.compile(
@@ -154,7 +155,7 @@ class EnvironBuilder:
         """The keys of the environ that depend on the request alone."""
         environ: dict[str, Any] = {}
         environ["REQUEST_METHOD"] = request.method.decode("ascii")
-        environ["SERVER_PROTOCOL"] = "HTTP/1.0" if request.http_version == b"1.0" else "HTTP/1.1"
+        environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version, "HTTP/1.1")
         target = request.target
         try:
             path, query, raw_uri = self._targets[target]

@@ -101,6 +101,18 @@ def _one_of(*choices: str) -> _Check:
     return check
 
 
+def _between(low: int, high: int) -> _Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else \
+            f"must be within {low}..{high}, got {_show(value)}"
+    return check
+
+
+def _check_http_protocol(value: Any) -> str | None:
+    # gunicorn 27's --http-protocols names: h1 (HTTP/1.1) and h2 (HTTP/2).
+    return None if value in ("h1", "h2") else f"must be h1 or h2, got {_show(value)}"
+
+
 def _dotted(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 

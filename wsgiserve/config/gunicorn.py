@@ -60,8 +60,6 @@ class GunicornSetting:
 S, N, R, F = Treatment.SETTING, Treatment.NOTICE, Treatment.REFUSED, Treatment.FILE_ONLY
 _HOOK_NOTE: Final = "Same name and arguments; a dotted path to your function."
 _NO_DIRTY: Final = "No dirty arbiters: run long tasks in a task queue or a separate service."
-_NO_HTTP2: Final = ("HTTP/2 is not spoken here; clients negotiate HTTP/1.1 (ALPN offers "
-                    "http/1.1). Let nginx speak HTTP/2 to browsers.")
 _NO_ASGI: Final = "WSGI only; gunicorn too ignores it for WSGI apps."
 _STRICT: Final = ("wsgiserve always answers such requests with 400 (see docs/security.md): "
                   "lenient parsing is how requests are smuggled past a proxy.")
@@ -264,18 +262,20 @@ GUNICORN_SETTINGS: Final[tuple[GunicornSetting, ...]] = (
                     takes_value=False),
     GunicornSetting("ciphers", ("--ciphers",), S, "Same; --alpn sets the ALPN list.",
                     target="tls.ciphers"),
-    GunicornSetting("http_protocols", ("--http-protocols",), N, "ignored: HTTP/1.1 only; "
-                    "with h2 listed, clients negotiate HTTP/1.1. Let nginx speak HTTP/2.",
-                    is_warning=True),
-    GunicornSetting("http2_cleartext", ("--http2-cleartext",), N, "ignored: " + _NO_HTTP2),
-    GunicornSetting("http2_max_concurrent_streams", ("--http2-max-concurrent-streams",), N,
-                    "ignored: " + _NO_HTTP2),
-    GunicornSetting("http2_initial_window_size", ("--http2-initial-window-size",), N,
-                    "ignored: " + _NO_HTTP2),
-    GunicornSetting("http2_max_frame_size", ("--http2-max-frame-size",), N,
-                    "ignored: " + _NO_HTTP2),
-    GunicornSetting("http2_max_header_list_size", ("--http2-max-header-list-size",), N,
-                    "ignored: " + _NO_HTTP2),
+    GunicornSetting("http_protocols", ("--http-protocols",), S, "Same values (h1, h2); "
+                    "wsgiserve's default serves both.", target="server.http_protocols"),
+    GunicornSetting("http2_cleartext", ("--http2-cleartext",), S, "Same values; "
+                    "wsgiserve's default is prior-knowledge.",
+                    target="http2.http2_cleartext"),
+    GunicornSetting("http2_max_concurrent_streams", ("--http2-max-concurrent-streams",), S,
+                    "Same.", target="http2.http2_max_concurrent_streams"),
+    GunicornSetting("http2_initial_window_size", ("--http2-initial-window-size",), S,
+                    "Same; wsgiserve's default is 256 KiB.",
+                    target="http2.http2_initial_window_size"),
+    GunicornSetting("http2_max_frame_size", ("--http2-max-frame-size",), S, "Same.",
+                    target="http2.http2_max_frame_size"),
+    GunicornSetting("http2_max_header_list_size", ("--http2-max-header-list-size",), S,
+                    "Same.", target="http2.http2_max_header_list_size"),
     GunicornSetting("raw_paste_global_conf", ("--paste-global",), R, "PasteDeploy global "
                     "variables cannot be passed: put them in the [DEFAULT] section of the "
                     "ini file."),
@@ -290,7 +290,8 @@ GUNICORN_SETTINGS: Final[tuple[GunicornSetting, ...]] = (
                     "RFC 9110 tokens. " + _STRICT, takes_value=False, is_warning=True),
     GunicornSetting("permit_unconventional_http_version",
                     ("--permit-unconventional-http-version",), N, "ignored: HTTP/1.0 and "
-                    "HTTP/1.1 only (HTTP/2.0 in a request line gets 505). " + _STRICT,
+                    "HTTP/1.1 in HTTP/1 request lines (HTTP/2.0 in a request line gets 505; "
+                    "HTTP/2 itself is spoken after its preface or ALPN). " + _STRICT,
                     takes_value=False, is_warning=True),
     GunicornSetting("casefold_http_method", ("--casefold-http-method",), N, "ignored: "
                     "methods are case-sensitive and passed on as sent.", takes_value=False,

@@ -17,6 +17,8 @@ from typing import Any, Final
 from wsgiserve.config.checks import (
     _above,
     _at_least,
+    _between,
+    _check_http_protocol,
     _Check,
     _check_alpn,
     _check_app,
@@ -131,6 +133,10 @@ class Server:
     sendfile: bool = _setting(True, "send wsgi.file_wrapper files with sendfile(2) on plain "
                               "sockets; --no-sendfile reads them instead")
     # gunicorn's spelling takes a mode (off, v1, v2, auto); both versions are always read.
+    http_protocols: tuple[str, ...] = _setting(
+        ("h2", "h1"), "HTTP versions served, in order of preference: h2 (HTTP/2: ALPN over "
+        "TLS, and cleartext per --http2-cleartext), h1 (HTTP/1.1); h1 alone turns HTTP/2 off",
+        metavar="PROTOCOLS", check=_check_http_protocol, allows_empty=False)
     proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header on each "
                                     "connection", metavar="MODE",
                                     value_words={"off": False, "v1": True, "v2": True,
@@ -208,11 +214,37 @@ class TLS:
                                     check=_one_of("TLSv1.2", "TLSv1.3"))
     ciphers: str = _setting("", "OpenSSL cipher list for TLS 1.2 (default: Python's)",
                             metavar="LIST")
-    alpn: tuple[str, ...] = _setting(("http/1.1",), "comma-separated ALPN protocols offered",
+    alpn: tuple[str, ...] = _setting((), "comma-separated ALPN protocols offered (default: "
+                                     "from --http-protocols, h2 and http/1.1)",
                                      metavar="PROTOCOLS", check=_check_alpn)
 
 
-TLSSettings = TLS
+
+
+@dataclass(frozen=True)
+class Http2:
+    """HTTP/2 (gunicorn 27's flags and meanings; --http-protocols turns it on and off)."""
+
+    http2_cleartext: str = _setting(
+        "prior-knowledge", "HTTP/2 without TLS (h2c): prior-knowledge (a connection opening "
+        "with the HTTP/2 preface, on the same port as HTTP/1.1), upgrade (Upgrade: h2c, "
+        "bodiless requests only: deprecated by RFC 9113), both, or off", metavar="MODE",
+        check=_one_of("off", "prior-knowledge", "upgrade", "both"))
+    http2_max_concurrent_streams: int = _setting(
+        100, "streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS)",
+        metavar="N", check=_at_least(1))
+    http2_initial_window_size: int = _setting(
+        262144, "receive window of each stream in bytes: body bytes a client may send ahead "
+        "of the app's reads", metavar="BYTES", check=_between(1, 2**31 - 1))
+    http2_max_frame_size: int = _setting(16384, "largest frame payload accepted, in bytes",
+                                         metavar="BYTES", check=_between(16384, 2**24 - 1))
+    http2_max_header_list_size: int = _setting(
+        65536, "largest decoded header list in bytes (HPACK bombs stop here)",
+        metavar="BYTES", check=_at_least(1))
+    http2_max_streams_in_app: int = _setting(
+        0, "streams of one connection running in the app at once; the others wait their "
+        "turn (0: --threads, so one connection cannot take more than the worker has)",
+        metavar="N", check=_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -305,6 +337,7 @@ class Config:
     workers: Workers = field(default_factory=Workers)
     limits: Limits = field(default_factory=Limits)
     tls: TLS = field(default_factory=TLS)
+    http2: Http2 = field(default_factory=Http2)
     proxy: Proxy = field(default_factory=Proxy)
     logging: Logging = field(default_factory=Logging)
     hooks: Hooks = field(default_factory=Hooks)
@@ -317,6 +350,7 @@ SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
     "workers": (Workers, "workers"),
     "limits": (Limits, "request limits"),
     "tls": (TLS, "TLS"),
+    "http2": (Http2, "HTTP/2"),
     "proxy": (Proxy, "proxies"),
     "logging": (Logging, "logging"),
     "hooks": (Hooks, "server hooks (each a dotted path module:callable, as in gunicorn)"),

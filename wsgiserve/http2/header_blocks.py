@@ -48,6 +48,12 @@ class HeaderBlockReceiver(Endpoint):
 
     __slots__ = ()
 
+    @property
+    def has_partial_header_block(self) -> bool:
+        """A HEADERS frame came whose CONTINUATION frames have not all come yet (a server
+        bounds how long that may last: the HTTP/2 meaning of a header timeout)."""
+        return bool(self._header_stream)
+
     def _on_headers(self, flags: int, stream_id: int, payload: bytes,
                     events: list[Event]) -> None:
         if not stream_id:

@@ -15,11 +15,13 @@ import functools
 import select
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import SERVER_HEADER
 from wsgiserve.server.worker.http1 import Http1
+from wsgiserve.server.worker.http2 import Http2
 from wsgiserve.server.worker.preamble import Preamble
 from wsgiserve.server.worker.protocol import Protocol
 from wsgiserve.server.worker.states import SWITCH, WAIT_READABLE, ConnState, Outcome
@@ -55,10 +57,12 @@ class Connection:
         preamble = context.preamble
         self.protocol: Protocol
         if preamble is None:
-            self.protocol = Http1(transport, context, base_environ)
+            self.protocol = Http1(transport, context, base_environ,
+                                  _prior_knowledge(transport, context, base_environ))
         else:
             self.protocol = Preamble(transport, context, base_environ, preamble,
-                                     functools.partial(Http1, transport, context, base_environ))
+                                     functools.partial(_start_http, transport, context,
+                                                       base_environ))
 
     @property
     def state(self) -> ConnState:
@@ -121,8 +125,8 @@ class Connection:
             outcome = self._switch()
         return outcome
 
-    def start_graceful_close(self) -> Outcome:
-        return self.protocol.start_graceful_close()
+    def start_graceful_close(self, quiet_since: float) -> Outcome | None:
+        return self.protocol.start_graceful_close(quiet_since)
 
     def close(self) -> None:
         self.protocol.close()
@@ -133,6 +137,27 @@ class Connection:
         assert protocol is not None
         self.protocol = protocol
         return protocol.on_readable()
+
+
+def _prior_knowledge(transport: Transport, context: ServerContext,
+                     base_environ: dict[str, Any]) -> Callable[[bytes], Protocol] | None:
+    """How HTTP/1.1 hands a connection opening with the HTTP/2 preface over (None: it
+    does not: HTTP/2 off, or cleartext HTTP/2 only by upgrade)."""
+    if context.http2_limits is None or \
+            context.http2_cleartext not in ("prior-knowledge", "both"):
+        return None
+    return functools.partial(Http2, transport, context, base_environ)
+
+
+def _start_http(transport: Transport, context: ServerContext,
+                base_environ: dict[str, Any]) -> Protocol:
+    """The protocol after the preamble: HTTP/2 when TLS's ALPN chose h2, else HTTP/1.1."""
+    if transport.is_tls:
+        if context.http2_limits is not None and transport.alpn_protocol() == "h2":
+            return Http2(transport, context, base_environ)
+        return Http1(transport, context, base_environ)
+    return Http1(transport, context, base_environ,
+                 _prior_knowledge(transport, context, base_environ))
 
 
 def make_base_environ(server_name: str, server_port: str, url_scheme: str, *,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiserve.http import HttpLimits
 from wsgiserve.http.caches import RequestHeadCache
 from wsgiserve.log import AccessLog
-from wsgiserve.server.worker.heads import HeadCache
+from wsgiserve.server.worker.heads import HeadCache, Http2HeadCache
 from wsgiserve.wsgi import EnvironBuilder
 
 if TYPE_CHECKING:
@@ -83,6 +83,13 @@ class ServerContext:
     is_stopping: bool = False
     dates: DateCache = field(default_factory=DateCache)
     heads: HeadCache = field(default_factory=HeadCache)
+    http2_heads: Http2HeadCache = field(default_factory=Http2HeadCache)
+    # HTTP/2: the core's limits (None: HTTP/2 is off), how a cleartext connection may
+    # start it ("off", "prior-knowledge", "upgrade" or "both"), and the streams of one
+    # connection allowed in the app at once.
+    http2_limits: Any = None
+    http2_cleartext: str = "off"
+    http2_max_streams_in_app: int = 1
     environs: EnvironBuilder = field(default_factory=EnvironBuilder)
     request_heads: RequestHeadCache = field(default_factory=RequestHeadCache)
     pid: int = field(default_factory=os.getpid)

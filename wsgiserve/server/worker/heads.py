@@ -13,7 +13,7 @@ from typing import Final
 
 from wsgiserve.http import BodyKind, Framing, LocalProtocolError
 from wsgiserve.http.framing import choose_response_framing
-from wsgiserve.http.writer import encode_response_head
+from wsgiserve.http.writer import check_fields, encode_response_head
 from wsgiserve import __version__
 from wsgiserve.wsgi import HOP_BY_HOP, check_response_headers
 
@@ -26,6 +26,10 @@ _CLOSE_LINE: Final = b"Connection: close\r\n"
 _KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
 
 HeadKey = tuple[str, tuple[tuple[str, str], ...], bool, bytes]
+Fields = list[tuple[bytes, bytes]]
+# RFC 9113 §8.2.2: fields a response must not carry over HTTP/2 (on top of PEP 3333's
+# hop-by-hop set, which the app must not send anyway).
+CONNECTION_SPECIFIC: Final = HOP_BY_HOP | {"proxy-connection"}
 
 
 class HeadTemplate:
@@ -175,3 +179,79 @@ def build_head(status: str, headers: list[tuple[str, str]], method: bytes,
     # sends its own version), framed as 1.0 understands it (never chunked).
     prefix = encode_response_head(status, out)[:-2]
     return HeadTemplate(code, framing, prefix, has_date, has_server, forces_close, out)
+
+
+class Http2HeadTemplate:
+    """The fields of a response head but Date (which changes every second), as HPACK
+    takes them, and what the head implies."""
+
+    __slots__ = ("status_code", "fields", "content_length", "app_headers")
+
+    def __init__(self, status_code: int, fields: Fields, content_length: int | None,
+                 app_headers: list[tuple[str, str]]) -> None:
+        self.status_code = status_code
+        self.fields = fields
+        self.content_length = content_length
+        self.app_headers = app_headers  # as sent, for the access log
+
+
+class Http2HeadCache:
+    """HTTP/2 response head templates by (status, headers), bounded like ``HeadCache``."""
+
+    __slots__ = ("_templates",)
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[str, tuple[tuple[str, str], ...]], Http2HeadTemplate] = {}
+
+    def get(self, status: str, headers: list[tuple[str, str]]) -> Http2HeadTemplate:
+        """Raises LocalProtocolError: an invalid status or field (an app bug)."""
+        try:
+            key = (status, tuple(headers))
+            template = self._templates.get(key)
+        except TypeError:  # unhashable: not str pairs
+            template = None
+        if template is None or type(headers) is not list:
+            check_response_headers(status, headers)
+            template = _build_http2_head(status, headers)
+            if len(self._templates) >= _CACHE_MAX_ENTRIES:
+                self._templates.clear()
+            self._templates[(status, tuple(headers))] = template
+        return template
+
+
+def _build_http2_head(status: str, headers: list[tuple[str, str]]) -> Http2HeadTemplate:
+    try:
+        code = int(status[:3])
+    except ValueError:
+        raise LocalProtocolError(f"invalid status {status[:40]!r}") from None
+    if not 200 <= code <= 599 or status[3:4] not in ("", " "):
+        raise LocalProtocolError(f"status {status[:40]!r} is not a final response status")
+    kept = [(name, value) for name, value in headers
+            if name.lower() not in CONNECTION_SPECIFIC]
+    check_fields(kept)
+    fields: Fields = [(b":status", status[:3].encode("ascii"))]
+    content_length = None
+    has_server = False
+    try:
+        for name, value in kept:
+            lower = name.lower()
+            if lower == "content-length":
+                value = value.strip()
+                if not value.isdigit() or not value.isascii() or \
+                        (content_length is not None and int(value) != content_length):
+                    raise LocalProtocolError(f"invalid Content-Length {value[:40]!r}")
+                if content_length is not None:
+                    continue
+                content_length = int(value)
+            elif lower == "server":
+                has_server = True
+            elif lower == "date":
+                continue  # ours is current
+            fields.append((lower.encode("latin-1"), value.encode("latin-1")))
+    except UnicodeEncodeError:
+        raise LocalProtocolError("a header is not latin-1 text") from None
+    if not has_server:
+        fields.append((b"server", SERVER_HEADER.encode("latin-1")))
+    if code in (204, 304):
+        fields = [field for field in fields if field[0] != b"content-length"]
+    return Http2HeadTemplate(code, fields, content_length, kept)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.http import (
@@ -47,6 +48,8 @@ from wsgiserve.server.worker.states import (
     NEW,
     READING_BODY,
     READING_HEAD,
+    SWITCH,
+    SWITCHED,
     TRANSITIONS,
     WAIT_READABLE,
     WAIT_WRITABLE,
@@ -66,6 +69,7 @@ _log = logging.getLogger(__name__)
 
 _LENGTH, _UNTIL_CLOSE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE  # Enum members: see states.py
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
 # Parser states in which a request was read to its end (and nothing of a next one yet).
 _BETWEEN_REQUESTS: Final = frozenset({ParserState.HEAD, ParserState.DONE, ParserState.CLOSED})
@@ -77,10 +81,14 @@ class Http1:
     """HTTP/1.1 requests on one connection, one exchange at a time."""
 
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
-                 "exchange", "next_protocol", "_pending_request", "_base_environ")
+                 "exchange", "next_protocol", "_pending_request", "_base_environ",
+                 "_start_http2", "_held")
 
     def __init__(self, transport: Transport, context: ServerContext,
-                 base_environ: dict[str, Any]) -> None:
+                 base_environ: dict[str, Any],
+                 start_http2: Callable[[bytes], Protocol] | None = None) -> None:
+        """``start_http2``: makes the HTTP/2 protocol for a connection that opens with the
+        HTTP/2 preface (cleartext with prior knowledge); None when that is off."""
         self.transport = transport
         self.context = context
         self.parser = RequestParser(context.limits, head_cache=context.request_heads)
@@ -91,6 +99,8 @@ class Http1:
         self.next_protocol: Protocol | None = None
         self._pending_request: Request | None = None
         self._base_environ = base_environ
+        self._start_http2 = start_http2
+        self._held = b""  # the start of what may be an HTTP/2 preface
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -117,6 +127,21 @@ class Http1:
         data = self.transport.recv()
         if data is None:
             return WAIT_READABLE
+        if state is NEW and self._start_http2 is not None:
+            held = self._held + data
+            if held[:24] == PREFACE:
+                # RFC 9113 §3.3: HTTP/2 with prior knowledge, on the same port.
+                self.set_state(SWITCHED)
+                self.next_protocol = self._start_http2(held)
+                return SWITCH
+            if data and PREFACE.startswith(held):
+                self._held = held  # wait for the rest before deciding
+                return WAIT_READABLE
+            self._held = b""
+            if held != data:
+                self.parser.feed(held)
+                if data:
+                    return self._advance()
         self.parser.feed(data)
         return self._advance()
 
@@ -154,13 +179,18 @@ class Http1:
             return self._start_lingering()
         return CLOSE
 
-    def start_graceful_close(self) -> Outcome:
-        """Close an idle keep-alive connection as the worker stops: FIN first.
+    def start_graceful_close(self, quiet_since: float) -> Outcome | None:
+        """Close a keep-alive connection idle since ``quiet_since`` as the worker stops:
+        FIN first. A busier one is left to answer its next request with Connection: close.
 
-        A client that checks its pooled connection before reusing it sees the FIN and opens
-        a new one instead of losing a request to the race with our close.
+        Closing a keep-alive connection races with the client sending its next request on
+        it (the request is lost and a client like http.client reports an error); a client
+        that checks its pooled connection before reusing it sees the FIN and opens a new
+        one instead.
         """
-        return self._start_closing()
+        if self.state is IDLE and self.idle_since <= quiet_since:
+            return self._start_closing()
+        return None
 
     def close(self) -> None:
         if self.state is not CLOSED:

@@ -38,8 +38,9 @@ from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
 from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
 from wsgiserve.server.worker.context import ServerContext
-from wsgiserve.server.worker.states import CLOSE
+from wsgiserve.server.worker.states import CLOSE, WAIT_READABLE
 from wsgiserve.server.worker.forwarded import ProxySettings
+from wsgiserve.server.worker.http2 import http2_limits
 from wsgiserve.server.worker.preamble import preamble_settings
 
 if TYPE_CHECKING:
@@ -107,7 +108,16 @@ class Worker:
             # Builds the SSLContext once per worker process (so a HUP's new workers read
             # renewed certificates); None when neither TLS nor the PROXY protocol is on.
             preamble=preamble_settings(config.tls, config.proxy,
-                                       config.server.proxy_protocol))
+                                       config.server.proxy_protocol,
+                                       config.server.http_protocols))
+        http2 = config.http2
+        if "h2" in config.server.http_protocols:
+            self.context.http2_limits = http2_limits(
+                http2.http2_max_concurrent_streams, http2.http2_initial_window_size,
+                http2.http2_max_frame_size, http2.http2_max_header_list_size)
+            self.context.http2_cleartext = http2.http2_cleartext
+            self.context.http2_max_streams_in_app = \
+                http2.http2_max_streams_in_app or self.threads
         self.context.on_request_done = self._count_request
         self.context.submit = self.submit
         self._epoll = select.epoll()
@@ -266,18 +276,18 @@ class Worker:
                 self._settle(conn, self._call(conn, conn.on_timeout))
 
     def _close_idle(self) -> None:
-        """Close keep-alive connections that have been idle a while, as the worker stops.
-
-        Closing a keep-alive connection races with the client sending its next request
-        on it (the request is lost and a client like http.client reports an error). A
-        connection in steady use gets its next request answered with "Connection: close"
-        instead; only one quiet for STOP_IDLE_GRACE_S is closed, with a FIN first.
-        """
+        """As the worker stops, ask every connection to begin closing (each tick until it
+        is gone): each protocol closes when that loses nothing (see
+        ``Protocol.start_graceful_close``). HTTP/1.1 closes a keep-alive connection quiet
+        for STOP_IDLE_GRACE_S; one in steady use is answered with "Connection: close"."""
         quiet_since = time.monotonic() - min(STOP_IDLE_GRACE_S, self.context.keepalive_s)
         for conn in list(self._connections.values()):
-            if conn.is_idle and conn.idle_since <= quiet_since \
-                    and conn.lock.acquire(blocking=False):
-                self._settle(conn, self._call(conn, conn.start_graceful_close))
+            if conn.lock.acquire(blocking=False):
+                try:
+                    outcome = conn.start_graceful_close(quiet_since)
+                except OSError:
+                    outcome = CLOSE
+                self._settle(conn, WAIT_READABLE if outcome is None else outcome)
 
     def _begin_graceful_stop(self, timeout_s: float) -> None:
         """The stop sequence: 1. stop accepting; 2. close idle keep-alive connections;

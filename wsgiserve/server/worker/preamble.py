@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from wsgiserve.config import Proxy, TLSSettings
+from wsgiserve.config import TLS, Proxy
 from wsgiserve.http import RemoteProtocolError
 from wsgiserve.server.worker.context import LINGER_S, WOULD_BLOCK, ServerContext
 from wsgiserve.server.worker.forwarded import AddressMatcher
@@ -69,8 +69,8 @@ class PreambleSettings:
     proxy_allowed: AddressMatcher | None
 
 
-def preamble_settings(tls_settings: TLSSettings, proxy: Proxy,
-                      proxy_protocol: bool) -> PreambleSettings | None:
+def preamble_settings(tls_settings: TLS, proxy: Proxy, proxy_protocol: bool,
+                      http_protocols: Sequence[str] = ("h1",)) -> PreambleSettings | None:
     """The worker's preamble settings (None when neither TLS nor PROXY is on); builds the
     ``SSLContext`` now, once per worker process, so a HUP's new workers read renewed
     certificates.
@@ -84,7 +84,7 @@ def preamble_settings(tls_settings: TLSSettings, proxy: Proxy,
     if tls_settings.certfile:
         # wsgiserve.tls (and so the ssl module: ~5 MiB per process) only when TLS is on.
         from wsgiserve import tls
-        ssl_context = tls.server_context(tls_settings)
+        ssl_context = tls.server_context(tls_settings, http_protocols)
     return PreambleSettings(
         ssl_context=ssl_context,
         proxy_allowed=AddressMatcher(proxy.proxy_allow_ips) if proxy_protocol else None)
@@ -143,8 +143,8 @@ class Preamble:
         _log.debug("%s from %s timed out", self.state.value, self.transport.remote_addr)
         return CLOSE
 
-    def start_graceful_close(self) -> Outcome:
-        return CLOSE
+    def start_graceful_close(self, quiet_since: float) -> Outcome | None:
+        return None  # let the handshake finish: HTTP then closes after one request
 
     def close(self) -> None:
         if self.state is not CLOSED:

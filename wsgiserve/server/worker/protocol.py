@@ -35,8 +35,12 @@ class Protocol(_TypingProtocol):
     def on_timeout(self) -> Outcome:
         """``deadline`` passed while the loop waited for this connection."""
 
-    def start_graceful_close(self) -> Outcome:
-        """The worker is stopping and the connection is idle: begin closing it."""
+    def start_graceful_close(self, quiet_since: float) -> Outcome | None:
+        """The worker is stopping (called again each tick until the connection is gone):
+        begin closing it when that loses nothing, None to be asked again later. HTTP/1.1
+        closes a connection idle since ``quiet_since`` (a busier one answers its next
+        request with Connection: close); HTTP/2 sends GOAWAY and lets its streams end; a
+        WebSocket sends close 1001."""
 
     def close(self) -> None:
         """Release everything at once (the socket included)."""

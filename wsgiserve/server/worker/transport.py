@@ -125,6 +125,17 @@ class Transport:
         self._pending = None
         return True
 
+    def send_partial(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the socket takes now: the number of bytes (0 when it is full).
+
+        Raises:
+            OSError: the connection failed.
+        """
+        try:
+            return self.sock.send(data, self._flags)
+        except self._would_block:
+            return 0
+
     def try_send(self, data: bytes) -> None:
         """Send what the socket takes now, ignoring failures (a last word before closing)."""
         try:
@@ -256,6 +267,12 @@ class Transport:
         if result is tls.HandshakeResult.WANT_WRITE:
             return HandshakeStep.WANT_WRITE
         return HandshakeStep.DONE
+
+    def alpn_protocol(self) -> str | None:
+        """The protocol TLS's ALPN chose (None: plain, or none was chosen)."""
+        if not self.is_tls:
+            return None
+        return self.sock.selected_alpn_protocol()  # type: ignore[attr-defined, no-any-return]
 
     def send_raw(self, data: bytes) -> None:
         """Send past the TLS layer (a plain-text answer to plain HTTP on a TLS port).

@@ -1,0 +1,439 @@
+"""HTTP/2 on a connection: frames read by the loop, each request stream's WSGI call run
+on the worker's pool, so the streams of one connection are served at the same time.
+
+``Http2`` drives the sans-IO ``wsgiserve.http2.Connection`` (the *core*). The loop's
+thread reads: it feeds the core, hands request bodies to their streams and starts each
+new stream's ``Http2Stream.run`` with ``context.submit`` (at most ``max_streams_in_app``
+of one connection at once; the others wait their turn, so one connection cannot take
+every thread). Streams write from their own threads through this protocol
+(``StreamOutput``): one lock guards the core, the output not yet sent and the socket's
+I/O. A stream that has no flow-control credit, or whose output is not yet taken by the
+socket, waits on a condition with the body timeout; the loop's writable event or the
+client's WINDOW_UPDATE wakes it. Nothing a slow client does holds a thread for longer.
+
+The connection's states (``ConnState``): IDLE (no stream open: the keep-alive timeout
+runs), IN_APP (streams open), CLOSING (our GOAWAY and FIN went: lingering), CLOSED. A
+stopping worker sends GOAWAY twice (RFC 9113 §6.8: first with the highest stream id, then
+with the last one it took, once a PING has made the round trip) and lets the streams in
+flight finish.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Final
+
+from wsgiserve.http2 import (
+    MAX_STREAM_ID,
+    Connection,
+    ConnectionClosedError,
+    DataReceived,
+    ErrorCode,
+    GoAwayReceived,
+    Http2ConnectionError,
+    Http2Limits,
+    Http2UsageError,
+    PingAcked,
+    RequestReceived,
+    SettingsChanged,
+    StreamClosedError,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from wsgiserve.http2.events import Event
+from wsgiserve.server.worker.context import LINGER_S, ServerContext
+from wsgiserve.server.worker.protocol import Protocol
+from wsgiserve.server.worker.states import (
+    CLOSE,
+    CLOSED,
+    CLOSING,
+    IDLE,
+    IN_APP,
+    TRANSITIONS,
+    WAIT_READABLE,
+    WAIT_WRITABLE,
+    ConnState,
+    Outcome,
+)
+from wsgiserve.server.worker.stream import Fields, Http2Stream, StreamGone
+from wsgiserve.server.worker.transport import Transport
+
+__all__ = ["Http2", "http2_limits"]
+
+_log = logging.getLogger(__name__)
+
+# Output the socket has not taken yet, past which a writing stream waits (nginx's
+# http2_chunk_size is 8 KiB per write; we let a few windows' worth queue up).
+OUTPUT_HIGH_WATER_BYTES: Final = 256 * 1024
+# The PING of the graceful stop's first GOAWAY; the second GOAWAY goes when it returns or
+# after this long.
+_STOP_PING: Final = b"wsgistop"
+STOP_PING_WAIT_S: Final = 1.0
+
+
+def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
+                 max_header_list_size: int) -> Http2Limits:
+    """The core's limits from the [http2] settings; the connection window holds four
+    streams' worth (at least the core's default of 1 MiB)."""
+    return Http2Limits(
+        max_concurrent_streams=max_concurrent_streams,
+        initial_window_size=initial_window_size,
+        connection_window_size=min(2**31 - 1, max(1 << 20, 4 * initial_window_size)),
+        max_frame_size=max_frame_size, max_header_list_size=max_header_list_size,
+        max_header_block_bytes=max_header_list_size)
+
+
+class Http2:
+    """An HTTP/2 connection (server role), its streams and their shared output."""
+
+    __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
+                 "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
+                 "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
+                 "_stop_started", "_is_peer_done", "_is_broken")
+
+    def __init__(self, transport: Transport, context: ServerContext,
+                 base_environ: dict[str, Any], initial: bytes = b"") -> None:
+        self.transport = transport
+        self.context = context
+        self.core = Connection(is_client=False, limits=context.http2_limits)
+        self.state = IDLE
+        self.idle_since = now = time.monotonic()
+        self.deadline = now + context.header_timeout_s  # the client's preface and SETTINGS
+        self.next_protocol: Protocol | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # windows grew, output drained
+        self._out = bytearray(self.core.data_to_send())  # our preface: SETTINGS first
+        self._streams: dict[int, Http2Stream] = {}
+        self._waiting: deque[Http2Stream] = deque()  # streams waiting for an app slot
+        self._in_app = 0
+        self._max_in_app = context.http2_max_streams_in_app
+        self._initial = initial  # bytes read before the switch (HTTP/1.1's preface check)
+        self._base_environ = base_environ
+        self._stop_step = 0  # 1: first GOAWAY and PING sent; 2: final GOAWAY sent
+        self._stop_started = 0.0
+        self._is_peer_done = False  # the client sent GOAWAY
+        self._is_broken = False  # the socket failed: streams' output is dropped
+
+    def set_state(self, new: ConnState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
+        self.state = new
+
+    @property
+    def is_idle(self) -> bool:
+        return self.state is IDLE
+
+    # -- the loop's side --------------------------------------------------------------------
+    def on_readable(self) -> Outcome:
+        if self.state is CLOSING:
+            return CLOSE if self.transport.discard_input() else WAIT_READABLE
+        starting: list[Http2Stream] = []
+        with self._lock:
+            data = self.transport.recv()
+            is_eof = data == b""
+            if self._initial:
+                data = self._initial + (data or b"")
+                self._initial = b""
+            if data is None:
+                return WAIT_WRITABLE if self._out else WAIT_READABLE
+            if not data:
+                self._end_streams(StreamGone("the client closed the connection"))
+                return CLOSE
+            try:
+                events = self.core.receive_data(data)
+            except Http2ConnectionError as exc:
+                _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr,
+                           exc)
+                self._end_streams(StreamGone(f"connection error: {exc}"))
+                return self._shut()
+            self._dispatch(events, starting)
+            self._send_queued()
+            if is_eof:  # the preface came with the client's close: nothing to answer
+                self._end_streams(StreamGone("the client closed the connection"))
+                return CLOSE
+            outcome = self._outcome()
+        for stream in starting:
+            self.context.submit(stream.run)
+        return outcome
+
+    def on_writable(self) -> Outcome:
+        with self._lock:
+            self._flush()
+            self._changed.notify_all()
+            return self._outcome()
+
+    def on_timeout(self) -> Outcome:
+        with self._lock:
+            if self.state is CLOSING:
+                return CLOSE
+            if self.state is IDLE:
+                _log.debug("HTTP/2 connection from %s idle: closing", self.transport.remote_addr)
+                self._goaway(ErrorCode.NO_ERROR)
+                return self._shut()
+            if self.core.has_partial_header_block:
+                _log.debug("HTTP/2 header block from %s timed out", self.transport.remote_addr)
+                self._goaway(ErrorCode.PROTOCOL_ERROR)
+                self._end_streams(StreamGone("header timeout"))
+                return self._shut()
+            self.deadline = time.monotonic() + self.context.header_timeout_s
+            return self._outcome()
+
+    def start_graceful_close(self, quiet_since: float) -> Outcome | None:
+        with self._lock:
+            if self.state is CLOSING or self.state is CLOSED:
+                return None
+            if self._stop_step == 0:
+                self._stop_step = 1
+                self._stop_started = time.monotonic()
+                self._guard(self.core.close, ErrorCode.NO_ERROR, MAX_STREAM_ID)
+                self._guard(self.core.ping, _STOP_PING)
+            elif self._stop_step == 1 and \
+                    time.monotonic() - self._stop_started >= STOP_PING_WAIT_S:
+                self._final_goaway()
+            if self._stop_step == 2 and not self._streams:
+                return self._shut()
+            self._send_queued()
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self.state is CLOSED:
+                return
+            self.state = CLOSED
+            self._is_broken = True
+            self._end_streams(StreamGone("the connection closed"))
+            self._changed.notify_all()
+        self.transport.close()
+
+    # -- reading (under the lock) -----------------------------------------------------------
+    def _dispatch(self, events: list[Event], starting: list[Http2Stream]) -> None:
+        streams = self._streams
+        stream: Http2Stream | None
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                assert isinstance(event, RequestReceived)
+                stream = Http2Stream(event, self, self.context, self._base_environ)
+                streams[event.stream_id] = stream
+                if self.state is IDLE:
+                    self.set_state(IN_APP)
+                    self.deadline = float("inf")
+                if self._in_app < self._max_in_app:
+                    self._in_app += 1
+                    starting.append(stream)
+                else:
+                    self._waiting.append(stream)
+            elif kind is DataReceived:
+                assert isinstance(event, DataReceived)
+                stream = streams.get(event.stream_id)
+                if stream is not None and stream.body is not None:
+                    stream.body.feed(event.data)
+                elif event.data:
+                    # The app's call is over: nobody reads this body, give the window back.
+                    self._guard(self.core.acknowledge_received_data, len(event.data),
+                                event.stream_id)
+            elif kind is StreamEnded:
+                assert isinstance(event, StreamEnded)
+                stream = streams.get(event.stream_id)
+                if stream is not None and stream.body is not None:
+                    stream.body.end()
+            elif kind is TrailersReceived:
+                assert isinstance(event, TrailersReceived)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.trailers = event.headers
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_reset(StreamGone(f"stream reset ({event.error_code})"))
+                    if stream in self._waiting:
+                        self._waiting.remove(stream)
+                        self._forget(stream)
+                self._changed.notify_all()
+            elif kind is WindowUpdated or kind is SettingsChanged:
+                self._changed.notify_all()
+            elif kind is PingAcked:
+                assert isinstance(event, PingAcked)
+                if event.data == _STOP_PING and self._stop_step == 1:
+                    self._final_goaway()
+            elif kind is GoAwayReceived:
+                self._is_peer_done = True
+
+    def _outcome(self) -> Outcome:
+        """After reading or writing: shut the connection when nothing more will happen on
+        it, else wait (for writability while output is queued)."""
+        if not self._streams and (self._stop_step == 2 or self._is_peer_done) \
+                and self.state is not CLOSING:
+            return self._shut()
+        return WAIT_WRITABLE if self._out else WAIT_READABLE
+
+    def _shut(self) -> Outcome:
+        """Send what is queued (a GOAWAY), then our FIN; linger for the client's."""
+        self._send_queued()
+        if self.state is not CLOSING:
+            self.set_state(CLOSING)
+        self.deadline = time.monotonic() + LINGER_S
+        if not self.transport.shutdown_write():
+            return CLOSE
+        return CLOSE if self.transport.discard_input() else WAIT_READABLE
+
+    def _goaway(self, code: int) -> None:
+        self._guard(self.core.close, code)
+
+    def _final_goaway(self) -> None:
+        self._stop_step = 2
+        self._guard(self.core.close, ErrorCode.NO_ERROR)
+
+    def _guard(self, method: Any, *args: Any) -> None:
+        """Call a core method that fails only once the connection is closed."""
+        try:
+            method(*args)
+        except (ConnectionClosedError, StreamClosedError):
+            pass
+
+    def _end_streams(self, error: BaseException) -> None:
+        for stream in list(self._streams.values()):
+            stream.on_reset(error)
+        for stream in self._waiting:
+            self._streams.pop(stream.stream_id, None)
+        self._waiting.clear()
+        self._changed.notify_all()
+
+    # -- writing (under the lock) -----------------------------------------------------------
+    def _send_queued(self) -> None:
+        data = self.core.data_to_send()
+        if data:
+            self._out += data
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        if self._is_broken:
+            out.clear()
+            return
+        while out:
+            try:
+                sent = self.transport.send_partial(out)
+            except OSError as exc:
+                _log.debug("send to %s failed: %s", self.transport.remote_addr, exc)
+                self._is_broken = True
+                out.clear()
+                self._end_streams(StreamGone("the connection failed"))
+                return
+            if not sent:
+                return  # the socket is full: its writable edge calls on_writable
+            del out[:sent]
+
+    def _wait(self, deadline: float, what: str) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"timed out waiting for {what}")
+        self._changed.wait(remaining)
+
+    def _check(self, stream_id: int) -> Http2Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.is_reset or self._is_broken:
+            raise StreamGone("the stream was reset or the connection closed")
+        return stream
+
+    # -- StreamOutput: called by the streams' threads ----------------------------------------
+    def send_informational(self, stream_id: int, fields: Fields) -> None:
+        with self._lock:
+            self._check(stream_id)
+            try:
+                self.core.send_informational(stream_id, fields)
+            except (StreamClosedError, ConnectionClosedError) as exc:
+                raise StreamGone(str(exc)) from exc
+            except Http2UsageError:
+                return  # the final head went first: too late for hints
+            self._send_queued()
+
+    def send_trailers(self, stream_id: int, fields: Fields) -> None:
+        with self._lock:
+            self._check(stream_id)
+            try:
+                self.core.send_trailers(stream_id, fields)
+            except (StreamClosedError, ConnectionClosedError) as exc:
+                raise StreamGone(str(exc)) from exc
+            self._send_queued()
+
+    def send(self, stream_id: int, head: Fields | None, data: bytes, *,
+             end_stream: bool) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + self.context.body_timeout_s
+        core = self.core
+        with self._lock:
+            self._check(stream_id)
+            try:
+                if head is not None:
+                    core.send_headers(stream_id, head, end_stream=end_stream and not data)
+                    if not data:
+                        self._send_queued()
+                        return
+                while True:
+                    if len(self._out) > OUTPUT_HIGH_WATER_BYTES:
+                        self._send_queued()
+                        self._wait(deadline, "the client to read the response")
+                        self._check(stream_id)
+                        continue
+                    window = core.local_flow_control_window(stream_id)
+                    if len(view) <= window:
+                        core.send_data(stream_id, bytes(view), end_stream=end_stream)
+                        self._send_queued()
+                        return
+                    if window:
+                        core.send_data(stream_id, bytes(view[:window]))
+                        view = view[window:]
+                        continue
+                    self._send_queued()
+                    try:
+                        self._wait(deadline, "flow-control credit from the client")
+                    except TimeoutError:
+                        self._guard(core.reset_stream, stream_id, ErrorCode.CANCEL)
+                        self._send_queued()
+                        raise
+                    self._check(stream_id)
+            except (StreamClosedError, ConnectionClosedError) as exc:
+                raise StreamGone(str(exc)) from exc
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        with self._lock:
+            if not self._is_broken:
+                self._guard(self.core.reset_stream, stream_id, error_code)
+                self._send_queued()
+
+    def credit(self, stream_id: int, size: int) -> None:
+        with self._lock:
+            if not self._is_broken:
+                self._guard(self.core.acknowledge_received_data, size, stream_id)
+                self._send_queued()
+
+    def stream_done(self, stream: Http2Stream) -> None:
+        starting = None
+        with self._lock:
+            self._forget(stream)
+            self._in_app -= 1
+            if self._waiting and not self._is_broken:
+                starting = self._waiting.popleft()
+                self._in_app += 1
+            if not self._is_broken and stream.body is not None and not stream.is_reset:
+                # RFC 9113 §8.1: the response is complete but the client may still be
+                # sending its body: tell it to stop (a stream already closed is left).
+                self._guard(self.core.reset_stream, stream.stream_id, ErrorCode.NO_ERROR)
+            self._send_queued()
+            if self.state is not CLOSED:
+                self._outcome()  # the last stream of a closing connection: GOAWAY, FIN
+        if starting is not None:
+            self.context.submit(starting.run)
+
+    def _forget(self, stream: Http2Stream) -> None:
+        self._streams.pop(stream.stream_id, None)
+        if not self._streams and self.state is IN_APP:
+            self.set_state(IDLE)
+            self.idle_since = now = time.monotonic()
+            self.deadline = now + self.context.keepalive_s

@@ -1,0 +1,346 @@
+"""One HTTP/2 request stream as a WSGI call, run on a serving thread of the worker.
+
+``Http2Stream.run`` builds the environ, calls the app and sends its response through a
+``StreamOutput`` (the HTTP/2 protocol of the connection, which owns the shared HTTP/2
+state, the flow-control windows and the socket). The request body arrives from the
+connection's reading thread into a bounded ``StreamBody`` (bounded by the stream's
+receive window: credit goes back as the app reads, not on receipt). The same PEP 3333
+rules as HTTP/1.1: ``start_response`` with ``exc_info``, ``write()``, the iterable's
+``close()``, connection-specific headers the app sets are dropped, and a body that breaks
+its Content-Length is cut at what was declared (the stream is then reset).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Protocol
+
+from wsgiserve.http import Headers, LocalProtocolError, Request
+from wsgiserve.http.framing import CHUNKED, NO_BODY, Framing
+from wsgiserve.http.writer import check_fields
+from wsgiserve.http2 import ErrorCode, RequestReceived
+from wsgiserve.log import AccessRecord
+from wsgiserve.server.worker.context import ServerContext
+from wsgiserve.server.worker.heads import CONNECTION_SPECIFIC, SERVER_HEADER, Http2HeadTemplate
+from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
+
+__all__ = ["Http2Stream", "StreamBody", "StreamGone", "StreamOutput"]
+
+_log = logging.getLogger(__name__)
+
+Fields = list[tuple[bytes, bytes]]
+_SERVER_FIELD: Final = (b"server", SERVER_HEADER.encode("latin-1"))
+_EMPTY_INPUT: Final = EmptyInput()
+
+
+class StreamGone(ConnectionError):
+    """The client reset the stream (or the connection went away): stop answering."""
+
+
+class StreamOutput(Protocol):
+    """What a stream asks of its connection (the HTTP/2 protocol implements it)."""
+
+    def send(self, stream_id: int, head: Fields | None, data: bytes, *,
+             end_stream: bool) -> None:
+        """Send the response head (when given), then ``data`` (maybe empty), waiting for
+        flow-control credit with the body timeout. Raises StreamGone, TimeoutError."""
+
+    def send_informational(self, stream_id: int, fields: Fields) -> None:
+        """A 1xx head (103 Early Hints). Raises StreamGone."""
+
+    def send_trailers(self, stream_id: int, fields: Fields) -> None:
+        """Raises StreamGone."""
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM (nothing if the stream is already closed)."""
+
+    def credit(self, stream_id: int, size: int) -> None:
+        """The app read ``size`` bytes of the stream's body: give the window back."""
+
+    def stream_done(self, stream: Http2Stream) -> None:
+        """The WSGI call ended (whatever happened)."""
+
+
+class StreamBody(RequestBody):
+    """``wsgi.input`` of a stream: the bytes the connection's reader hands over, read by
+    the app's thread; each read gives the window back (``StreamOutput.credit``)."""
+
+    def __init__(self, stream_id: int, output: StreamOutput, timeout_s: float) -> None:
+        super().__init__(self._next_piece)
+        self._stream_id = stream_id
+        self._output = output
+        self._timeout_s = timeout_s
+        self._pieces: deque[bytes] = deque()
+        self._is_ended = False
+        self._error: BaseException | None = None
+        self._arrived = threading.Condition(threading.Lock())
+
+    # -- the connection's side (its reading thread) --------------------------------------
+    def feed(self, data: bytes) -> None:
+        with self._arrived:
+            self._pieces.append(data)
+            self._arrived.notify()
+
+    def end(self) -> None:
+        with self._arrived:
+            self._is_ended = True
+            self._arrived.notify()
+
+    def fail(self, error: BaseException) -> None:
+        with self._arrived:
+            self._error = error
+            self._arrived.notify()
+
+    # -- the app's side -------------------------------------------------------------------
+    def _next_piece(self) -> bytes:
+        with self._arrived:
+            deadline = time.monotonic() + self._timeout_s
+            while not self._pieces:
+                if self._error is not None:
+                    raise self._error
+                if self._is_ended:
+                    return b""
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("timed out reading the request body")
+                self._arrived.wait(remaining)
+            piece = self._pieces.popleft()
+        self._output.credit(self._stream_id, len(piece))
+        return piece
+
+
+class Http2Stream:
+    """One request stream and the WSGI call answering it."""
+
+    __slots__ = ("stream_id", "output", "context", "event", "environ", "body", "status",
+                 "headers", "template", "is_head", "is_head_sent", "status_code", "sent_bytes",
+                 "started", "trailers", "is_reset", "_remaining", "_base_environ")
+
+    def __init__(self, event: RequestReceived, output: StreamOutput, context: ServerContext,
+                 base_environ: dict[str, Any]) -> None:
+        self.stream_id = event.stream_id
+        self.output = output
+        self.context = context
+        self.event = event
+        self.environ: dict[str, Any] = {}
+        self.body: StreamBody | None = None
+        if not event.end_stream:
+            self.body = StreamBody(event.stream_id, output, context.body_timeout_s)
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.template: Http2HeadTemplate | None = None
+        self.is_head = event.method == b"HEAD"
+        self.is_head_sent = False
+        self.status_code = 0
+        self.sent_bytes = 0
+        self.started = time.monotonic()
+        self.trailers: Fields = []  # the request's, once its body ended
+        self.is_reset = False
+        self._remaining: int | None = None  # body bytes owed to a declared Content-Length
+        self._base_environ = base_environ
+
+    # -- from the connection's reading thread ------------------------------------------------
+    def on_reset(self, error: BaseException) -> None:
+        self.is_reset = True
+        if self.body is not None:
+            self.body.fail(error)
+
+    # -- the WSGI call (a serving thread) ----------------------------------------------------
+    def run(self) -> None:
+        context = self.context
+        result: Any = None
+        try:
+            environ = self.environ = self._build_environ()
+            hooks = context.hooks
+            context.in_app[self] = self.started
+            if "pre_request" in hooks:
+                hooks["pre_request"](context.worker, environ)
+            result = context.app(environ, self.start_response)
+            self._send_result(result)
+        except StreamGone:
+            _log.debug("stream %d was reset by the client", self.stream_id)
+        except Exception as exc:  # noqa: BLE001 - the app boundary
+            self._fail(exc)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - the app boundary
+                    _log.exception("the application's close() failed")
+            context.in_app.pop(self, None)
+            self._finish()
+
+    def _build_environ(self) -> dict[str, Any]:
+        event = self.event
+        fields = [field for field in event.headers if field[0][:1] != b":"]
+        if event.authority is not None:
+            # RFC 9113 §8.3.1: :authority is the request's Host.
+            fields = [field for field in fields if field[0] != b"host"]
+            fields.append((b"host", event.authority))
+        framing: Framing = NO_BODY if event.end_stream else CHUNKED
+        request = Request(event.method, event.path or b"/", b"2", Headers(fields), framing,
+                          True)
+        environ = self.context.environs.build(request, self._base_environ,
+                                              self.context.script_name)
+        environ["wsgi.input"] = self.body if self.body is not None else _EMPTY_INPUT
+        environ["wsgi.early_hints"] = self.send_early_hints
+        return environ
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], object]:
+        """PEP 3333 start_response."""
+        if exc_info is not None:
+            try:
+                if self.is_head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status:
+            raise LocalProtocolError("start_response called twice without exc_info")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy write(): sent before it returns (waiting for flow control)."""
+        if type(data) is not bytes:
+            raise LocalProtocolError(f"write() takes bytes, got {type(data).__name__}")
+        if data:
+            self._send(data, end_stream=False)
+
+    def send_early_hints(self, headers: Sequence[tuple[str, str]]) -> None:
+        """``environ["wsgi.early_hints"]``: a 103 Early Hints head before the response
+        (RFC 8297), e.g. ``[("Link", "</style.css>; rel=preload; as=style")]``."""
+        if self.is_head_sent:
+            return  # too late: the final head went
+        kept = [(name, value) for name, value in headers
+                if name.lower() not in CONNECTION_SPECIFIC]
+        check_fields(kept)
+        fields = [(b":status", b"103")] + [(name.lower().encode("latin-1"),
+                                           value.encode("latin-1")) for name, value in kept]
+        self.output.send_informational(self.stream_id, fields)
+
+    def _head(self) -> Http2HeadTemplate:
+        template = self.template
+        if template is None:
+            if not self.status:
+                raise LocalProtocolError("the application did not call start_response")
+            template = self.template = self.context.http2_heads.get(self.status, self.headers)
+            self.status_code = template.status_code
+            if not self.is_head and template.status_code not in (204, 304):
+                self._remaining = template.content_length
+        return template
+
+    def _head_fields(self) -> Fields:
+        template = self._head()
+        fields = list(template.fields)
+        fields.insert(1, (b"date", self.context.dates.now().encode("ascii")))
+        return fields
+
+    def _send_result(self, result: Iterable[bytes]) -> None:
+        if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
+            self._send(result[0], end_stream=True)  # the usual shape: one piece
+            return
+        if isinstance(result, FileWrapper) and self.is_head:
+            self._send(b"", end_stream=True)  # no need to read the file
+            return
+        for data in result:
+            if type(data) is not bytes:
+                raise LocalProtocolError(f"the app yielded {type(data).__name__}, not bytes")
+            if data:
+                self._send(data, end_stream=False)
+        self._send(b"", end_stream=True)
+
+    def _send(self, data: bytes, *, end_stream: bool) -> None:
+        if self.is_reset:
+            raise StreamGone("the client reset the stream")
+        output = self.output
+        if self.is_head or self._head().status_code in (204, 304):
+            data = b""  # no content in this response (RFC 9110 §9.3.2, §15.3.5, §15.4.5)
+        remaining = self._remaining
+        is_short = False
+        if remaining is not None:
+            if len(data) > remaining:
+                data = data[:remaining]  # send what was declared, then end
+                self._note_broken_length()
+                end_stream = True
+            self._remaining = remaining - len(data)
+            is_short = end_stream and self._remaining > 0
+        head = None
+        if not self.is_head_sent:
+            self.is_head_sent = True
+            head = self._head_fields()
+        if is_short:
+            output.send(self.stream_id, head, data, end_stream=False)
+            self.sent_bytes += len(data)
+            self._note_broken_length()
+            output.reset(self.stream_id, ErrorCode.INTERNAL_ERROR)
+            return
+        if head is not None or data or end_stream:
+            output.send(self.stream_id, head, data, end_stream=end_stream)
+            self.sent_bytes += len(data)
+
+    def _note_broken_length(self) -> None:
+        self.context.note_app_bug(
+            "an HTTP/2 response body did not match its Content-Length of %d: what was "
+            "declared is sent, then the stream ends (cut) or is reset (short)",
+            self._head().content_length or 0)
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError):
+            _log.debug("stream %d timed out: %s", self.stream_id, exc)
+        else:
+            _log.error("Error handling request %s %s", self.event.method.decode("ascii"),
+                       (self.event.path or b"").decode("latin-1")[:200], exc_info=exc)
+        if self.is_head_sent or self.is_reset:
+            self.output.reset(self.stream_id, ErrorCode.INTERNAL_ERROR)
+            return
+        self.status_code = 500
+        body = b"500 Internal Server Error\n"
+        fields = [(b":status", b"500"), (b"date", self.context.dates.now().encode("ascii")),
+                  _SERVER_FIELD, (b"content-type", b"text/plain; charset=utf-8"),
+                  (b"content-length", str(len(body)).encode("ascii"))]
+        self.is_head_sent = True
+        try:
+            self.output.send(self.stream_id, fields, b"" if self.is_head else body,
+                             end_stream=True)
+            self.sent_bytes = 0 if self.is_head else len(body)
+        except (StreamGone, TimeoutError):
+            pass
+
+    def _finish(self) -> None:
+        context = self.context
+        try:
+            if context.access_log is not None:
+                self._log_access()
+            if "post_request" in context.hooks:
+                try:
+                    context.hooks["post_request"](context.worker, self.environ)
+                except Exception:  # noqa: BLE001 - a hook must not take the worker down
+                    _log.exception("post_request hook failed")
+            if context.on_request_done is not None:
+                context.on_request_done()
+        finally:
+            self.output.stream_done(self)
+
+    def _log_access(self) -> None:
+        context = self.context
+        access_log = context.access_log
+        assert access_log is not None
+        event = self.event
+        duration_s = time.monotonic() - self.started
+        environ = self.environ
+        access_log.log(AccessRecord(
+            remote_addr=str(environ.get("REMOTE_ADDR") or ""),
+            remote_port=int(environ.get("REMOTE_PORT") or 0),
+            method=event.method.decode("ascii"),
+            target=(event.path or b"").decode("latin-1"), version="HTTP/2.0",
+            status=self.status_code, response_bytes=self.sent_bytes,
+            start_time=time.time() - duration_s, duration_s=duration_s,
+            request_headers=[field for field in event.headers if field[0][:1] != b":"],
+            response_headers=self.template.app_headers if self.template else [],
+            pid=context.pid, remote_user=str(environ.get("REMOTE_USER") or "-")))
