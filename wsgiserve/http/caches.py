@@ -1,6 +1,6 @@
 """Memory of work that depends only on bytes clients repeat: one ``RequestHeadCache``
 per set of parsers that share their limits (a server worker owns one for all its
-connections).
+connections), and a ``FieldListCache`` for what an HTTP/2 header list becomes.
 
 Most clients send the same head again and again (a health check, an API client polling
 one endpoint, a load generator, a browser reloading a page), and a request head's parse
@@ -9,11 +9,11 @@ speed, SipHash: no collision flooding) and a dict lookup instead of the parse.
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from wsgiserve.http.events import Request
 
-__all__ = ["RequestHeadCache"]
+__all__ = ["FieldListCache", "RequestHeadCache"]
 
 # Bounds: the cache is emptied when full (a client sending ever new heads costs one
 # insert per request and never memory: at most MAX_ENTRIES * MAX_HEAD_BYTES, 512 KiB).
@@ -49,3 +49,31 @@ class RequestHeadCache:
         if len(requests) >= MAX_ENTRIES:
             requests.clear()
         requests[head] = request
+
+
+class FieldListCache:
+    """Whatever a caller derives from an HTTP/2 request's header list (the server: its
+    ``Request`` event, so that its environ is built once), by the list's contents.
+
+    Bounded like ``RequestHeadCache``: lists over MAX_HEAD_BYTES are not kept.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[Any, ...], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        return self._values.get(key)
+
+    def put(self, key: tuple[Any, ...], value: Any, size: int) -> None:
+        """``size``: the bytes the key's fields hold."""
+        if size > MAX_HEAD_BYTES:
+            return
+        values = self._values
+        if len(values) >= MAX_ENTRIES:
+            values.clear()
+        values[key] = value

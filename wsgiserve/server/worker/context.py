@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.http import HttpLimits
-from wsgiserve.http.caches import RequestHeadCache
+from wsgiserve.http.caches import FieldListCache, RequestHeadCache
 from wsgiserve.log import AccessLog
 from wsgiserve.server.worker.heads import HeadCache, Http2HeadCache
 from wsgiserve.wsgi import EnvironBuilder
@@ -90,8 +90,12 @@ class ServerContext:
     http2_limits: Any = None
     http2_cleartext: str = "off"
     http2_max_streams_in_app: int = 1
+    # Output flushes protocols deferred to send several responses in one write; the
+    # housekeeping thread runs what is left within a couple of milliseconds.
+    deferred_flushes: set[Callable[[], None]] = field(default_factory=set)
     environs: EnvironBuilder = field(default_factory=EnvironBuilder)
     request_heads: RequestHeadCache = field(default_factory=RequestHeadCache)
+    http2_requests: FieldListCache = field(default_factory=FieldListCache)
     pid: int = field(default_factory=os.getpid)
     # Connections whose app code is running now, with the monotonic time it started: the
     # worker stops its heartbeat when one has run longer than the timeout.

@@ -93,7 +93,7 @@ class Http2:
     __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
-                 "_stop_started", "_is_peer_done", "_is_broken")
+                 "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"") -> None:
@@ -117,6 +117,10 @@ class Http2:
         self._stop_started = 0.0
         self._is_peer_done = False  # the client sent GOAWAY
         self._is_broken = False  # the socket failed: streams' output is dropped
+        # Streams handed to the pool that have sent nothing yet: while there are some, a
+        # finished response waits for them (or the housekeeping tick) to share a write.
+        self._queued = 0
+        self._flush_later = self._flush_deferred  # one bound method: a set member
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -222,6 +226,7 @@ class Http2:
                 if self.state is IDLE:
                     self.set_state(IN_APP)
                     self.deadline = float("inf")
+                self._queued += 1
                 if self._in_app < self._max_in_app:
                     self._in_app += 1
                     starting.append(stream)
@@ -253,6 +258,7 @@ class Http2:
                     stream.on_reset(StreamGone(f"stream reset ({event.error_code})"))
                     if stream in self._waiting:
                         self._waiting.remove(stream)
+                        self._queued -= 1
                         self._forget(stream)
                 self._changed.notify_all()
             elif kind is WindowUpdated or kind is SettingsChanged:
@@ -301,6 +307,7 @@ class Http2:
             stream.on_reset(error)
         for stream in self._waiting:
             self._streams.pop(stream.stream_id, None)
+            self._queued -= 1
         self._waiting.clear()
         self._changed.notify_all()
 
@@ -364,42 +371,70 @@ class Http2:
 
     def send(self, stream_id: int, head: Fields | None, data: bytes, *,
              end_stream: bool) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + self.context.body_timeout_s
         core = self.core
         with self._lock:
-            self._check(stream_id)
+            stream = self._check(stream_id)
             try:
                 if head is not None:
+                    if not stream.has_sent:
+                        stream.has_sent = True
+                        self._queued -= 1
                     core.send_headers(stream_id, head, end_stream=end_stream and not data)
                     if not data:
-                        self._send_queued()
+                        self._send_soon(end_stream)
                         return
-                while True:
-                    if len(self._out) > OUTPUT_HIGH_WATER_BYTES:
-                        self._send_queued()
-                        self._wait(deadline, "the client to read the response")
-                        self._check(stream_id)
-                        continue
-                    window = core.local_flow_control_window(stream_id)
-                    if len(view) <= window:
-                        core.send_data(stream_id, bytes(view), end_stream=end_stream)
-                        self._send_queued()
-                        return
-                    if window:
-                        core.send_data(stream_id, bytes(view[:window]))
-                        view = view[window:]
-                        continue
-                    self._send_queued()
-                    try:
-                        self._wait(deadline, "flow-control credit from the client")
-                    except TimeoutError:
-                        self._guard(core.reset_stream, stream_id, ErrorCode.CANCEL)
-                        self._send_queued()
-                        raise
-                    self._check(stream_id)
+                if len(data) <= core.local_flow_control_window(stream_id) \
+                        and len(self._out) <= OUTPUT_HIGH_WATER_BYTES:
+                    core.send_data(stream_id, data, end_stream=end_stream)
+                    self._send_soon(end_stream)
+                    return
+                self._send_waiting(stream_id, memoryview(data), end_stream)
             except (StreamClosedError, ConnectionClosedError) as exc:
                 raise StreamGone(str(exc)) from exc
+
+    def _send_soon(self, is_response_end: bool) -> None:
+        """Send what is queued; a finished response whose connection has streams about to
+        answer too waits for them (or the housekeeping tick), so they share one write."""
+        if is_response_end and self._queued > 0:
+            data = self.core.data_to_send()
+            if data:
+                self._out += data
+            self.context.deferred_flushes.add(self._flush_later)
+            return
+        self._send_queued()
+
+    def _send_waiting(self, stream_id: int, view: memoryview, end_stream: bool) -> None:
+        """Send ``view`` as flow-control credit and the socket allow, waiting for both
+        with the body timeout."""
+        core = self.core
+        deadline = time.monotonic() + self.context.body_timeout_s
+        while True:
+            if len(self._out) > OUTPUT_HIGH_WATER_BYTES:
+                self._send_queued()
+                self._wait(deadline, "the client to read the response")
+                self._check(stream_id)
+                continue
+            window = core.local_flow_control_window(stream_id)
+            if len(view) <= window:
+                core.send_data(stream_id, bytes(view), end_stream=end_stream)
+                self._send_queued()
+                return
+            if window:
+                core.send_data(stream_id, bytes(view[:window]))
+                view = view[window:]
+                continue
+            self._send_queued()
+            try:
+                self._wait(deadline, "flow-control credit from the client")
+            except TimeoutError:
+                self._guard(core.reset_stream, stream_id, ErrorCode.CANCEL)
+                self._send_queued()
+                raise
+            self._check(stream_id)
+
+    def _flush_deferred(self) -> None:
+        with self._lock:
+            self._flush()
 
     def reset(self, stream_id: int, error_code: int) -> None:
         with self._lock:
@@ -416,6 +451,9 @@ class Http2:
     def stream_done(self, stream: Http2Stream) -> None:
         starting = None
         with self._lock:
+            if not stream.has_sent:
+                stream.has_sent = True
+                self._queued -= 1
             self._forget(stream)
             self._in_app -= 1
             if self._waiting and not self._is_broken:
@@ -425,7 +463,7 @@ class Http2:
                 # RFC 9113 §8.1: the response is complete but the client may still be
                 # sending its body: tell it to stop (a stream already closed is left).
                 self._guard(self.core.reset_stream, stream.stream_id, ErrorCode.NO_ERROR)
-            self._send_queued()
+            self._send_soon(True)
             if self.state is not CLOSED:
                 self._outcome()  # the last stream of a closing connection: GOAWAY, FIN
         if starting is not None:

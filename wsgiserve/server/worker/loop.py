@@ -194,9 +194,15 @@ class Worker:
     def _housekeep_forever(self) -> int:
         next_tick = 0.0
         while True:
-            busy = self.threads > 1 and \
+            deferred = self.context.deferred_flushes
+            busy = (self.threads > 1 or bool(deferred)) and \
                 time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S
             self._signals.wait(WATCHDOG_S if busy else TICK_S)
+            while deferred:
+                try:
+                    deferred.pop()()
+                except (KeyError, OSError):
+                    pass
             while (signum := self._signals.pop()) is not None:
                 code = self._handle_signal(signum)
                 if code is not None:

@@ -64,6 +64,18 @@ class StreamOutput(Protocol):
         """The WSGI call ended (whatever happened)."""
 
 
+def _request_of(event: RequestReceived) -> Request:
+    """The HTTP request an HTTP/2 request head stands for, as the environ is built from it:
+    the pseudo-header fields become the method and target, and :authority the Host
+    (RFC 9113 §8.3.1)."""
+    fields = [field for field in event.headers if field[0][:1] != b":"]
+    if event.authority is not None:
+        fields = [field for field in fields if field[0] != b"host"]
+        fields.append((b"host", event.authority))
+    framing: Framing = NO_BODY if event.end_stream else CHUNKED
+    return Request(event.method, event.path or b"/", b"2", Headers(fields), framing, True)
+
+
 class StreamBody(RequestBody):
     """``wsgi.input`` of a stream: the bytes the connection's reader hands over, read by
     the app's thread; each read gives the window back (``StreamOutput.credit``)."""
@@ -117,7 +129,7 @@ class Http2Stream:
 
     __slots__ = ("stream_id", "output", "context", "event", "environ", "body", "status",
                  "headers", "template", "is_head", "is_head_sent", "status_code", "sent_bytes",
-                 "started", "trailers", "is_reset", "_remaining", "_base_environ")
+                 "started", "trailers", "is_reset", "has_sent", "_remaining", "_base_environ")
 
     def __init__(self, event: RequestReceived, output: StreamOutput, context: ServerContext,
                  base_environ: dict[str, Any]) -> None:
@@ -139,6 +151,7 @@ class Http2Stream:
         self.started = time.monotonic()
         self.trailers: Fields = []  # the request's, once its body ended
         self.is_reset = False
+        self.has_sent = False  # the connection's count: this stream has written (or ended)
         self._remaining: int | None = None  # body bytes owed to a declared Content-Length
         self._base_environ = base_environ
 
@@ -176,16 +189,14 @@ class Http2Stream:
 
     def _build_environ(self) -> dict[str, Any]:
         event = self.event
-        fields = [field for field in event.headers if field[0][:1] != b":"]
-        if event.authority is not None:
-            # RFC 9113 §8.3.1: :authority is the request's Host.
-            fields = [field for field in fields if field[0] != b"host"]
-            fields.append((b"host", event.authority))
-        framing: Framing = NO_BODY if event.end_stream else CHUNKED
-        request = Request(event.method, event.path or b"/", b"2", Headers(fields), framing,
-                          True)
-        environ = self.context.environs.build(request, self._base_environ,
-                                              self.context.script_name)
+        context = self.context
+        key = (*event.headers, event.end_stream)
+        request = context.http2_requests.get(key)
+        if request is None:
+            request = _request_of(event)
+            context.http2_requests.put(key, request,
+                                       sum(len(name) + len(value) for name, value in event.headers))
+        environ = context.environs.build(request, self._base_environ, context.script_name)
         environ["wsgi.input"] = self.body if self.body is not None else _EMPTY_INPUT
         environ["wsgi.early_hints"] = self.send_early_hints
         return environ
