@@ -34,7 +34,7 @@ from wsgiserve.http import (  # noqa: E402  (path set up above)
     Request,
     RequestParser,
 )
-from wsgiserve.http.fields import _NAMES_SEEN  # noqa: E402
+from wsgiserve.http.caches import FieldNameCache, RequestHeadCache  # noqa: E402
 
 BROWSER = (
     b"GET /search?q=wsgi+server&page=2 HTTP/1.1\r\n"
@@ -76,8 +76,14 @@ def _expected(raw: bytes) -> Parsed:
     return method, target, fields, CHUNKED_BODY if raw is CHUNKED else b""
 
 
-def wsgiserve_parse(raw: bytes) -> Any:
-    parser = RequestParser()
+# A worker's parsers share these (its connections' clients repeat their field names).
+NAMES = FieldNameCache()
+HEADS = RequestHeadCache()
+
+
+def wsgiserve_parse(raw: bytes, names: FieldNameCache | None = NAMES,
+                    heads: RequestHeadCache | None = None) -> Any:
+    parser = RequestParser(name_cache=names, head_cache=heads)
     parser.feed(raw)
     request = parser.next_event()
     assert isinstance(request, Request)
@@ -184,14 +190,19 @@ def make_gunicorn() -> tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]:
 # name -> factory of (parse, result): only parse is timed; result checks what it parsed.
 def wsgiserve_parse_new_names(raw: bytes) -> Any:
     """The parser as it meets a field-name sequence for the first time (a new client):
-    the cache of validated name sequences is emptied before each parse."""
-    _NAMES_SEEN.clear()
-    return wsgiserve_parse(raw)
+    an empty cache of validated name sequences for each parse."""
+    return wsgiserve_parse(raw, FieldNameCache())
+
+
+def wsgiserve_parse_repeated_head(raw: bytes) -> Any:
+    """A head the worker has seen before: the RequestHeadCache hands out its event."""
+    return wsgiserve_parse(raw, NAMES, HEADS)
 
 
 PARSERS: dict[str, Callable[[], tuple[Callable[[bytes], Any], Callable[[Any], Parsed]]]] = {
     "wsgiserve": lambda: (wsgiserve_parse, wsgiserve_result),
     "wsgiserve, new names": lambda: (wsgiserve_parse_new_names, wsgiserve_result),
+    "wsgiserve, repeated head": lambda: (wsgiserve_parse_repeated_head, wsgiserve_result),
     "h11": make_h11,
     "httptools": make_httptools,
     "gunicorn (python)": make_gunicorn,

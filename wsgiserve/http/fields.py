@@ -11,15 +11,23 @@ from __future__ import annotations
 import re
 from typing import Final, NoReturn
 
+from wsgiserve.http.caches import FieldNameCache
 from wsgiserve.http.errors import FieldTooLarge, RemoteProtocolError, TooManyFields
-from wsgiserve.http.headers import TCHAR, Headers
+from wsgiserve.http.headers import (
+    NOT_FIELD_VALUE,
+    NOT_FIELD_VALUE_BYTES,
+    TCHAR,
+    TCHAR_BYTES,
+    FIELD_ABSENT,
+    FieldShape,
+    Headers,
+)
 from wsgiserve.http.limits import HttpLimits
 
 __all__ = ["VALUE_CHARS", "FieldShape", "parse_field_block", "unfold_obs_fold"]
 
-# RFC 9110 §5.5: a field value's bytes: anything but NUL, the other controls (HTAB aside),
-# and DEL. (CR and LF end the line.)
-VALUE_CHARS: Final = rb"[^\x00-\x08\x0a-\x1f\x7f]"
+# RFC 9110 §5.5: a field value's bytes (CR and LF end the line).
+VALUE_CHARS: Final = b"[^" + NOT_FIELD_VALUE + b"]"
 # RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, and nothing else: no
 # whitespace before the colon (§5.1 MUST reject), no obs-fold (§5.2: a server may reject it;
 # a user agent unfolds it first, with unfold_obs_fold), no bare CR or LF, no NUL or other
@@ -33,24 +41,15 @@ _OBS_FOLD_RE: Final = re.compile(rb"[ \t]*\r\n[ \t]+")
 # a block is valid only if deleting these removes exactly one CRLF per line. (Deleting the
 # few bad bytes is cheaper than deleting the many good ones: translate's cost grows with
 # the deletion set.)
-_CTL_BYTES: Final = bytes(b for b in range(256) if b != 9 and b < 0x20 or b == 0x7f)
-_TCHAR_BYTES: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CTL_BYTES: Final = NOT_FIELD_VALUE_BYTES
 _LF: Final = b"\n"
 
-# (index of the only Host field, or -1 if absent, -2 if repeated; whether Transfer-Encoding
-# or Content-Length is present; index of the only Connection field, -1 or -2 likewise;
-# whether Expect is present).
-FieldShape = tuple[int, bool, int, bool]
-# An LF-joined sequence of raw names that passed the token check maps to its lowercased
-# names (a tuple: shared by every request that has them) and their shape, so the check,
-# the lowering and the lookups run once per sequence. Bounded: cleared when full (a client
-# inventing names costs a clear every _NAMES_SEEN_MAX requests).
-_NAMES_SEEN: Final[dict[bytes, tuple[tuple[bytes, ...], FieldShape]]] = {}
-_NAMES_SEEN_MAX: Final = 256
 
-
-def parse_field_block(block: bytes, limits: HttpLimits) -> tuple[Headers, FieldShape]:
+def parse_field_block(block: bytes, limits: HttpLimits,
+                      names: FieldNameCache) -> tuple[Headers, FieldShape]:
     """Parse a field block (each line ending in CRLF, or empty) into Headers.
+
+    ``names`` remembers sequences of field names already checked (see ``caches``).
 
     Validation is done with C-speed bytes operations over the whole block: deleting every
     control byte (CR and LF included) must remove exactly one CRLF per line (so there is no
@@ -83,18 +82,16 @@ def parse_field_block(block: bytes, limits: HttpLimits) -> tuple[Headers, FieldS
         fields = [(name, value) for name, sep, value in [line.partition(b": ") for line in split]
                   if sep]
     joined = b"\n".join([name for name, _ in fields])
-    seen = _NAMES_SEEN.get(joined)
+    seen = names.get(joined)
     if seen is None or len(fields) != lines:
         if len(fields) != lines or not _are_tokens(joined, lines):
             fields = _split_general(split, block)
             joined = b"\n".join([name for name, _ in fields])
             if not _are_tokens(joined, lines):
                 _diagnose(block)
-        names = tuple(joined.lower().split(b"\n")) if lines else ()
-        seen = (names, _shape_of(names))
-        if len(_NAMES_SEEN) >= _NAMES_SEEN_MAX:
-            _NAMES_SEEN.clear()
-        _NAMES_SEEN[joined] = seen
+        lowered = tuple(joined.lower().split(b"\n")) if lines else ()
+        seen = (lowered, _shape_of(lowered))
+        names.put(joined, seen)
     if len(block) > limits.max_field_bytes:
         limit = limits.max_field_bytes
         for line in split:
@@ -116,17 +113,19 @@ def unfold_obs_fold(block: bytes) -> bytes | None:
 
 def _are_tokens(joined: bytes, count: int) -> bool:
     """Whether ``joined`` is ``count`` non-empty tokens separated by LF (field names)."""
-    return joined.translate(None, _TCHAR_BYTES) == _LF * (count - 1) \
+    return joined.translate(None, TCHAR_BYTES) == _LF * (count - 1) \
         and joined.find(b"\n\n") < 0 and joined[:1] != b"\n" and joined[-1:] != b"\n"
 
 
 def _shape_of(names: tuple[bytes, ...]) -> FieldShape:
     host = names.count(b"host")
     connection = names.count(b"connection")
-    return (names.index(b"host") if host == 1 else -1 - min(host, 1),
-            b"transfer-encoding" in names or b"content-length" in names,
-            names.index(b"connection") if connection == 1 else -1 - min(connection, 1),
-            b"expect" in names)
+    return FieldShape(
+        host_at=names.index(b"host") if host == 1 else FIELD_ABSENT - min(host, 1),
+        has_framing_fields=b"transfer-encoding" in names or b"content-length" in names,
+        connection_at=(names.index(b"connection") if connection == 1
+                       else FIELD_ABSENT - min(connection, 1)),
+        has_expect=b"expect" in names)
 
 
 def _split_general(split: list[bytes], block: bytes) -> list[tuple[bytes, bytes]]:

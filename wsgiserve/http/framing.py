@@ -17,6 +17,8 @@ from wsgiserve.http.errors import (
     UnsupportedTransferCoding,
 )
 
+from wsgiserve.http.headers import FIELD_ABSENT
+
 if TYPE_CHECKING:
     from wsgiserve.http.headers import Headers
 
@@ -198,13 +200,14 @@ def wants_keep_alive(http_version: bytes, headers: Headers,
                      connection_at: int | None = None) -> bool:
     """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
 
-    ``connection_at``: where the only Connection field is, -1 if there is none, -2 if there
-    are several (the parser's ``FieldShape`` knows); None to look it up here.
+    ``connection_at``: where the only Connection field is, as ``FieldShape.connection_at``
+    says (ABSENT, REPEATED); None to look it up here.
     """
     if connection_at is None:
         count = headers.names.count(b"connection")
-        connection_at = headers.names.index(b"connection") if count == 1 else -1 - min(count, 1)
-    if connection_at == -1:
+        connection_at = headers.names.index(b"connection") if count == 1 else \
+            FIELD_ABSENT - min(count, 1)
+    if connection_at == FIELD_ABSENT:
         return http_version != b"1.0"
     if connection_at >= 0:
         value = headers.fields[connection_at][1].lower()

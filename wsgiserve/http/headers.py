@@ -7,15 +7,56 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
-# RFC 9110 §5.6.2: token = 1*tchar.
-TCHAR: Final = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+# The field vocabulary, spelled once; every regular expression and translate table of the
+# HTTP layer (parser, writer, chunk lines, the HTTP/2 and WebSocket cores) is built from it.
+#
+# RFC 9110 §5.6.2: token = 1*tchar; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+"
+# / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
+TCHAR_BYTES: Final = (b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      b"abcdefghijklmnopqrstuvwxyz")
+# RFC 9110 §5.5: field-value = *( VCHAR / obs-text / SP / HTAB ): every byte but the
+# controls (HTAB aside) and DEL. Anything else (NUL, CR, LF, other controls, DEL) is refused
+# on both sides: on input it would allow smuggling or response splitting, on output it
+# would be header injection.
+NOT_FIELD_VALUE_BYTES: Final = bytes(b for b in range(256) if b < 0x20 and b != 9 or b == 0x7f)
+FIELD_VALUE_BYTES: Final = bytes(b for b in range(256) if b not in NOT_FIELD_VALUE_BYTES)
+
+
+def char_class(chars: bytes) -> bytes:
+    """A regex character class body matching exactly ``chars``."""
+    return b"".join(b"\\x%02x" % char for char in chars)
+
+
+# Regex class bodies (bytes): put them in [] or [^].
+TCHAR: Final = char_class(TCHAR_BYTES)
+NOT_FIELD_VALUE: Final = char_class(NOT_FIELD_VALUE_BYTES)
+# RFC 9110 §5.6.4: quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE, with
+# qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text and quoted-pair = "\" ( HTAB /
+# SP / VCHAR / obs-text ): both are field-value bytes, less DQUOTE and "\" for qdtext.
+QUOTED_STRING: Final = (rb'"(?:[^"\\' + NOT_FIELD_VALUE + rb']|\\[^' + NOT_FIELD_VALUE
+                        + rb'])*"')
+# The same sets for str values as WSGI hands them over (latin-1 text).
 TOKEN_STR_RE: Final = re.compile("[" + TCHAR.decode("ascii") + "]+")
-# RFC 9110 §5.5: field-value = *( VCHAR / obs-text / SP / HTAB ). Anything else (NUL, CR,
-# LF, other controls, DEL) is refused on both sides: on input it would allow smuggling or
-# response splitting, on output it would be header injection.
-BAD_VALUE_STR_RE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+BAD_VALUE_STR_RE: Final = re.compile("[" + NOT_FIELD_VALUE.decode("ascii") + "]|[^\x00-\xff]")
+
+
+class FieldShape(NamedTuple):
+    """What a request head needs to know of its field names, found once per sequence.
+
+    ``host_at`` and ``connection_at`` are the index of the only such field,
+    ``FIELD_ABSENT`` when there is none, ``FIELD_REPEATED`` when there are several.
+    """
+
+    host_at: int
+    has_framing_fields: bool  # Transfer-Encoding or Content-Length is present
+    connection_at: int
+    has_expect: bool
+
+
+FIELD_ABSENT: Final = -1
+FIELD_REPEATED: Final = -2
 
 
 class Headers:

@@ -31,7 +31,7 @@ from wsgiserve.http.events import (
     Request,
     Response,
 )
-from wsgiserve.http.caches import RequestHeadCache
+from wsgiserve.http.caches import FieldNameCache, RequestHeadCache
 from wsgiserve.http.fields import VALUE_CHARS, parse_field_block
 from wsgiserve.http.framing import (
     NO_BODY,
@@ -40,7 +40,7 @@ from wsgiserve.http.framing import (
     response_framing,
     wants_keep_alive,
 )
-from wsgiserve.http.headers import TCHAR
+from wsgiserve.http.headers import FIELD_ABSENT, FIELD_REPEATED, TCHAR
 from wsgiserve.http.limits import HttpLimits
 from wsgiserve.http.reader import BaseParser, ParserEvent, ParserState
 
@@ -80,9 +80,11 @@ class RequestParser(BaseParser):
     __slots__ = ("_head_cache",)
 
     def __init__(self, limits: HttpLimits | None = None, *,
-                 head_cache: RequestHeadCache | None = None) -> None:
-        """``head_cache``: shared by parsers with the same limits (see ``caches``)."""
-        super().__init__(limits)
+                 head_cache: RequestHeadCache | None = None,
+                 name_cache: FieldNameCache | None = None) -> None:
+        """``head_cache`` and ``name_cache``: shared by parsers with the same limits (see
+        ``caches``); without them, no head is cached and the names are this parser's."""
+        super().__init__(limits, name_cache)
         self._head_cache = head_cache
 
     def _next_head(self) -> ParserEvent:
@@ -135,13 +137,13 @@ class RequestParser(BaseParser):
             # Whitespace before the first field line (RFC 9112 §2.2) or obs-fold (§5.2) make a
             # field name that is not a token: both are rejected below.
             headers, (host_at, has_framing_fields, connection_at, has_expect) = \
-                parse_field_block(bytes(buf[line_end + 2:end + 2]), limits)
+                parse_field_block(bytes(buf[line_end + 2:end + 2]), limits, self._names)
             if target[0] != 47 or method == b"CONNECT":  # b"/"; CONNECT takes authority-form only
                 self._check_target_form(method, target)
             if host_at < 0:
                 # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request
                 # with more than one Host field line.
-                if host_at == -2 or version == b"1.1":
+                if host_at == FIELD_REPEATED or version == b"1.1":
                     raise RemoteProtocolError("missing or repeated Host header")
             else:
                 host = headers.fields[host_at][1]
@@ -150,7 +152,7 @@ class RequestParser(BaseParser):
             framing = NO_BODY
             if has_framing_fields:
                 framing = request_framing(version, headers, limits.max_body_bytes)
-            keep_alive = version == b"1.1" if connection_at == -1 else \
+            keep_alive = version == b"1.1" if connection_at == FIELD_ABSENT else \
                 wants_keep_alive(version, headers, connection_at)
             expects_continue = False
             if has_expect and version == b"1.1":
@@ -204,8 +206,9 @@ class ResponseParser(BaseParser):
     __slots__ = ("_methods",)
     unfolds_obs_fold = True   # RFC 9112 §5.2: a user agent MUST replace obs-fold with SP
 
-    def __init__(self, limits: HttpLimits | None = None) -> None:
-        super().__init__(limits)
+    def __init__(self, limits: HttpLimits | None = None,
+                 name_cache: FieldNameCache | None = None) -> None:
+        super().__init__(limits, name_cache)
         self._methods: deque[bytes] = deque()
 
     def expect_response(self, method: bytes) -> None:
@@ -233,7 +236,7 @@ class ResponseParser(BaseParser):
             raise RemoteProtocolError("whitespace before the first header field")
         block = head[line_end + 2:]
         try:
-            headers = parse_field_block(block, self.limits)[0]
+            headers = parse_field_block(block, self.limits, self._names)[0]
         except RemoteProtocolError as exc:  # costs nothing unless raised
             headers = self._parse_folded_fields(block, exc)
         status = int(code)

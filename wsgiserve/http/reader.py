@@ -22,6 +22,7 @@ import re
 from enum import Enum
 from typing import ClassVar, Final
 
+from wsgiserve.http.caches import FieldNameCache
 from wsgiserve.http.errors import (
     BodyTooLarge,
     HeadTooLarge,
@@ -40,7 +41,7 @@ from wsgiserve.http.events import (
 )
 from wsgiserve.http.fields import parse_field_block, unfold_obs_fold
 from wsgiserve.http.framing import BodyKind, Framing
-from wsgiserve.http.headers import TCHAR, Headers
+from wsgiserve.http.headers import QUOTED_STRING, TCHAR, Headers
 from wsgiserve.http.limits import HttpLimits
 
 __all__ = ["TRANSITIONS", "BaseParser", "ParserEvent", "ParserState"]
@@ -89,13 +90,12 @@ TRANSITIONS: Final[dict[ParserState, frozenset[ParserState]]] = {
 }
 
 
-_QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 # RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF, with chunk-ext = *( BWS ";" BWS name
 # [ BWS "=" BWS value ] ). At most 16 hex digits (64 bits): longer sizes are an overflow
 # attempt and refused rather than truncated (a classic smuggling vector).
 _CHUNK_LINE_RE: Final = re.compile(
     rb"0*([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*[" + TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + TCHAR
-    + rb"]+|" + _QUOTED + rb"))?)*\r\n")
+    + rb"]+|" + QUOTED_STRING + rb"))?)*\r\n")
 _DEFAULT_LIMITS: Final = HttpLimits()
 
 
@@ -103,14 +103,18 @@ class BaseParser:
     """Buffering, body reading and trailers: what both roles share."""
 
     __slots__ = ("limits", "_buffer", "_pos", "_scan", "_peer_closed", "_state", "_remaining",
-                 "_body_bytes", "_keep_alive")
+                 "_body_bytes", "_keep_alive", "_names")
 
     # RFC 9112 §5.2: whether this role replaces obs-fold in field lines by SP (a user agent
     # MUST, in a response) instead of refusing it (what a server may do, and ours does).
     unfolds_obs_fold: ClassVar[bool] = False
 
-    def __init__(self, limits: HttpLimits | None = None) -> None:
+    def __init__(self, limits: HttpLimits | None = None,
+                 name_cache: FieldNameCache | None = None) -> None:
+        """``name_cache``: shared by the parsers of one owner (a server worker), else one
+        of this parser's own."""
         self.limits = limits or _DEFAULT_LIMITS
+        self._names = name_cache if name_cache is not None else FieldNameCache()
         self._buffer: bytes | bytearray = b""
         self._pos = 0               # start of the unconsumed bytes in _buffer
         self._scan = 0              # where the next search for the end of a head starts
@@ -269,7 +273,7 @@ class BaseParser:
         unfolded = unfold_obs_fold(block) if self.unfolds_obs_fold else None
         if unfolded is None:
             raise error
-        return parse_field_block(unfolded, self.limits)[0]
+        return parse_field_block(unfolded, self.limits, self._names)[0]
 
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
@@ -406,7 +410,7 @@ class BaseParser:
             raise HeadTooLarge("the trailer section is larger than the limit")
         block = bytes(buf[pos:end + 2])
         try:
-            trailers = parse_field_block(block, self.limits)[0]
+            trailers = parse_field_block(block, self.limits, self._names)[0]
         except RemoteProtocolError as exc:  # costs nothing unless raised
             trailers = self._parse_folded_fields(block, exc)
         self._pos = end + 4

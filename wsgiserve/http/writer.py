@@ -12,10 +12,11 @@ from typing import Final
 
 from wsgiserve.http.errors import LocalProtocolError
 from wsgiserve.http.framing import BodyKind, Framing
-from wsgiserve.http.headers import BAD_VALUE_STR_RE, TCHAR, TOKEN_STR_RE
+from wsgiserve.http.headers import BAD_VALUE_STR_RE, NOT_FIELD_VALUE, TCHAR, TOKEN_STR_RE
 
 _NAMES_RE: Final = re.compile("(?:[" + TCHAR.decode("ascii") + "]+\x00)*")
-_STATUS_RE: Final = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
+_VALUE_STR: Final = "[^" + NOT_FIELD_VALUE.decode("ascii") + "]"
+_STATUS_RE: Final = re.compile(r"[1-9][0-9][0-9](?: " + _VALUE_STR + "*)?")
 _TARGET_RE: Final = re.compile(r"[^\x00-\x20\x7f-\uffff]+")
 
 Fields = Sequence[tuple[str, str]]
@@ -38,7 +39,7 @@ def check_fields(headers: Fields) -> None:
 # One line per field; the value class excludes CR and LF one by one, so a value that
 # smuggles "\r\nX: y" can only pass as an extra line, which the line count then catches.
 _FIELD_BLOCK_STR_RE: Final = re.compile(
-    "(?:[" + TCHAR.decode("ascii") + "]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+    "(?:[" + TCHAR.decode("ascii") + "]+: " + _VALUE_STR + "*\r\n)*")
 
 
 def _encode_fields(headers: Fields) -> str:

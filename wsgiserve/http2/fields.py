@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from wsgiserve.http.fields import VALUE_CHARS
-from wsgiserve.http.headers import TCHAR
+from wsgiserve.http.headers import TCHAR, TCHAR_BYTES, char_class
 
 __all__ = ["CONNECTION_SPECIFIC_FIELDS", "MalformedFields", "RequestHead", "check_request",
            "check_response", "check_trailers"]
@@ -32,7 +32,8 @@ CONNECTION_SPECIFIC_FIELDS: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
 _SPECIAL: Final = CONNECTION_SPECIFIC_FIELDS | {b"host", b"te"}
 # RFC 9113 §8.2.1: names are lowercase (and RFC 9110 §5.1: tokens).
-_NAME_RE: Final = re.compile(b"[" + TCHAR.replace(b"A-Z", b"") + b"]+")
+_NAME_RE: Final = re.compile(
+    b"[" + char_class(bytes(c for c in TCHAR_BYTES if not 0x41 <= c <= 0x5a)) + b"]+")
 # RFC 9113 §8.2.1: no NUL, CR or LF; RFC 9110 §5.5: no other control either.
 _VALUE_RE: Final = re.compile(VALUE_CHARS + b"*")
 _WHITESPACE: Final = b" \t"

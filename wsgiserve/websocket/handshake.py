@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from wsgiserve.http.headers import TOKEN_STR_RE, Headers
+from wsgiserve.http.headers import QUOTED_STRING, TCHAR, TOKEN_STR_RE, Headers
 from wsgiserve.websocket.deflate import (
     EXTENSION_NAME,
     DeflateOptions,
@@ -47,8 +47,8 @@ _KEY_BYTES: Final = 16
 # RFC 6455 §4.1 item 9: the only version this document defines.
 WEBSOCKET_VERSION: Final = b"13"
 
-_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED: Final = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+_TOKEN: Final = "[" + TCHAR.decode("ascii") + "]+"
+_QUOTED: Final = QUOTED_STRING.decode("ascii")
 # RFC 6455 §9.1: extension = extension-token *( ";" extension-param ), where
 # extension-param = token [ "=" (token | quoted-string) ].
 _EXTENSION_RE: Final = re.compile(rf"[ \t]*({_TOKEN})")

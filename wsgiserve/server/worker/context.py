@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.http import HttpLimits
-from wsgiserve.http.caches import FieldListCache, RequestHeadCache
+from wsgiserve.http.caches import FieldListCache, FieldNameCache, RequestHeadCache
 from wsgiserve.log import AccessLog
 from wsgiserve.server.worker.heads import HeadCache, Http2HeadCache
 from wsgiserve.wsgi import EnvironBuilder
@@ -95,6 +95,7 @@ class ServerContext:
     deferred_flushes: set[Callable[[], None]] = field(default_factory=set)
     environs: EnvironBuilder = field(default_factory=EnvironBuilder)
     request_heads: RequestHeadCache = field(default_factory=RequestHeadCache)
+    field_names: FieldNameCache = field(default_factory=FieldNameCache)
     http2_requests: FieldListCache = field(default_factory=FieldListCache)
     pid: int = field(default_factory=os.getpid)
     # Connections whose app code is running now, with the monotonic time it started: the

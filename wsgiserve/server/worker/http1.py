@@ -91,7 +91,8 @@ class Http1:
         HTTP/2 preface (cleartext with prior knowledge); None when that is off."""
         self.transport = transport
         self.context = context
-        self.parser = RequestParser(context.limits, head_cache=context.request_heads)
+        self.parser = RequestParser(context.limits, head_cache=context.request_heads,
+                                    name_cache=context.field_names)
         self.state = NEW
         self.deadline = time.monotonic() + context.header_timeout_s
         self.idle_since = 0.0
