@@ -192,6 +192,8 @@ class BaseParser:
                 return ConnectionClosed()
             raise RemoteProtocolError("the parser already failed")
         except RemoteProtocolError:
+            # The documented exception to the table (as h11's ERROR): any state goes to
+            # ERROR once the bytes are found invalid, and stays there.
             self._state = _ERROR
             raise
 
@@ -289,7 +291,8 @@ class BaseParser:
             self._set_state(_SWITCHED)
 
     def _message_done(self) -> None:
-        # Only BODY_LENGTH and TRAILERS end here; both may go to HEAD and DONE (TRANSITIONS).
+        # Written directly, on every message's hot path: only BODY_LENGTH and TRAILERS end
+        # here, and TRANSITIONS lets both go to HEAD and to DONE.
         self._state = _HEAD if self._keep_alive else _DONE
 
     def _next_length_data(self) -> ParserEvent:

@@ -16,6 +16,7 @@ States (``ExchangeState``), a transition not in ``TRANSITIONS`` raises::
           │  └───────> SENDING_FILE ──> COMPLETE / ABORTED
           ├──────────> COMPLETE  (the head and the whole body in one send)
           └──────────> FAILED    (an error before the head: a 500 can still go out)
+    COMPLETE ──> ABORTED (the transport failed to send its last bytes)
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ TRANSITIONS: Final[dict[ExchangeState, frozenset[ExchangeState]]] = {
     _X.AWAITING_HEAD: frozenset({_X.SENDING_BODY, _X.SENDING_FILE, _X.COMPLETE, _X.FAILED}),
     _X.SENDING_BODY: frozenset({_X.SENDING_FILE, _X.COMPLETE, _X.ABORTED}),
     _X.SENDING_FILE: frozenset({_X.SENDING_BODY, _X.COMPLETE, _X.ABORTED}),
-    _X.COMPLETE: frozenset(),
+    _X.COMPLETE: frozenset({_X.ABORTED}),  # its last bytes could not be sent
     _X.FAILED: frozenset(),
     _X.ABORTED: frozenset(),
 }
@@ -235,7 +236,7 @@ class Exchange:
         """End the exchange with ``exc`` (the app raised, or broke the contract)."""
         self.error = exc
         self.close_result()
-        self.state = ABORTED if self.state in _HEAD_SENT else FAILED
+        self._set_state(ABORTED if self.state in _HEAD_SENT else FAILED)
         return PUMP_FAILED
 
     # -- wsgi.file_wrapper -------------------------------------------------------------------

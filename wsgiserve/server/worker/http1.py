@@ -195,7 +195,7 @@ class Http1:
 
     def close(self) -> None:
         if self.state is not CLOSED:
-            self.state = CLOSED
+            self.set_state(CLOSED)
             self.context.in_app.pop(self, None)
             exchange = self.exchange
             if exchange is not None:

@@ -207,7 +207,7 @@ class Http2:
         with self._lock:
             if self.state is CLOSED:
                 return
-            self.state = CLOSED
+            self.set_state(CLOSED)
             self._is_broken = True
             self._end_streams(StreamGone("the connection closed"))
             self._changed.notify_all()

@@ -148,7 +148,7 @@ class Preamble:
 
     def close(self) -> None:
         if self.state is not CLOSED:
-            self.state = CLOSED
+            self.set_state(CLOSED)
             self.transport.close()
 
     # -- PROXY protocol ----------------------------------------------------------------
