@@ -165,6 +165,12 @@ class Workers:
                                  metavar="N", check=_at_least(0))
     max_requests_jitter: int = _setting(0, "add a random 0..N to max_requests per worker",
                                         metavar="N", check=_at_least(0))
+    # Load shedding: a request that waits this long for a thread (every thread busy in the
+    # app) gets a fast 503 with Retry-After instead of waiting until its client gives up.
+    max_queue_time: float = _setting(
+        10.0, "seconds a request may wait for a free thread before it gets 503 Service "
+        "Unavailable with Retry-After (when every thread is busy in the app); 0 disables",
+        metavar="SECONDS", check=_at_least(0))
     # Slowloris defence: a client may not trickle a request head byte by byte forever.
     header_timeout: float = _setting(10.0, "seconds to receive a whole request head after "
                                      "its first byte; 0 disables", metavar="SECONDS",

@@ -128,9 +128,11 @@ class Connection:
     def start_graceful_close(self, quiet_since: float) -> Outcome | None:
         return self.protocol.start_graceful_close(quiet_since)
 
+    def shed(self) -> Outcome | None:
+        return self.protocol.shed()
+
     def close(self) -> None:
-        self.protocol.close()
-        self.transport.close()
+        self.protocol.close()  # which closes the transport
 
     def _switch(self) -> Outcome:
         protocol = self.protocol.next_protocol

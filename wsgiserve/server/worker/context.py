@@ -109,6 +109,7 @@ class ServerContext:
     # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
     preamble: Any = None
     _noted_bugs: set[str] = field(default_factory=set)
+    shed_requests: int = 0  # answered 503 by load shedding
 
     def note_app_bug(self, message: str, *args: object) -> None:
         """Log an app bug the server works around, once per worker for each message."""

@@ -9,6 +9,7 @@ set. ``HeadTemplate.render()`` adds the per-response fields (Date, Server, Conne
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from wsgiserve.http import BodyKind, Framing, LocalProtocolError
@@ -111,17 +112,18 @@ class HeadCache:
 
 
 def error_response(status: int, reason: str, message: str, *, method: bytes | None,
-                   date_line: bytes) -> bytes:
+                   date_line: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes:
     """The server's own answer to a request it cannot serve: a short plain-text body
     (none for HEAD: RFC 9110 §9.3.2) and ``Connection: close``.
 
     Args:
         method: the request's method if its request line was read, else None.
+        headers: more fields (Retry-After).
     """
     body = f"{status} {reason}\n{message}\n".encode("latin-1", "replace")
     template = build_head(f"{status} {reason}", [
-        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        method or b"GET", b"1.1")
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+        *headers], method or b"GET", b"1.1")
     head = template.render(date_line, True, False)
     return head if method == b"HEAD" else head + body
 

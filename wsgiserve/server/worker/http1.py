@@ -82,7 +82,7 @@ class Http1:
 
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
                  "exchange", "next_protocol", "_pending_request", "_base_environ",
-                 "_start_http2", "_held")
+                 "_start_http2", "_held", "_is_shedding")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any],
@@ -102,6 +102,7 @@ class Http1:
         self._base_environ = base_environ
         self._start_http2 = start_http2
         self._held = b""  # the start of what may be an HTTP/2 preface
+        self._is_shedding = False  # shed(): answer the next request 503, do not serve it
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -193,6 +194,17 @@ class Http1:
             return self._start_closing()
         return None
 
+    def shed(self) -> Outcome | None:
+        """Read what waits; a complete request gets 503 with Retry-After and the
+        connection closes (load shedding: see ``Worker``)."""
+        if self.state is not NEW and self.state is not IDLE and self.state is not READING_HEAD:
+            return None
+        self._is_shedding = True
+        try:
+            return self.on_readable()
+        finally:
+            self._is_shedding = False
+
     def close(self) -> None:
         if self.state is not CLOSED:
             self.set_state(CLOSED)
@@ -268,6 +280,8 @@ class Http1:
     def _serve(self, request: Request) -> Outcome | None:
         """Run the app for one request. None: the exchange ended, go on parsing."""
         context = self.context
+        if self._is_shedding:
+            return self._shed(request)
         self.set_state(IN_APP)
         exchange = self.exchange = Exchange(request, self.transport, context)
         if context.is_stopping or context.keepalive_s <= 0:
@@ -380,6 +394,15 @@ class Http1:
         exchange.log_access()
         self.set_state(CLOSING)
         return self._send_final(self._error_response(500, "Internal Server Error", method))
+
+    def _shed(self, request: Request) -> Outcome:
+        _log.debug("request from %s shed: every thread busy", self.transport.remote_addr)
+        self.context.shed_requests += 1
+        self.set_state(CLOSING)
+        return self._send_final(error_response(
+            503, "Service Unavailable", "the server is busy: retry later",
+            method=request.method, date_line=self.context.dates.line(),
+            headers=[("Retry-After", "1")]))
 
     def _reject(self, exc: RemoteProtocolError) -> Outcome:
         _log.debug("invalid request from %s: %s", self.transport.remote_addr, exc)

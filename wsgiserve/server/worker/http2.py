@@ -203,6 +203,9 @@ class Http2:
             self._send_queued()
         return None
 
+    def shed(self) -> Outcome | None:
+        return None  # streams wait their turn on the connection (max_streams_in_app)
+
     def close(self) -> None:
         with self._lock:
             if self.state is CLOSED:

@@ -56,6 +56,9 @@ ACCEPT_BATCH: Final = 64
 # this often for serving threads all held up in the app, and wakes a standby thread.
 WATCHDOG_S: Final = 0.002
 STANDBY_IDLE_AFTER_S: Final = 0.5
+# Load shedding: when no serving thread has polled for this long (all held up in the app),
+# the housekeeping thread polls in their place and starts counting queue time.
+SHED_POLL_AFTER_S: Final = 0.05
 # While stopping, a keep-alive connection idle this long is closed; a busier one is
 # closed after answering its next request (see _close_idle).
 STOP_IDLE_GRACE_S: Final = 1.0
@@ -129,10 +132,15 @@ class Worker:
         self._accept_lock = threading.Lock()
         self._poll_lock = threading.Lock()
         # Work for the serving threads: epoll events (fd, mask) and tasks (callables).
-        self._ready: collections.deque[tuple[int, int] | Callable[[], object]] = \
-            collections.deque()
+        self._ready: collections.deque[
+            tuple[int, int] | tuple[int, int, float] | Callable[[], object]] = collections.deque()
         self._last_events_at = 0.0
         self._standby = threading.Semaphore(0)
+        # Load shedding: events the housekeeping thread polled while every serving thread
+        # was busy in the app, with when they came: (monotonic time, fd).
+        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()
+        self._max_queue_s = config.workers.max_queue_time
+
         self._standing_by = 0
         self._progress = 0  # events handled, for the watchdog
         self._progress_seen = -1
@@ -195,8 +203,9 @@ class Worker:
         next_tick = 0.0
         while True:
             deferred = self.context.deferred_flushes
-            busy = (self.threads > 1 or bool(deferred)) and \
-                time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S
+            busy = (self.threads > 1 or bool(deferred) or self._max_queue_s > 0) and \
+                time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S \
+                or bool(self._arrivals)
             self._signals.wait(WATCHDOG_S if busy else TICK_S)
             while deferred:
                 try:
@@ -209,6 +218,8 @@ class Worker:
                     return code
             if busy:
                 self._watch_pollers()
+            if self._max_queue_s > 0 and not self.context.is_stopping:
+                self._shed_overload(time.monotonic())
             now = time.monotonic()
             if now < next_tick:
                 continue
@@ -373,7 +384,11 @@ class Worker:
                 self._last_events_at = now
                 item = events[0]
                 if len(events) > 1:
-                    ready.extend(events[1:])
+                    if self._max_queue_s > 0:
+                        # With load shedding, each queued event says when it came.
+                        ready.extend([(fd, mask, now) for fd, mask in events[1:]])
+                    else:
+                        ready.extend(events[1:])
             if type(item) is tuple:
                 self._handle_event(*item)
             else:
@@ -393,6 +408,63 @@ class Worker:
         except Exception:  # noqa: BLE001 - never let one task kill a thread
             _log.exception("Unexpected error in a task")
 
+    def _shed_overload(self, now: float) -> None:
+        """Load shedding. While every serving thread is busy in the app, nobody polls:
+        this thread does, queues what came for the threads, and notes when; a request
+        still unserved after ``max_queue_time`` gets 503 with Retry-After at once
+        (``Protocol.shed``) instead of waiting until its client gives up."""
+        arrivals = self._arrivals
+        if self._standing_by == 0 and \
+                now - self._last_events_at > min(SHED_POLL_AFTER_S, self._max_queue_s / 2) \
+                and self._poll_lock.acquire(blocking=False):
+            # No thread has polled for a while, none polls now and none stands by: all
+            # are held up in the app.
+            try:
+                events = self._epoll.poll(0, 64)
+            except OSError:
+                events = []
+            finally:
+                self._poll_lock.release()
+            for fd, mask in events:
+                entry = self._listener_by_fd.get(fd)
+                if entry is not None:
+                    with self._accept_lock:
+                        accepted = self._accept_some(*entry, ACCEPT_BATCH) \
+                            if self._accepting else []
+                    self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in accepted])
+                    arrivals.extend([(now, conn.fileno) for conn in accepted])
+                else:
+                    self._ready.append((fd, mask))
+                    arrivals.append((now, fd))
+            if events:
+                self._last_events_at = now
+        expired = now - self._max_queue_s
+        while arrivals and arrivals[0][0] <= expired:
+            self._shed_connection(arrivals.popleft()[1])
+        # What the serving threads queued themselves and have not taken since: the oldest
+        # are at the front, each with when it came.
+        ready = self._ready
+        while ready:
+            try:
+                item = ready.popleft()
+            except IndexError:
+                break
+            if type(item) is not tuple or len(item) < 3 or item[2] > expired:
+                ready.appendleft(item)  # in time (or a task: it runs, whatever its wait)
+                break
+            self._shed_connection(item[0])
+        while len(arrivals) > 4 * self.config.workers.worker_connections:
+            arrivals.popleft()  # bounded: most are events served meanwhile
+
+    def _shed_connection(self, fd: int) -> None:
+        conn = self._connections.get(fd)
+        if conn is not None and conn.lock.acquire(blocking=False):
+            try:
+                outcome = conn.shed()
+            except OSError:
+                outcome = CLOSE
+            self._settle(conn, WAIT_READABLE if outcome is None else outcome)
+
     def _watch_pollers(self) -> None:
         """Wake a standby thread when no event was finished since the last look while
         work waits (queued events, or nobody polling): the serving threads are held up."""
@@ -402,7 +474,7 @@ class Worker:
             self._standby.release()
         self._progress_seen = progress
 
-    def _handle_event(self, fd: int, mask: int) -> None:
+    def _handle_event(self, fd: int, mask: int, queued_at: float = 0.0) -> None:
         conn = self._connections.get(fd)
         if conn is None:
             entry = self._listener_by_fd.get(fd)

@@ -146,6 +146,9 @@ class Preamble:
     def start_graceful_close(self, quiet_since: float) -> Outcome | None:
         return None  # let the handshake finish: HTTP then closes after one request
 
+    def shed(self) -> Outcome | None:
+        return None  # the handshake goes on: the request is judged after it
+
     def close(self) -> None:
         if self.state is not CLOSED:
             self.set_state(CLOSED)

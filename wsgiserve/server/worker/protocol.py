@@ -42,5 +42,10 @@ class Protocol(_TypingProtocol):
         request with Connection: close); HTTP/2 sends GOAWAY and lets its streams end; a
         WebSocket sends close 1001."""
 
+    def shed(self) -> Outcome | None:
+        """Every thread has been busy longer than the queue time allows: answer what is
+        waiting on this connection with 503 (and close it) instead of serving it; None
+        when the protocol cannot (it is then left to be served)."""
+
     def close(self) -> None:
         """Release everything at once (the socket included)."""

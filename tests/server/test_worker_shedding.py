@@ -1,0 +1,74 @@
+"""Load shedding on a real worker: with every thread held up in the app, a request that
+waits longer than --max-queue-time gets 503 with Retry-After at once, while the requests
+in the app finish; with shedding off it waits its turn instead."""
+from __future__ import annotations
+
+import http.client
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from processes import wait_until
+from serving import Server
+
+pytestmark = pytest.mark.timeout(60)
+
+APP = textwrap.dedent('''\
+    import pathlib
+    import threading
+
+    RELEASE = pathlib.Path(__file__).with_name("release")
+    STARTED = pathlib.Path(__file__).with_name("started")
+
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/hold":
+            STARTED.touch()
+            event = threading.Event()
+            while not RELEASE.exists():  # held until the test releases it
+                event.wait(0.02)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+''')
+
+
+def _get(port: int, path: str, results: dict[str, object], key: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        results[key] = (response.status, response.getheader("Retry-After"), response.read())
+    except OSError as exc:
+        results[key] = exc
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("max_queue_time", ["0.3", "0"])
+def test_a_request_waiting_past_the_queue_time_gets_503_at_once(
+        tmp_path: Path, max_queue_time: str) -> None:
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--max-queue-time",
+                max_queue_time, pythonpath=[tmp_path]) as server:
+        held = threading.Thread(target=_get, args=(server.port, "/hold", results, "held"))
+        held.start()
+        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        waiting = threading.Thread(target=_get, args=(server.port, "/", results, "waiting"))
+        waiting.start()
+        if max_queue_time != "0":
+            # Shed while the only thread is still held: the answer comes before the release.
+            waiting.join(15)
+            assert results["waiting"] == (503, "1", b"503 Service Unavailable\n"
+                                          b"the server is busy: retry later\n")
+            assert "held" not in results
+        (tmp_path / "release").touch()
+        held.join(15)
+        waiting.join(15)
+        assert results["held"] == (200, None, b"ok")
+        if max_queue_time == "0":
+            assert results["waiting"] == (200, None, b"ok")  # it waited its turn
+        after: dict[str, object] = {}
+        _get(server.port, "/", after, "after")
+        assert after["after"] == (200, None, b"ok")
