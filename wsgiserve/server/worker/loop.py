@@ -136,10 +136,10 @@ class Worker:
             tuple[int, int] | tuple[int, int, float] | Callable[[], object]] = collections.deque()
         self._last_events_at = 0.0
         self._standby = threading.Semaphore(0)
-        # Load shedding: events the housekeeping thread polled while every serving thread
-        # was busy in the app, with when they came: (monotonic time, fd).
-        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()
         self._max_queue_s = config.workers.max_queue_time
+        # Load shedding looks at the queue a few times per max_queue_time.
+        self._idle_tick_s = min(TICK_S, max(WATCHDOG_S, self._max_queue_s / 4)) \
+            if self._max_queue_s > 0 else TICK_S
 
         self._standing_by = 0
         self._progress = 0  # events handled, for the watchdog
@@ -203,10 +203,9 @@ class Worker:
         next_tick = 0.0
         while True:
             deferred = self.context.deferred_flushes
-            busy = (self.threads > 1 or bool(deferred) or self._max_queue_s > 0) and \
-                time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S \
-                or bool(self._arrivals)
-            self._signals.wait(WATCHDOG_S if busy else TICK_S)
+            busy = (self.threads > 1 or bool(deferred)) and \
+                time.monotonic() - self._last_events_at < STANDBY_IDLE_AFTER_S
+            self._signals.wait(WATCHDOG_S if busy else self._idle_tick_s)
             while deferred:
                 try:
                     deferred.pop()()
@@ -410,10 +409,10 @@ class Worker:
 
     def _shed_overload(self, now: float) -> None:
         """Load shedding. While every serving thread is busy in the app, nobody polls:
-        this thread does, queues what came for the threads, and notes when; a request
-        still unserved after ``max_queue_time`` gets 503 with Retry-After at once
-        (``Protocol.shed``) instead of waiting until its client gives up."""
-        arrivals = self._arrivals
+        this thread does and queues what came for the threads. Every queued event says when
+        it came; one still unserved after ``max_queue_time`` gets 503 with Retry-After at
+        once (``Protocol.shed``) instead of waiting until its client gives up."""
+        ready = self._ready
         if self._standing_by == 0 and \
                 now - self._last_events_at > min(SHED_POLL_AFTER_S, self._max_queue_s / 2) \
                 and self._poll_lock.acquire(blocking=False):
@@ -431,19 +430,13 @@ class Worker:
                     with self._accept_lock:
                         accepted = self._accept_some(*entry, ACCEPT_BATCH) \
                             if self._accepting else []
-                    self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in accepted])
-                    arrivals.extend([(now, conn.fileno) for conn in accepted])
+                    ready.extend([(conn.fileno, select.EPOLLIN, now) for conn in accepted])
                 else:
-                    self._ready.append((fd, mask))
-                    arrivals.append((now, fd))
+                    ready.append((fd, mask, now))
             if events:
                 self._last_events_at = now
+        # The oldest unserved events are at the front of the queue.
         expired = now - self._max_queue_s
-        while arrivals and arrivals[0][0] <= expired:
-            self._shed_connection(arrivals.popleft()[1])
-        # What the serving threads queued themselves and have not taken since: the oldest
-        # are at the front, each with when it came.
-        ready = self._ready
         while ready:
             try:
                 item = ready.popleft()
@@ -453,8 +446,6 @@ class Worker:
                 ready.appendleft(item)  # in time (or a task: it runs, whatever its wait)
                 break
             self._shed_connection(item[0])
-        while len(arrivals) > 4 * self.config.workers.worker_connections:
-            arrivals.popleft()  # bounded: most are events served meanwhile
 
     def _shed_connection(self, fd: int) -> None:
         conn = self._connections.get(fd)
