@@ -592,3 +592,28 @@ def test_error_answers_to_get_keep_their_body(drive: Any) -> None:
     head, _, body = (driver.received + _read_all(driver.client)).partition(b"\r\n\r\n")
     length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
     assert len(body) == length > 0
+
+
+# --- 103 Early Hints (RFC 8297) ---------------------------------------------------------------
+
+
+def early_hints_app(environ: dict[str, Any], start_response: Any) -> Any:
+    environ["wsgi.early_hints"]([("Link", "</app.css>; rel=preload; as=style"),
+                                 ("Connection", "close")])  # hop-by-hop: dropped
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_early_hints_go_before_the_response_to_http11(drive: Any) -> None:
+    driver = drive(early_hints_app)
+    driver.send(GET % b"/")
+    hints, _, final = driver.take().partition(b"\r\n\r\n")
+    assert hints == b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload; as=style"
+    assert final.startswith(b"HTTP/1.1 200 OK\r\n") and final.endswith(b"\r\n\r\nok")
+    assert driver.conn.state is ConnState.IDLE
+
+
+def test_no_early_hints_to_http10(drive: Any) -> None:
+    driver = drive(early_hints_app)
+    driver.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert driver.take().startswith(b"HTTP/1.1 200 OK\r\n")

@@ -23,16 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any, Final
 
 from wsgiserve.http import BodyKind, Request
-from wsgiserve.http.writer import BodyWriter
+from wsgiserve.http.writer import BodyWriter, encode_response_head
 from wsgiserve.log import AccessRecord
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
+from wsgiserve.wsgi import HOP_BY_HOP, EmptyInput, FileWrapper, RequestBody
 
 __all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]  # and members
 
@@ -144,6 +144,21 @@ class Exchange:
             raise AppError(f"write() takes bytes, got {type(data).__name__}")
         if data:
             self.transport.send_blocking(self.frame(data), self.context.body_timeout_s)
+
+    def early_hints(self, headers: Sequence[tuple[str, str]]) -> None:
+        """``environ["wsgi.early_hints"]`` (gunicorn 27's name): send a 103 Early Hints
+        response (RFC 8297) before the final one, e.g. ``[("Link", "</app.css>;
+        rel=preload; as=style")]``. Nothing for HTTP/1.0 clients (RFC 9110 §15.2: no 1xx to
+        them) or once the final head went.
+
+        Raises:
+            LocalProtocolError: an invalid field (an app bug).
+        """
+        if self.state is not AWAITING_HEAD or self.request.http_version != b"1.1":
+            return
+        kept = [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+        self.transport.send_blocking(encode_response_head("103 Early Hints", kept),
+                                     self.context.body_timeout_s)
 
     # -- the response ------------------------------------------------------------------------
     def _prepare_head(self) -> BodyWriter:

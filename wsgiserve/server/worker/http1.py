@@ -299,6 +299,7 @@ class Http1:
             self.parser.skip_empty_body()
             exchange.body = _EMPTY_INPUT
         environ["wsgi.input"] = exchange.body
+        environ["wsgi.early_hints"] = exchange.early_hints
         hooks = context.hooks
         context.in_app[self] = exchange.started
         try:
