@@ -44,7 +44,6 @@ from wsgiserve.websocket import (
     NEED_DATA,
     BytesMessage,
     CloseReceived,
-    ConnectionClosed,
     ConnectionState,
     DeflateParameters,
     LocalProtocolError,
@@ -215,22 +214,21 @@ class WebSocket:
             if event is NEED_DATA:
                 self._read(deadline)
                 continue
-            kind = type(event)
-            if kind is TextMessage:
-                return event.text          # type: ignore[union-attr]  # kind checked
-            if kind is BytesMessage:
-                return event.data          # type: ignore[union-attr]  # kind checked
-            if kind is Ping:
-                self._note(f"received Ping {event.payload!r}")   # type: ignore[union-attr]
+            if isinstance(event, TextMessage):
+                return event.text
+            if isinstance(event, BytesMessage):
+                return event.data
+            if isinstance(event, Ping):
+                self._note(f"received Ping {event.payload!r}")
                 self._flush()              # its Pong, queued by the core
-            elif kind is Pong:
-                self._note(f"received Pong {event.payload!r}")   # type: ignore[union-attr]
+            elif isinstance(event, Pong):
+                self._note(f"received Pong {event.payload!r}")
             elif isinstance(event, CloseReceived):
                 self._note(f"received Close {event.code} {event.reason!r}")
                 self._start_closing(self.close_timeout_s)
                 self._flush()              # the echo, unless we had sent our Close
-            elif isinstance(event, ConnectionClosed):
-                self._finish(event.code, event.reason)
+            else:
+                self._finish(event.code, event.reason)   # ConnectionClosed
 
     def _read(self, deadline: float | None) -> bool:
         """Feed the core the socket's next bytes; True when the connection has ended.
