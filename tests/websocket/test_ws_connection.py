@@ -241,3 +241,22 @@ def test_limits_are_checked() -> None:
         open_server(max_frame_bytes=0)
     with pytest.raises(ValueError):
         open_server(max_send_frame_bytes=-1)
+
+
+@pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER])
+def test_messages_while_closing_are_delivered_when_asked(role: Role) -> None:
+    """should_deliver_while_closing: what the peer sent before it saw our Close comes out
+    (whole and fragmented, plain and compressed); the rest of the closing is unchanged."""
+    peer_frame = server_frame if role is Role.CLIENT else frame
+    connection = WebSocketConnection(role, should_deliver_while_closing=True,
+                                     deflate=DeflateParameters())
+    connection.close(1000)
+    connection.data_to_send()
+    compressed = bytes.fromhex("f248cdc9c90700")   # "Hello", RFC 7692 §7.2.3.1
+    connection.receive_data(peer_frame(TEXT, b"late") + peer_frame(BINARY, b"a", fin=False)
+                            + peer_frame(PING, b"p") + peer_frame(CONT, b"b")
+                            + peer_frame(TEXT, compressed, rsv=RSV1)
+                            + peer_frame(CLOSE, close_payload(1000)) + peer_frame(TEXT, b"after"))
+    assert list(connection.events()) == [TextMessage("late"), Ping(b"p"), BytesMessage(b"ab"),
+                                         TextMessage("Hello"), CloseReceived(1000)]
+    assert connection.data_to_send() == b"" and connection.state is ConnectionState.CLOSED

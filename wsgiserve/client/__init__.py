@@ -7,6 +7,9 @@ The public API is what ``__all__`` names; every other module here is internal::
         for piece in response:          # or response.read()
             ...
         response.trailers               # set once the body has ended
+
+WebSockets: ``connect_websocket(url)`` (``wsgiserve.client.websocket.connect``) returns a
+``WebSocket``; the subpackage ``wsgiserve.client.websocket`` holds its API and errors.
 """
 from __future__ import annotations
 
@@ -43,6 +46,14 @@ from wsgiserve.client.pool import Headers, Pool
 from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
+from wsgiserve.client.websocket import (
+    HandshakeRefused,
+    InvalidHandshake,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketClosedOK,
+)
+from wsgiserve.client.websocket import connect as connect_websocket
 from wsgiserve.http.events import InformationalResponse
 
 __all__ = [
@@ -53,6 +64,9 @@ __all__ = [
     "RequestTimeout", "Response", "ServerDisconnected", "TLSError", "TLSSettings",
     "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError", "TruncatedResponse",
     "WriteError", "WriteTimeout", "create_client_context", "request",
+    # WebSockets (wsgiserve.client.websocket)
+    "HandshakeRefused", "InvalidHandshake", "WebSocket", "WebSocketClosed", "WebSocketClosedOK",
+    "connect_websocket",
 ]
 
 if TYPE_CHECKING:

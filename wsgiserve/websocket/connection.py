@@ -16,7 +16,8 @@ State machine (``ConnectionState``); a transition not in ``TRANSITIONS`` raises:
       └ ──transport closed first──> LOST      <──────────── CLOSING
 
 In CLOSING, frames are still read (and checked) until the peer's Close: data messages
-are dropped, and Pings are reported but not answered. After the close handshake the
+are dropped (or returned, with ``should_deliver_while_closing``: what the peer sent before
+it saw our Close), and Pings are reported but not answered. After the close handshake the
 server closes the transport first; a client waits for the server to do it
 (``should_close_transport``; RFC 6455 §7.1.1).
 """
@@ -111,6 +112,9 @@ class WebSocketConnection:
         max_frame_bytes: the largest frame accepted (1009); None: ``max_message_bytes``.
         max_send_frame_bytes: cut sent messages into frames of at most this many
             payload bytes; 0 sends each message as one frame.
+        should_deliver_while_closing: return the data messages that arrive after our
+            Close (RFC 6455 §7.1.2 leaves them to the endpoint; a command line echoing
+            stdin wants the answers to its last lines); by default they are dropped.
     Raises:
         ValueError: a limit out of range, or ``deflate`` parameters that would have us
             compress with an 8-bit window (zlib cannot; see ``deflate``).
@@ -118,11 +122,13 @@ class WebSocketConnection:
 
     __slots__ = ("role", "max_frame_bytes", "max_send_frame_bytes", "_is_client", "_deflate",
                  "_message", "_state", "_error", "_buffer", "_pos", "_peer_closed", "_header",
-                 "_remaining", "_mask_offset", "_outgoing", "_close_code", "_close_reason")
+                 "_remaining", "_mask_offset", "_outgoing", "_close_code", "_close_reason",
+                 "_delivers_while_closing")
 
     def __init__(self, role: Role, *, deflate: DeflateParameters | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_frame_bytes: int | None = None, max_send_frame_bytes: int = 0) -> None:
+                 max_frame_bytes: int | None = None, max_send_frame_bytes: int = 0,
+                 should_deliver_while_closing: bool = False) -> None:
         if max_message_bytes <= 0 or (max_frame_bytes is not None and max_frame_bytes <= 0):
             raise ValueError("the message and frame limits must be > 0")
         if max_send_frame_bytes < 0:
@@ -145,6 +151,7 @@ class WebSocketConnection:
         self._outgoing: list[bytes] = []
         self._close_code: int | None = None
         self._close_reason = ""
+        self._delivers_while_closing = should_deliver_while_closing
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -346,7 +353,7 @@ class WebSocketConnection:
         if not header.fin:
             return None
         event = self._message.finish()
-        return event if self._state is _S.OPEN else None
+        return event if self._state is _S.OPEN or self._delivers_while_closing else None
 
     def _read_whole_message(self, header: FrameHeader) -> Event | None:
         """The fast path: an uncompressed message in one frame that has fully arrived."""
@@ -366,7 +373,7 @@ class WebSocketConnection:
                 raise InvalidPayload(f"a text message that is not UTF-8: {exc.reason}") from None
         else:
             event = BytesMessage(bytes(payload))
-        return event if self._state is _S.OPEN else None
+        return event if self._state is _S.OPEN or self._delivers_while_closing else None
 
     def _read_control_frame(self, header: FrameHeader) -> Event | Sentinel:
         pos = self._pos
