@@ -1,4 +1,4 @@
-"""Adapter for ../shared/probes/parse_bench.py --impl: parse one head with wsgiserve."""
+"""Adapter for an external parser benchmark's --impl option: parse one head with wsgiserve."""
 from __future__ import annotations
 
 from wsgiserve.http import Request, RequestParser

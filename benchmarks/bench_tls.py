@@ -8,7 +8,7 @@ would turn a keep-alive benchmark into a handshake benchmark), and the same 13-b
 wrk drives ``https://127.0.0.1:PORT/`` with keep-alive. Servers alternate A/B per round;
 the medians and their ratio are printed, with plain-HTTP wsgiserve as a reference for
 what TLS costs. Figures on a shared 2-core machine drift 20-50% between runs; the ratio
-taken in one run is what counts (PEERS.md).
+taken in one run is what counts.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Find the WSGI application named on the command line (``APP``) and import it.
 
-Used by the command line (``--preload``, ``--check-config``) and by workers after fork;
-imports no other wsgiserve module except the bundled demo by name. Never evaluates code
+Loaded by the master (``--preload``, ``--check-config``) or by each worker after fork.
+Never evaluates code
 from the spec: factory arguments must be Python literals (``ast.literal_eval``). A
 PasteDeploy URI (``config:FILE.ini#NAME``) is loaded with PasteDeploy, an optional extra.
 """

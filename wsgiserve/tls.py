@@ -5,8 +5,7 @@ The context is built once per worker process (``server_context``), never per con
 (gunicorn rebuilds it, re-reading the chain from disk, for every accepted connection), so a
 certificate renewed on disk is served by the workers started after the next SIGHUP. The
 arbiter calls ``check_config`` before it forks, so a bad file fails start-up or the reload
-with a message naming the file. Imported by ``server.preamble`` and the arbiter; imports
-``config`` and the standard library. The HTTP client has its own client-side TLS code.
+with a message naming the file. The HTTP client has its own client-side TLS code.
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """PEP 3333 pieces: the environ built from a ``Request`` event, ``wsgi.input``, the error
 stream, ``wsgi.file_wrapper`` and the response-header checks behind ``start_response``.
 
-Imported by ``server.connection``; imports only ``wsgiserve.http`` and the standard library.
 Nothing here does socket I/O: the body is pulled through a ``read_body`` callable.
 """
 from __future__ import annotations

@@ -163,7 +163,7 @@ def test_mtls_optional(site: Site) -> None:
 
 
 def test_silent_handshakes_do_not_stall_others(site: Site) -> None:
-    # gunicorn's gthread worker stalls on twenty of these (PEERS.md); one thread here.
+    # gunicorn's gthread worker stalls on twenty of these; one thread here.
     with site.server("--threads", "1") as server:
         silent = [server.connect() for _ in range(20)]
         half = [server.connect() for _ in range(5)]

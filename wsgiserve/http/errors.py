@@ -1,7 +1,7 @@
 """The protocol error tree. Each error from the peer carries the status to answer with.
 
-Imported by every module of ``wsgiserve.http`` and by the server and client, which catch
-``RemoteProtocolError`` once and answer ``exc.status`` (server) or report it (client).
+The server and the client catch ``RemoteProtocolError`` once and answer ``exc.status``
+(server) or report it (client).
 """
 from __future__ import annotations
 

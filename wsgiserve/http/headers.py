@@ -1,7 +1,7 @@
 """Header fields as received or to be sent: raw names and values kept, lookups lowercased.
 
-Also the field-syntax regular expressions (RFC 9110 §5.1, §5.5) that the parser and the
-writer share. Imported by the parser, writer, framing and by the WSGI and client layers.
+Also the field vocabulary (RFC 9110 §5.1, §5.5, §5.6): the token, field-value and
+quoted-string character sets every parser and writer builds its checks from.
 """
 from __future__ import annotations
 

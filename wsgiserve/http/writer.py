@@ -2,7 +2,7 @@
 
 The writer refuses to emit invalid bytes: a CR, LF, NUL or other control character in a
 header name or value handed over by an application is a ``LocalProtocolError``, never a
-header injection on the wire. Used by the server (responses) and the client (requests).
+header injection on the wire. Both roles: responses and requests.
 """
 from __future__ import annotations
 

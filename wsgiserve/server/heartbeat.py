@@ -2,7 +2,7 @@
 
 The arbiter creates one ``Heartbeat`` per worker before forking; it lives in an anonymous
 shared memory page, so ``beat()`` in the worker is a store and ``age()`` in the arbiter a
-load. Imported by the arbiter and the worker; imports nothing of wsgiserve.
+load.
 """
 from __future__ import annotations
 

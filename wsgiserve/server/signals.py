@@ -3,8 +3,7 @@
 
 A handler appends the signal number to a deque and Python's C-level handler writes a byte to
 a non-blocking wakeup pipe (``signal.set_wakeup_fd``), so the loop's ``select`` wakes up.
-Handlers never log (logging takes locks a signal may interrupt). Imported by the arbiter and
-the worker.
+Handlers never log (logging takes locks a signal may interrupt).
 """
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ At start they are inherited (``$WSGISERVE_FDS`` from a USR2 parent, or systemd's
 ``LISTEN_FDS``) or bound from ``--bind``. On reload a changed ``--bind`` binds the new
 addresses and keeps the sockets of unchanged ones. A unix socket file is removed only by the
 master that bound it, or that inherited it from the master it replaced. The sockets
-themselves live in the generations that use them. Imported by ``server.arbiter`` only;
-imports ``sockets`` and ``systemd``.
+themselves live in the generations that use them.
 """
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 During a USR2 upgrade the old master moves its file aside to ``PATH.oldbin`` (nginx's
 convention) so the new master can write ``PATH``, and moves it back if the upgrade fails.
-Imported by ``server.arbiter`` and ``server.upgrade``; imports nothing of wsgiserve.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Process titles (``wsgiserve: master [app]``) through setproctitle, when it is installed.
 
 setproctitle is optional (the runtime is stdlib-only): without it titles stay as they are.
-Imported by the arbiter (for itself and, after fork, for workers).
+The master sets its own, and a worker's after fork.
 """
 from __future__ import annotations
 

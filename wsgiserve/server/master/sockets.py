@@ -2,7 +2,7 @@
 
 The arbiter binds every listener once; workers inherit them across ``fork``. A USR2
 upgrade passes them to the new master across ``exec`` by number in ``$WSGISERVE_FDS``.
-Every listener is non-blocking. Imported by the arbiter only.
+Every listener is non-blocking.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """systemd glue: ``sd_notify`` over ``$NOTIFY_SOCKET`` and ``$LISTEN_FDS`` socket activation.
 
-Nothing else: no D-Bus, no journal. Used by the arbiter only (workers never notify). A unit
+Nothing else: no D-Bus, no journal. Workers never notify. A unit
 whose master may be replaced by a USR2 upgrade needs ``NotifyAccess=all``, because the new
 master announces itself with ``MAINPID=`` before systemd knows it as the main process.
 """

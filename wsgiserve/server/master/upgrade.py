@@ -4,7 +4,7 @@ The child execs ``python -m wsgiserve`` with the original arguments, from the di
 command first ran in, with the listening descriptors named in ``$WSGISERVE_FDS`` (systemd's
 ``LISTEN_*`` variables removed: they were for this master). The old master's pid file moves
 to ``.oldbin`` until the new master exits early, when it moves back. The operator TERMs the
-old master once the new one is ready. Imported by ``server.arbiter`` only.
+old master once the new one is ready.
 """
 from __future__ import annotations
 

@@ -18,8 +18,6 @@ Choices worth knowing when deploying:
 - X-Forwarded-Proto, -Host, -Port and -Prefix lists take their right-most value (the one
   the nearest proxy added). When X-Forwarded-For changes REMOTE_ADDR, REMOTE_PORT is the
   port given with the address, or "0" when the chain does not say.
-
-Imported by ``server.worker``; imports ``wsgiserve.http`` and ``wsgiserve.wsgi``.
 """
 from __future__ import annotations
 

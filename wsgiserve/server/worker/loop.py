@@ -343,7 +343,7 @@ class Worker:
         One thread polls at a time (``_poll_lock``) and serves the first event it gets
         itself; the rest go to ``_ready``, which it also works through. A thread that finds
         another one polling does not queue on the lock (each release would wake it and move
-        the next request, and the GIL, to another thread: PEERS.md's gthread cost): it
+        the next request, and the GIL, to another thread: what makes gunicorn's gthread slow): it
         waits on ``_standby``, which only the watchdog (``_watch_pollers``) releases, when
         no event has been finished for WATCHDOG_S while work waits, i.e. when the serving
         threads are held up in the app. A run of fast requests so stays on one thread, and a slow request holds up the

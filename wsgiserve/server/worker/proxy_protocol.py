@@ -5,7 +5,7 @@ connection to say who the real client is. ``ProxyHeaderParser.feed`` takes bytes
 consumes only the header's own bytes, never what follows (HTTP, or a TLS ClientHello), so the
 caller can peek at the socket and drop exactly what was consumed. Strict and bounded: any
 deviation from the spec (haproxy.org/download/2.9/doc/proxy-protocol.txt) raises
-``ProxyProtocolError``. Imported by ``server.preamble``; imports only the standard library.
+``ProxyProtocolError``. Sans-IO: it imports only the standard library.
 """
 from __future__ import annotations
 
