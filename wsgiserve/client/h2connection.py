@@ -68,6 +68,8 @@ _WRITE_CHUNK_BYTES: Final = 1 << 16
 _READS_PER_ROUND: Final = 16
 # The longest the I/O thread sleeps at once while streams are open (it wakes for work).
 _POLL_S: Final = 60.0
+# After a connection error, how long the server gets to read our GOAWAY before the close.
+_LINGER_S: Final = 1.0
 _METHODS_WITH_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
 _STREAM_EVENTS: Final = frozenset({http2.ResponseReceived, http2.DataReceived,
                                    http2.InformationalResponseReceived,
@@ -306,16 +308,17 @@ class Http2Connection:
     # -- the I/O thread -------------------------------------------------------------------------
     def _run(self) -> None:
         failure: ClientError | None = None
+        is_goaway_sent = False
         try:
             failure = self._loop()
         except ProtocolError as exc:
             failure = exc
-            self._send_last_words()
+            is_goaway_sent = self._send_last_words()
         except OSError as exc:
             failure = translate_error(exc, Phase.READ, self.where)
             failure.__cause__ = exc
         finally:
-            self._shut(failure)
+            self._shut(failure, is_goaway_sent)
 
     def _loop(self) -> ClientError | None:
         """Move bytes until the connection ends; return why (None: closed by us)."""
@@ -465,17 +468,16 @@ class Http2Connection:
         if self._on_change is not None:
             self._on_change(self)
 
-    def _send_last_words(self) -> None:
+    def _send_last_words(self) -> bool:
         """After a connection error, try once to send the GOAWAY the core queued."""
         with self.lock:
             data = self.core.data_to_send()
-        if data:
-            try:
-                self._transport.send_nowait(data)
-            except OSError:
-                pass
+        try:
+            return bool(data) and self._transport.send_nowait(data) == len(data)
+        except OSError:
+            return False
 
-    def _shut(self, failure: ClientError | None) -> None:
+    def _shut(self, failure: ClientError | None, is_goaway_sent: bool = False) -> None:
         """End of the I/O thread: fail the streams still open, close the socket."""
         with self.lock:
             if self._state is Http2State.STARTING and failure is not None:
@@ -488,6 +490,8 @@ class Http2Connection:
             self._ready.notify_all()
             if self._on_change is not None:
                 self._on_change(self)
+        if is_goaway_sent:
+            self._transport.linger(_LINGER_S)
         self._shut_transport()
 
     def _shut_transport(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import time
 from typing import Final
 
 # Bytes asked of recv() at a time: what one loopback or TLS record read usually yields.
@@ -229,6 +230,26 @@ class Transport:
             return self.sock.send(data)
         except _WOULD_BLOCK:
             return 0
+
+    def linger(self, timeout_s: float, max_bytes: int = 1 << 20) -> None:
+        """Stop sending, then read and drop what the peer still sends, until it closes,
+        ``timeout_s`` passes or ``max_bytes`` went by: closing with unread bytes makes the
+        kernel send a reset, which can destroy our last bytes (a GOAWAY) before the peer
+        reads them. The raw socket is read: nothing more is decrypted."""
+        sock = self.sock
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.setblocking(False)
+            end = time.monotonic() + timeout_s
+            while max_bytes > 0 and (remaining := end - time.monotonic()) > 0:
+                if not select.select([sock], [], [], remaining)[0]:
+                    return
+                data = socket.socket.recv(sock, RECV_BYTES)
+                if not data:
+                    return
+                max_bytes -= len(data)
+        except OSError:
+            pass
 
     def set_timeout(self, timeout_s: float | None) -> None:
         if timeout_s != self._timeout:
