@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 from wsgiserve.http.errors import IncompleteMessage, LocalProtocolError
 from wsgiserve.http.errors import ProtocolError as HttpProtocolError
-from wsgiserve.http2.errors import Http2Error, Http2UsageError
+
+if TYPE_CHECKING:
+    from wsgiserve.http2.errors import Http2Error
 
 
 class ClientError(Exception):
@@ -228,7 +230,9 @@ def translate_error(exc: OSError | HttpProtocolError | Http2Error, phase: Phase,
     if isinstance(exc, LocalProtocolError) or (isinstance(exc, HttpProtocolError)
                                                and phase is Phase.REQUEST):
         return InvalidRequest(prefix + str(exc))
-    if isinstance(exc, Http2Error):
+    if not isinstance(exc, (OSError, HttpProtocolError)):
+        # The HTTP/2 core's errors; it loads with the first HTTP/2 connection only.
+        from wsgiserve.http2.errors import Http2UsageError
         if isinstance(exc, Http2UsageError):
             return InvalidRequest(prefix + str(exc))
         return ProtocolError(f"{prefix}HTTP/2 {exc.code.name}: {exc}")

@@ -149,6 +149,23 @@ class Http2Connection:
         limit = self.core.max_outbound_streams
         return limit if limit < 1 << 31 else _MAX_STREAMS_WITHOUT_LIMIT
 
+    @property
+    def is_open(self) -> bool:
+        """Taking new streams (not starting, draining or closed)."""
+        return self._state is Http2State.OPEN
+
+    def reserve_first(self) -> None:
+        """Take the first stream slot of a connection just started.
+
+        Raises:
+            StreamError: it takes no stream (a GOAWAY came at once, or a limit of 0); the
+                connection is closed and the request may go elsewhere.
+        """
+        if not self.try_reserve():
+            self.close()
+            raise StreamError(f"{self.where}: the new HTTP/2 connection takes no stream",
+                              http2.ErrorCode.REFUSED_STREAM, is_unprocessed=True)
+
     def try_reserve(self) -> bool:
         """Take a stream slot for a request; False when full or not OPEN."""
         with self.lock:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from wsgiserve import __version__
 from wsgiserve.client.body import BodyValue, RequestBody
@@ -33,7 +33,6 @@ from wsgiserve.client.errors import (
     WriteError,
     translate_error,
 )
-from wsgiserve.client.h2connection import Http2Connection, Http2State
 from wsgiserve.client.negotiation import ALPN_H2, HttpVersion, alpn_protocols, is_h2_direct
 from wsgiserve.client.proxy import Proxy, is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
@@ -44,7 +43,12 @@ from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
 from wsgiserve.http.framing import parse_content_length
 from wsgiserve.http.limits import HttpLimits
 from wsgiserve.http.writer import encode_request_head
-from wsgiserve.http2 import ErrorCode, Http2Limits
+
+if TYPE_CHECKING:
+    # Loaded with the first HTTP/2 connection only: building the HPACK Huffman tables
+    # costs tens of milliseconds, which an HTTP/1.1 command line would pay for nothing.
+    from wsgiserve.client.h2connection import Http2Connection
+    from wsgiserve.http2 import Http2Limits
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,6 @@ MAX_UNPROCESSED_RETRIES: Final = 5
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 # (origin, None) direct or to a forwarding proxy; (origin, proxy) through a CONNECT tunnel.
 _PoolKey = tuple[Origin, Proxy | None]
-AnyConnection = Connection | Http2Connection
 
 
 class Pool:
@@ -255,19 +258,19 @@ class Pool:
             connection, is_reused = self._acquire(key, timeouts, deadline, may_be_h2,
                                                   partial(_check_head, method, target, headers))
             try:
-                if isinstance(connection, Http2Connection):
+                if isinstance(connection, Connection):
+                    connection.timeouts = timeouts
+                    response = connection.request(
+                        method, target, headers, body, url=url.text, deadline=deadline,
+                        expect_continue=expect_continue, on_informational=on_informational,
+                        on_release=self._release, on_head_sent=self.on_request_head)
+                else:
                     response = connection.request(
                         method, target, headers, body, url=url.text, read_s=timeouts.read_s,
                         write_s=timeouts.write_s, deadline=deadline,
                         expect_continue=expect_continue,
                         expect_continue_s=timeouts.expect_continue_s,
                         on_informational=on_informational, on_head_sent=self.on_request_head)
-                else:
-                    connection.timeouts = timeouts
-                    response = connection.request(
-                        method, target, headers, body, url=url.text, deadline=deadline,
-                        expect_continue=expect_continue, on_informational=on_informational,
-                        on_release=self._release, on_head_sent=self.on_request_head)
             except StreamError as exc:
                 # RFC 9113 §8.7: a refused stream was not processed; any method may go again.
                 if not exc.is_unprocessed or unprocessed >= MAX_UNPROCESSED_RETRIES or \
@@ -330,7 +333,8 @@ class Pool:
         return origin.is_tls or is_h2_direct(self.http_version, False, False)
 
     def _acquire(self, key: _PoolKey, timeouts: Timeouts, deadline: float | None,
-                 may_be_h2: bool, check_head: Callable[[], None]) -> tuple[AnyConnection, bool]:
+                 may_be_h2: bool,
+                 check_head: Callable[[], None]) -> tuple[Connection | Http2Connection, bool]:
         """Return a connection for ``key`` (an HTTP/2 one with a stream slot taken) and
         whether it served requests before."""
         is_marked = False
@@ -392,8 +396,9 @@ class Pool:
 
     def _open(self, key: _PoolKey, connection: Connection, timeouts: Timeouts,
               deadline: float | None, check_head: Callable[[], None],
-              is_marked: bool) -> AnyConnection:
+              is_marked: bool) -> Connection | Http2Connection:
         """Connect; speak HTTP/2 if ALPN (or prior knowledge) says so, else HTTP/1.1."""
+        from wsgiserve.client.h2connection import Http2Connection
         origin, proxy = key
         h2_connection: Http2Connection | None = None
         is_h1 = False
@@ -410,11 +415,7 @@ class Pool:
                     write_s=timeouts.write_s, limits=self._http2_limits,
                     on_change=self._h2_changed)
                 h2_connection.start(limit_timeout(timeouts.connect_s, deadline))
-                if not h2_connection.try_reserve():
-                    h2_connection.close()
-                    raise StreamError(f"{origin.host_port}: the new HTTP/2 connection takes "
-                                      "no stream", ErrorCode.REFUSED_STREAM,
-                                      is_unprocessed=True)
+                h2_connection.reserve_first()
                 return h2_connection
             is_h1 = True
             return connection
@@ -438,7 +439,7 @@ class Pool:
     def _h2_changed(self, connection: Http2Connection) -> None:
         """An HTTP/2 connection freed a slot, stopped taking streams, or closed."""
         with self._changed:
-            if connection.state is Http2State.DRAINING or connection.state is Http2State.CLOSED:
+            if not connection.is_open:
                 key: _PoolKey = (connection.origin, connection.proxy)
                 connections = self._h2.get(key)
                 if connections is not None and connection in connections:
