@@ -15,7 +15,7 @@ import h2.settings
 import pytest
 import trustme
 from client_peers import TEST_TIMEOUTS, PeerFactory, answer, respond, tunnel
-from h2_peers import (
+from client_h2_peers import (
     Gate,
     H2PeerConnection,
     H2Request,

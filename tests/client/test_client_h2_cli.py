@@ -8,7 +8,7 @@ import h2.errors
 import pytest
 import trustme
 from client_peers import PeerFactory, answer, respond
-from h2_peers import H2PeerConnection, H2Request, echo, h2_script, h2_server_context, serve
+from client_h2_peers import H2PeerConnection, H2Request, echo, h2_script, h2_server_context, serve
 
 from wsgiserve.client.cli import main
 

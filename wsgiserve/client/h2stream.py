@@ -157,7 +157,7 @@ class Http2Stream:
         while the body goes out stops the upload: the response is read next, as usual.
 
         Raises:
-            ClientError: the stream is then CLOSED.
+            ClientError: the caller then closes the stream (RST_STREAM CANCEL).
         """
         if expect_continue:
             self._set_state(ExchangeState.EXPECTING)
@@ -249,7 +249,7 @@ class Http2Stream:
 
         Raises:
             ClientError: ``ReadTimeout``, ``StreamError`` (``is_unprocessed`` for a refused
-                stream), ``ServerDisconnected``...; the stream is then CLOSED.
+                stream), ``ServerDisconnected``...; the caller then closes the stream.
         """
         while True:
             event = self._pop_event(Phase.AWAIT, self._read_s)
