@@ -26,6 +26,7 @@ from client_h2_peers import (
 )
 
 from wsgiserve.client import (
+    ConnectTimeout,
     InformationalResponse,
     InvalidRequest,
     Pool,
@@ -33,8 +34,10 @@ from wsgiserve.client import (
     ReadTimeout,
     ServerDisconnected,
     StreamError,
+    Timeouts,
     TLSError,
     TLSSettings,
+    TotalTimeout,
 )
 from wsgiserve.client.negotiation import HttpVersion
 from wsgiserve.client.pool import MAX_UNPROCESSED_RETRIES
@@ -409,7 +412,7 @@ def test_read_timeout_resets_the_stream(peer: PeerFactory, h2_context: ssl.SSLCo
         server.wait_until(lambda: any(r.reset_code is not None for r in server.requests.values()))
         server.wait_for_close()
     server = peer(h2_script(silent, log=log), tls_context=h2_context)
-    timeouts = TEST_TIMEOUTS.__class__(connect_s=5, read_s=0.3, write_s=5, total_s=20)
+    timeouts = Timeouts(connect_s=5, read_s=0.3, write_s=5, total_s=20)
     with Pool(timeouts=timeouts, trust_env=False, tls=TLSSettings(cafile=ca_file)) as pool:
         with pytest.raises(ReadTimeout):
             pool.get(_url(server.port))
@@ -470,3 +473,24 @@ def test_a_ping_flood_is_refused(peer: PeerFactory, h2_context: ssl.SSLContext,
 def test_invalid_field_fails_before_connecting(h2_pool: Pool) -> None:
     with pytest.raises(InvalidRequest):
         h2_pool.get("https://127.0.0.1:9/", headers={"X-Bad": "a\r\nInjected: 1"})
+
+
+def test_no_settings_within_the_connect_timeout(peer: PeerFactory, h2_context: ssl.SSLContext,
+                                                ca_file: str) -> None:
+    server = peer(answer(), tls_context=h2_context)      # reads, never answers
+    timeouts = Timeouts(connect_s=0.5, read_s=5, write_s=5, total_s=20)
+    with Pool(timeouts=timeouts, trust_env=False, tls=TLSSettings(cafile=ca_file)) as pool:
+        with pytest.raises(ConnectTimeout, match="SETTINGS"):
+            pool.get(_url(server.port))
+
+
+def test_total_timeout_while_the_body_stalls(peer: PeerFactory, h2_context: ssl.SSLContext,
+                                             ca_file: str) -> None:
+    def stall(server: H2PeerConnection, request: H2Request) -> None:
+        server.respond(request.stream_id, 200, b"start", end=False)
+    server = peer(h2_script(serve(stall)), tls_context=h2_context)
+    timeouts = Timeouts(connect_s=5, read_s=5, write_s=5, total_s=1.0)
+    with Pool(timeouts=timeouts, trust_env=False, tls=TLSSettings(cafile=ca_file)) as pool:
+        response = pool.get(_url(server.port))
+        with pytest.raises(TotalTimeout):
+            response.read()
