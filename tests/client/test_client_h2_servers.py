@@ -89,7 +89,7 @@ daemon off;
 master_process on;
 user {user};
 worker_processes 1;
-error_log {prefix}/error.log notice;
+error_log {prefix}/error.log info;
 pid {prefix}/nginx.pid;
 events {{ worker_connections 256; }}
 http {{

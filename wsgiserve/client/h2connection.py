@@ -117,6 +117,7 @@ class Http2Connection:
         self._streams: dict[int, Http2Stream] = {}
         self._reserved = 0              # slots taken by requests (streams open or opening)
         self._pending: list[bytes] = []  # the core's output, for the I/O thread
+        self._pending_bytes = 0
         self._is_woken = False
         self._waker = Waker()
         self._is_close_requested = False
@@ -291,6 +292,7 @@ class Http2Connection:
         data = self.core.data_to_send()
         if data:
             self._pending.append(data)
+            self._pending_bytes += len(data)
             self.unsent_bytes += len(data)
             self._wake_locked()
 
@@ -349,12 +351,11 @@ class Http2Connection:
                 for data in self._pending:
                     buffer += data
                 self._pending.clear()
+                self._pending_bytes = 0
                 self._is_woken = False
-                self.unsent_bytes = len(buffer) + len(out)
                 if not is_closing and self._should_close_locked():
                     is_closing = True
                     self._begin_close_locked(buffer)
-                self._notify_senders_locked()
                 timeout = self._poll_timeout_locked(blocked_since)
             while buffer or out:
                 if not out:
@@ -364,6 +365,11 @@ class Http2Connection:
                 if not sent:
                     break
                 out = out[sent:]
+            with self.lock:
+                # What the socket took frees uploads waiting for room (before we sleep:
+                # nothing else may come to wake us).
+                self.unsent_bytes = len(buffer) + len(out) + self._pending_bytes
+                self._notify_senders_locked()
             has_unsent = bool(buffer or out)
             if is_closing and not has_unsent:
                 return None

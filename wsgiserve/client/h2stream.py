@@ -214,7 +214,8 @@ class Http2Stream:
                     raise translate_error(exc, Phase.WRITE, self._link.where) from exc
                 if window > 0 and self._link.unsent_bytes < MAX_UNSENT_BYTES:
                     return min(wanted, window, _SEND_PIECE_BYTES)
-                self._wait(end, Phase.WRITE)
+                self._wait(end, Phase.WRITE,
+                           f" (send window {window}, {self._link.unsent_bytes} bytes unsent)")
         finally:
             self.is_sending = False
 
@@ -350,15 +351,16 @@ class Http2Stream:
                     raise
             return self.events.popleft()
 
-    def _wait(self, end: float | None, phase: Phase) -> None:
+    def _wait(self, end: float | None, phase: Phase, why: str = "") -> None:
         """Wait on the condition (lock held) until notified or ``end``; raise the
-        timeout of ``phase`` at ``end``."""
+        timeout of ``phase`` at ``end`` (``why`` ends its message)."""
         remaining = None if end is None else end - time.monotonic()
         if remaining is not None and remaining <= 0:
             if _is_past(self._deadline):
                 raise TotalTimeout("the total time limit was reached")
-            raise translate_error(builtins.TimeoutError("timed out"), phase, self._link.where,
-                                  self._deadline)
+            error = translate_error(builtins.TimeoutError("timed out"), phase,
+                                    self._link.where, self._deadline)
+            raise type(error)(f"{error}{why}")
         self.cond.wait(remaining)
 
     def _send_data(self, data: bytes) -> None:
