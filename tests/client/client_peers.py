@@ -275,4 +275,33 @@ def chunked(*pieces: bytes, trailers: bytes = b"") -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n" + trailers + b"\r\n"
 
 
+def tunnel(target_port: int, refuse: bool = False) -> Script:
+    """A CONNECT proxy: 200, then bytes both ways to 127.0.0.1:``target_port`` (or 407)."""
+    def script(connection: PeerConnection) -> None:
+        request = connection.read_request(read_body=False)
+        if request is None:
+            return
+        if refuse:
+            connection.send(respond(407, b"", [("Proxy-Authenticate", "Basic")]))
+            connection.wait_for_close()
+            return
+        connection.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        upstream = socket.create_connection(("127.0.0.1", target_port), timeout=IO_TIMEOUT_S)
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        back = threading.Thread(target=pump, args=(upstream, connection.sock), daemon=True)
+        back.start()
+        pump(connection.sock, upstream)
+        back.join(IO_TIMEOUT_S)
+        upstream.close()
+    return script
+
+
 PeerFactory = Callable[..., Peer]

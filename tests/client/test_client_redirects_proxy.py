@@ -1,11 +1,9 @@
 """Redirects (RFC 9110 §15.4) and proxies (absolute-form forwarding, CONNECT tunnels)."""
 from __future__ import annotations
 
-import socket
-import threading
 
 import pytest
-from client_peers import TEST_TIMEOUTS, answer, PeerConnection, PeerFactory, respond, Script
+from client_peers import TEST_TIMEOUTS, PeerConnection, PeerFactory, answer, respond, tunnel
 
 from wsgiserve.client import InvalidURL, Pool, ProxyError, TooManyRedirects
 from wsgiserve.client.proxy import is_excluded, parse_proxy_url, proxy_for
@@ -156,41 +154,13 @@ def test_forward_proxy_gets_absolute_form(peer: PeerFactory) -> None:
     assert proxy.connection_count == 1
 
 
-def _tunnel(target_port: int, refuse: bool = False) -> Script:
-    def script(connection: PeerConnection) -> None:
-        request = connection.read_request(read_body=False)
-        if request is None:
-            return
-        if refuse:
-            connection.send(respond(407, b"", [("Proxy-Authenticate", "Basic")]))
-            connection.wait_for_close()
-            return
-        connection.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        upstream = socket.create_connection(("127.0.0.1", target_port), timeout=5)
-
-        def pump(source: socket.socket, sink: socket.socket) -> None:
-            try:
-                while data := source.recv(65536):
-                    sink.sendall(data)
-                sink.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-        back = threading.Thread(target=pump, args=(upstream, connection.sock), daemon=True)
-        back.start()
-        pump(connection.sock, upstream)
-        back.join(5)
-        upstream.close()
-    return script
-
-
 def test_connect_tunnel_carries_tls(peer: PeerFactory, tls_server_context: object,
                                     ca_file: str) -> None:
     import ssl
     assert isinstance(tls_server_context, ssl.SSLContext)
     origin = peer(answer(respond(200, b"secret"), respond(200, b"twice")),
                   tls_context=tls_server_context)
-    proxy = peer(_tunnel(origin.port))
+    proxy = peer(tunnel(origin.port))
     from wsgiserve.client import TLSSettings
     with Pool(timeouts=TEST_TIMEOUTS, tls=TLSSettings(cafile=ca_file),
               proxy=f"127.0.0.1:{proxy.port}") as pool:
@@ -205,7 +175,7 @@ def test_connect_tunnel_carries_tls(peer: PeerFactory, tls_server_context: objec
 
 
 def test_connect_refused_by_the_proxy(peer: PeerFactory) -> None:
-    proxy = peer(_tunnel(1, refuse=True))
+    proxy = peer(tunnel(1, refuse=True))
     with Pool(timeouts=TEST_TIMEOUTS, proxy=f"127.0.0.1:{proxy.port}") as pool:
         with pytest.raises(ProxyError, match="407"):
             pool.get("https://localhost:1/")

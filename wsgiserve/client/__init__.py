@@ -1,4 +1,4 @@
-"""wsgiserve's HTTP/1.1 client: a blocking connection pool on the shared sans-IO core.
+"""wsgiserve's HTTP/1.1 and HTTP/2 client: a blocking connection pool on the sans-IO cores.
 
 The public API is what ``__all__`` names; every other module here is internal::
 
@@ -33,6 +33,7 @@ from wsgiserve.client.errors import (
     ReadTimeout,
     RequestTimeout,
     ServerDisconnected,
+    StreamError,
     TLSError,
     TooManyRedirects,
     TotalTimeout,
@@ -42,6 +43,7 @@ from wsgiserve.client.errors import (
     WriteTimeout,
     deprecated_name,
 )
+from wsgiserve.client.negotiation import HttpVersion
 from wsgiserve.client.pool import Headers, Pool
 from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
@@ -62,6 +64,7 @@ __all__ = [
     "InformationalResponse", "InvalidRequest", "InvalidURL", "NameResolutionError", "Pool",
     "ProtocolError", "Proxy", "ProxyError", "ReadError", "ReadTimeout", "RequestBody",
     "RequestTimeout", "Response", "ServerDisconnected", "TLSError", "TLSSettings",
+    "HttpVersion", "StreamError",
     "Timeouts", "TooManyRedirects", "TotalTimeout", "TransportError", "TruncatedResponse",
     "WriteError", "WriteTimeout", "create_client_context", "request",
     # WebSockets (wsgiserve.client.websocket)

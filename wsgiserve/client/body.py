@@ -70,6 +70,12 @@ class RequestBody:
             return cls(iterable=value, content_length=content_length)
         raise InvalidRequest(f"unsupported request body type {type(value).__name__}")
 
+    @property
+    def can_send(self) -> bool:
+        """True when ``pieces()`` can still give the whole body (not consumed, or
+        replayable)."""
+        return self.is_replayable or not self._used
+
     def pieces(self) -> Iterator[bytes]:
         """Yield the body from its start (rewinding a seekable file).
 

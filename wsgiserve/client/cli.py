@@ -18,6 +18,7 @@ from wsgiserve import __version__
 from wsgiserve.client.body import RequestBody
 from wsgiserve.client.connection import Timeouts
 from wsgiserve.client.errors import ClientError, HTTPStatusError
+from wsgiserve.client.negotiation import HttpVersion
 from wsgiserve.client.pool import Pool
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's options, each with one line of help (as ``curl --help``)."""
     parser = argparse.ArgumentParser(
         prog=PROGRAM, allow_abbrev=False,
-        description="Fetch URLs over HTTP/1.1 with wsgiserve's client (curl's flags).")
+        description="Fetch URLs over HTTP/1.1 or HTTP/2 with wsgiserve's client (curl's flags).")
     add = parser.add_argument
     add("urls", nargs="*", metavar="URL", help="URLs to fetch, in turn, on one connection pool")
     add("--url", action="append", default=[], dest="extra_urls", metavar="URL",
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("-A", "--user-agent", metavar="NAME", help="the User-Agent to send")
     add("-f", "--fail", action="store_true",
         help="on a status >= 400, write nothing and exit 22")
+    add("--http1.1", dest="http_version", action="store_const", const=HttpVersion.HTTP_1_1,
+        help="use HTTP/1.1 only")
+    add("--http2", dest="http_version", action="store_const", const=HttpVersion.HTTP_2,
+        help="HTTP/2 over https when the server agrees (the default)")
+    add("--http2-prior-knowledge", dest="http_version", action="store_const",
+        const=HttpVersion.HTTP_2_PRIOR_KNOWLEDGE, help="HTTP/2 over plain http too, at once")
+    parser.set_defaults(http_version=HttpVersion.HTTP_2)
     add("-v", "--verbose", action="store_true",
         help="show heads and connection notes on stderr")
     add("-s", "--silent", action="store_true", help="no progress bar, no error message")
@@ -126,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Pool(timeouts=timeouts, tls=tls, proxy=options.proxy, no_proxy=options.noproxy,
               user_agent=options.user_agent or f"{PROGRAM}/{__version__}",
               trace=reporter.note if options.verbose else None,
-              on_request_head=reporter.request_head if options.verbose else None) as pool:
+              on_request_head=reporter.request_head if options.verbose else None,
+              http_version=options.http_version) as pool:
         for index, url in enumerate(urls):
             output_path = options.outputs[index] if index < len(options.outputs) else None
             code = _fetch(pool, url, plan, options, output_path, reporter)
@@ -253,8 +262,13 @@ def _write_response(response: Response, output: BinaryIO, options: argparse.Name
 
 
 def format_head(http_version: str, status: int, reason: str, headers: Headers) -> bytes:
-    """A response head as curl -i prints it: status line, fields as received, CRLF."""
-    lines = [f"HTTP/{http_version} {status} {reason}".rstrip().encode("latin-1")]
+    """A response head as curl -i prints it: status line, fields as received, CRLF.
+
+    HTTP/2 has no reason phrase; curl prints its status line as ``HTTP/2 200 `` (the
+    space before the empty reason kept), and so do we.
+    """
+    line = f"HTTP/{http_version} {status} {reason}"
+    lines = [(line if http_version == "2" else line.rstrip()).encode("latin-1")]
     lines.extend(name + b": " + value for name, value in headers.fields)
     return b"\r\n".join(lines) + b"\r\n\r\n"
 

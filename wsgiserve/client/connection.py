@@ -101,6 +101,20 @@ _TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
 }
 
 
+def limit_timeout(timeout_s: float | None, deadline: float | None) -> float | None:
+    """The smaller of a per-operation timeout and what is left before ``deadline``.
+
+    Raises:
+        TotalTimeout: the deadline has passed.
+    """
+    if deadline is None:
+        return timeout_s
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TotalTimeout("the total time limit was reached")
+    return remaining if timeout_s is None else min(timeout_s, remaining)
+
+
 class Connection:
     """One HTTP/1.1 connection to ``origin``, directly or through ``proxy``.
 
@@ -154,6 +168,24 @@ class Connection:
             return True
         self.close()
         return False
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        """What the TLS server selected by ALPN once connected (``h2``, ``http/1.1``)."""
+        return self._transport.alpn_protocol if self._transport is not None else None
+
+    def detach_transport(self) -> Transport:
+        """Hand the connected socket over (to an HTTP/2 connection); this one is CLOSED.
+
+        Raises:
+            AssertionError: not connected and idle.
+        """
+        transport = self._transport
+        if self._state is not ConnectionState.IDLE or transport is None:
+            raise AssertionError(f"detach_transport() in state {self._state}")
+        self._transport = None
+        self._set_state(ConnectionState.CLOSED)
+        return transport
 
     def close(self) -> None:
         """Close the socket; idempotent."""
@@ -249,6 +281,11 @@ class Connection:
             raise translate_error(exc, Phase.REQUEST) from exc
         if self._state is ConnectionState.NEW:
             self.connect(deadline)
+            if self.alpn_protocol == "h2":
+                self.close()
+                raise ProtocolError(f"{self._where}: the server chose HTTP/2 (ALPN h2), "
+                                    "which this HTTP/1.1 connection does not speak: "
+                                    "use a Pool, or an ssl_context that offers http/1.1 only")
         elif self._state is not ConnectionState.IDLE:
             raise TransportError(f"{self._where}: the connection is {self._state.value}, "
                                  "not idle")
@@ -463,15 +500,7 @@ class Connection:
         except OSError as exc:
             raise translate_error(exc, Phase.WRITE, self._where, deadline) from exc
 
-    @staticmethod
-    def _limit(timeout_s: float | None, deadline: float | None) -> float | None:
-        """The smaller of a per-operation timeout and what is left before ``deadline``."""
-        if deadline is None:
-            return timeout_s
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TotalTimeout("the total time limit was reached")
-        return remaining if timeout_s is None else min(timeout_s, remaining)
+    _limit = staticmethod(limit_timeout)
 
 
 class _EarlyResponse(Exception):

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from wsgiserve.http.errors import IncompleteMessage, LocalProtocolError
 from wsgiserve.http.errors import ProtocolError as HttpProtocolError
 
+if TYPE_CHECKING:
+    from wsgiserve.http2.errors import Http2Error
+
 
 class ClientError(Exception):
     """Base of every error the client raises."""
@@ -119,8 +122,26 @@ class ServerDisconnected(TransportError):
     exit_code = 52  # curl: "Empty reply from server"
 
 
+class StreamError(TransportError):
+    """The server reset the request's HTTP/2 stream (RST_STREAM), or did not take it.
+
+    ``error_code`` is the RFC 9113 §7 code. ``is_unprocessed``: the server did not process
+    the request (REFUSED_STREAM before any response, a stream above the last id of its
+    GOAWAY, a connection that takes no more streams), so the pool sends it again on
+    another connection, whatever its method, a bounded number of times.
+    """
+
+    exit_code = 92  # curl: "Stream error in the HTTP/2 framing layer"
+
+    def __init__(self, message: str, error_code: int, *, is_unprocessed: bool = False):
+        super().__init__(message)
+        self.error_code = error_code
+        self.is_unprocessed = is_unprocessed
+
+
 class ProtocolError(ClientError):
-    """The server's bytes are not valid HTTP/1.1; ``__cause__`` is the core's error."""
+    """The server's bytes are not valid HTTP/1.1 or HTTP/2; ``__cause__`` is the core's
+    error."""
 
     exit_code = 8  # curl: "Weird server reply"
 
@@ -187,8 +208,8 @@ _FAILURES: Final[dict[Phase, tuple[type[ClientError], str]]] = {
 _CLOSED_WHILE_SENDING: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
-def translate_error(exc: OSError | HttpProtocolError, phase: Phase, where: str = "",
-                    deadline: float | None = None) -> ClientError:
+def translate_error(exc: OSError | HttpProtocolError | Http2Error, phase: Phase,
+                    where: str = "", deadline: float | None = None) -> ClientError:
     """Return the ``ClientError`` for an error of a socket call or of the protocol core.
 
     The caller raises it ``from exc``, so the original error stays the ``__cause__``.
@@ -197,7 +218,8 @@ def translate_error(exc: OSError | HttpProtocolError, phase: Phase, where: str =
         exc: an ``OSError`` (``ssl.SSLError``, ``socket.gaierror`` and ``socket.timeout``
             included), a ``LocalProtocolError`` (the request would be invalid on the wire)
             or a ``RemoteProtocolError`` (the response is invalid; in ``Phase.REQUEST``, a
-            value the caller gave is).
+            value the caller gave is); the HTTP/2 core's ``Http2UsageError`` (the request
+            breaks RFC 9113) or other ``Http2Error`` (the server broke it).
         phase: what the failed call did: it decides between e.g. ``ConnectTimeout`` and
             ``ReadTimeout``.
         where: ``host:port`` (or the files) for the message; empty for protocol errors.
@@ -208,6 +230,12 @@ def translate_error(exc: OSError | HttpProtocolError, phase: Phase, where: str =
     if isinstance(exc, LocalProtocolError) or (isinstance(exc, HttpProtocolError)
                                                and phase is Phase.REQUEST):
         return InvalidRequest(prefix + str(exc))
+    if not isinstance(exc, (OSError, HttpProtocolError)):
+        # The HTTP/2 core's errors; it loads with the first HTTP/2 connection only.
+        from wsgiserve.http2.errors import Http2UsageError
+        if isinstance(exc, Http2UsageError):
+            return InvalidRequest(prefix + str(exc))
+        return ProtocolError(f"{prefix}HTTP/2 {exc.code.name}: {exc}")
     if isinstance(exc, IncompleteMessage):
         return IncompleteResponse(prefix + str(exc))
     if isinstance(exc, HttpProtocolError):

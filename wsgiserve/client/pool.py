@@ -1,8 +1,10 @@
-"""The connection pool and the request API: keep-alive reuse, one safe retry, redirects.
+"""The connection pool and the request API: keep-alive reuse, HTTP/2 multiplexing, safe
+retries, redirects.
 
-``Pool.request`` builds the request (default fields, framing from the body), picks an
-idle connection for the origin (or the proxy), sends, and follows redirects when asked.
-It is the only module that owns connections past one exchange.
+``Pool.request`` builds the request (default fields, framing from the body), picks a
+connection for the origin (or the proxy): an HTTP/2 one with a free stream slot, or an
+idle HTTP/1.1 one, or a new one whose protocol ALPN decides; sends, and follows redirects
+when asked. It is the only module that owns connections past one exchange.
 """
 from __future__ import annotations
 
@@ -11,27 +13,42 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from functools import partial
+from typing import TYPE_CHECKING, Final
 
 from wsgiserve import __version__
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import Connection, InformationalCallback, Timeouts
+from wsgiserve.client.connection import (
+    Connection,
+    InformationalCallback,
+    Timeouts,
+    limit_timeout,
+)
 from wsgiserve.client.errors import (
     InvalidRequest,
     Phase,
     ServerDisconnected,
+    StreamError,
     TooManyRedirects,
     WriteError,
     translate_error,
 )
+from wsgiserve.client.negotiation import ALPN_H2, HttpVersion, alpn_protocols, is_h2_direct
 from wsgiserve.client.proxy import Proxy, is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.client.url import URL, Origin, parse_url
-from wsgiserve.http.errors import RemoteProtocolError
+from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
 from wsgiserve.http.framing import parse_content_length
 from wsgiserve.http.limits import HttpLimits
+from wsgiserve.http.writer import encode_request_head
+
+if TYPE_CHECKING:
+    # Loaded with the first HTTP/2 connection only: building the HPACK Huffman tables
+    # costs tens of milliseconds, which an HTTP/1.1 command line would pay for nothing.
+    from wsgiserve.client.h2connection import Http2Connection
+    from wsgiserve.http2 import Http2Limits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +61,10 @@ DEFAULT_MAX_REDIRECTS: Final = 20
 _MAX_DRAIN_BYTES: Final = 1 << 20
 _MAX_ORIGINS_REMEMBERED: Final = 256  # origins whose proxy is remembered (then forgotten)
 DEFAULT_USER_AGENT: Final = f"wsgiserve/{__version__}"
+# A request the server did not process (REFUSED_STREAM, a stream above the last id of a
+# GOAWAY) is sent again, on another connection if need be, at most this many times: a
+# server that refuses every stream costs a bounded number of attempts.
+MAX_UNPROCESSED_RETRIES: Final = 5
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 # (origin, None) direct or to a forwarding proxy; (origin, proxy) through a CONNECT tunnel.
@@ -64,9 +85,16 @@ class Pool:
             the environment's ``no_proxy``.
         user_agent: the default User-Agent (a caller's field replaces it).
         trace: called with one-line notes (connecting, reusing, retrying), for ``-v``.
-        on_request_head: called with each request head as sent, for ``-v``.
+        on_request_head: called with each request head as sent, for ``-v`` (HTTP/2
+            requests are shown as an HTTP/1.1-style head with ``HTTP/2``).
+        http_version: ``HttpVersion.HTTP_2`` (https offers h2 by ALPN), ``HTTP_1_1``, or
+            ``HTTP_2_PRIOR_KNOWLEDGE`` (plain http speaks HTTP/2 at once too).
+        http2_limits: the HTTP/2 windows, header and flood limits
+            (``h2connection.CLIENT_LIMITS`` by default).
 
-    Thread-safe: several threads may share one pool; each request holds its connection.
+    Thread-safe: several threads may share one pool. An HTTP/1.1 request holds its
+    connection; HTTP/2 requests to one origin share a connection, one stream each, up to
+    the server's SETTINGS_MAX_CONCURRENT_STREAMS, and open another past it.
     """
 
     def __init__(self, *, timeouts: Timeouts = Timeouts(), tls: TLSSettings = TLSSettings(),
@@ -74,7 +102,9 @@ class Pool:
                  trust_env: bool = True, proxy: str | None = None, no_proxy: str | None = None,
                  user_agent: str = DEFAULT_USER_AGENT, limits: HttpLimits | None = None,
                  trace: Callable[[str], None] | None = None,
-                 on_request_head: Callable[[bytes], None] | None = None):
+                 on_request_head: Callable[[bytes], None] | None = None,
+                 http_version: HttpVersion = HttpVersion.HTTP_2,
+                 http2_limits: Http2Limits | None = None):
         self.timeouts = timeouts
         self.user_agent = user_agent
         self.max_idle_per_origin = max_idle_per_origin
@@ -92,6 +122,19 @@ class Pool:
         self._idle: dict[_PoolKey, list[Connection]] = {}
         self._lock = threading.Lock()
         self._is_closed = False
+        self.http_version = http_version
+        self._http2_limits = http2_limits
+        # HTTP/2 connections taking streams, per key; connections being opened that may
+        # turn out HTTP/2 (others wait for them rather than open their own); keys whose
+        # server chose HTTP/1.1. ``_generation`` counts changes, so that a thread that
+        # found no free slot waits only if nothing changed since it looked. Lock order:
+        # a connection's lock, then the pool's (connections call ``_h2_changed`` holding
+        # theirs); the pool never calls a connection holding its own.
+        self._h2: dict[_PoolKey, list[Http2Connection]] = {}
+        self._connecting: dict[_PoolKey, int] = {}
+        self._h1_keys: set[_PoolKey] = set()
+        self._generation = 0
+        self._changed = threading.Condition(self._lock)
 
     def __enter__(self) -> Pool:
         return self
@@ -104,14 +147,27 @@ class Pool:
         with self._lock:
             self._is_closed = True
             idle, self._idle = self._idle, {}
+            multiplexed, self._h2 = self._h2, {}
         for connections in idle.values():
             for connection in connections:
                 connection.close()
+        for h2_connections in multiplexed.values():
+            for h2_connection in h2_connections:
+                h2_connection.close()    # once its streams have ended
 
     @property
     def idle_count(self) -> int:
+        """Idle HTTP/1.1 connections, and HTTP/2 ones with no stream open."""
         with self._lock:
-            return sum(len(connections) for connections in self._idle.values())
+            multiplexed = [c for cs in self._h2.values() for c in cs]
+            idle = sum(len(connections) for connections in self._idle.values())
+        return idle + sum(1 for c in multiplexed if not c.active_streams)
+
+    @property
+    def http2_connection_count(self) -> int:
+        """HTTP/2 connections taking new streams."""
+        with self._lock:
+            return sum(len(connections) for connections in self._h2.values())
 
     # -- the request API ----------------------------------------------------------------------
     def request(self, method: str, url: str, *, headers: Headers | None = None,
@@ -192,17 +248,37 @@ class Pool:
             if proxy.authorization and not any(n.lower() == "proxy-authorization"
                                                for n, _ in headers):
                 headers.append(("Proxy-Authorization", proxy.authorization))
+        is_forwarded = proxy is not None and not url.origin.is_tls
         key: _PoolKey = (proxy.origin, None) if proxy is not None and not url.origin.is_tls \
             else (url.origin, proxy)
         may_retry = method in IDEMPOTENT_METHODS and (body is None or body.is_replayable)
+        may_be_h2 = self._may_speak_h2(url.origin, is_forwarded)
+        unprocessed = 0
         while True:
-            connection, is_reused = self._acquire(key, timeouts)
-            connection.timeouts = timeouts
+            connection, is_reused = self._acquire(key, timeouts, deadline, may_be_h2,
+                                                  partial(_check_head, method, target, headers))
             try:
-                response = connection.request(
-                    method, target, headers, body, url=url.text, deadline=deadline,
-                    expect_continue=expect_continue, on_informational=on_informational,
-                    on_release=self._release, on_head_sent=self.on_request_head)
+                if isinstance(connection, Connection):
+                    connection.timeouts = timeouts
+                    response = connection.request(
+                        method, target, headers, body, url=url.text, deadline=deadline,
+                        expect_continue=expect_continue, on_informational=on_informational,
+                        on_release=self._release, on_head_sent=self.on_request_head)
+                else:
+                    response = connection.request(
+                        method, target, headers, body, url=url.text, read_s=timeouts.read_s,
+                        write_s=timeouts.write_s, deadline=deadline,
+                        expect_continue=expect_continue,
+                        expect_continue_s=timeouts.expect_continue_s,
+                        on_informational=on_informational, on_head_sent=self.on_request_head)
+            except StreamError as exc:
+                # RFC 9113 §8.7: a refused stream was not processed; any method may go again.
+                if not exc.is_unprocessed or unprocessed >= MAX_UNPROCESSED_RETRIES or \
+                        not (body is None or body.can_send):
+                    raise
+                unprocessed += 1
+                self._note(f"{exc}; the request was not processed: sending it again")
+                continue
             except (ServerDisconnected, WriteError) as exc:
                 # The server closed a keep-alive connection while it sat idle: the request
                 # never reached it, so an idempotent one is sent again, once, on a new
@@ -251,8 +327,22 @@ class Pool:
         self._proxies[origin] = proxy
         return proxy
 
-    def _acquire(self, key: _PoolKey, timeouts: Timeouts) -> tuple[Connection, bool]:
-        while True:
+    def _may_speak_h2(self, origin: Origin, is_forwarded: bool) -> bool:
+        if self.http_version is HttpVersion.HTTP_1_1 or is_forwarded:
+            return False
+        return origin.is_tls or is_h2_direct(self.http_version, False, False)
+
+    def _acquire(self, key: _PoolKey, timeouts: Timeouts, deadline: float | None,
+                 may_be_h2: bool,
+                 check_head: Callable[[], None]) -> tuple[Connection | Http2Connection, bool]:
+        """Return a connection for ``key`` (an HTTP/2 one with a stream slot taken) and
+        whether it served requests before."""
+        is_marked = False
+        if may_be_h2:
+            shared, is_marked = self._shared_h2(key, timeouts, deadline)
+            if shared is not None:
+                return shared, True
+        while not is_marked:
             with self._lock:
                 idle = self._idle.get(key)
                 connection = idle.pop() if idle else None
@@ -267,8 +357,97 @@ class Pool:
         self._note(f"connecting to {origin.host_port}"
                    + (f" through proxy {proxy.origin.host_port}" if proxy else ""))
         context = self._context() if origin.is_tls else None
-        return Connection(origin, ssl_context=context, timeouts=timeouts, proxy=proxy,
-                          limits=self._limits), False
+        connection = Connection(origin, ssl_context=context, timeouts=timeouts, proxy=proxy,
+                                limits=self._limits)
+        if not may_be_h2:
+            return connection, False      # it connects as it sends (HTTP/1.1 only)
+        return self._open(key, connection, timeouts, deadline, check_head, is_marked), False
+
+    def _shared_h2(self, key: _PoolKey, timeouts: Timeouts,
+                   deadline: float | None) -> tuple[Http2Connection | None, bool]:
+        """An HTTP/2 connection to ``key`` with a stream slot taken for the caller; or
+        None, and whether the caller is now marked as opening a connection that may turn
+        out HTTP/2 (not when the server chose HTTP/1.1 before)."""
+        wait_s = timeouts.connect_s
+        end = None if wait_s is None else time.monotonic() + wait_s
+        if deadline is not None and (end is None or deadline < end):
+            end = deadline
+        while True:
+            with self._lock:
+                generation = self._generation
+                candidates = list(self._h2.get(key, ()))
+                is_h1 = key in self._h1_keys
+            for candidate in candidates:
+                if candidate.try_reserve():
+                    self._note(f"re-using the HTTP/2 connection to {key[0].host_port} "
+                               f"({candidate.active_streams} streams)")
+                    return candidate, False
+            with self._changed:
+                if self._generation != generation:
+                    continue
+                remaining = None if end is None else end - time.monotonic()
+                if is_h1 or not self._connecting.get(key) or \
+                        (remaining is not None and remaining <= 0):
+                    if not is_h1:
+                        self._connecting[key] = self._connecting.get(key, 0) + 1
+                    return None, not is_h1
+                # Another thread is opening a connection that may be HTTP/2: share it.
+                self._changed.wait(remaining)
+
+    def _open(self, key: _PoolKey, connection: Connection, timeouts: Timeouts,
+              deadline: float | None, check_head: Callable[[], None],
+              is_marked: bool) -> Connection | Http2Connection:
+        """Connect; speak HTTP/2 if ALPN (or prior knowledge) says so, else HTTP/1.1."""
+        from wsgiserve.client.h2connection import Http2Connection
+        origin, proxy = key
+        h2_connection: Http2Connection | None = None
+        is_h1 = False
+        try:
+            check_head()          # an invalid request fails before any connection is made
+            connection.connect(deadline)
+            protocol = connection.alpn_protocol
+            if protocol is not None:
+                self._note(f"ALPN: server accepted {protocol}")
+            if protocol == ALPN_H2 or (protocol is None and not origin.is_tls):
+                self._note("using HTTP/2" + ("" if origin.is_tls else " (prior knowledge)"))
+                h2_connection = Http2Connection(
+                    origin, connection.detach_transport(), proxy=proxy,
+                    write_s=timeouts.write_s, limits=self._http2_limits,
+                    on_change=self._h2_changed)
+                h2_connection.start(limit_timeout(timeouts.connect_s, deadline))
+                h2_connection.reserve_first()
+                return h2_connection
+            is_h1 = True
+            return connection
+        finally:
+            with self._changed:
+                if is_marked:
+                    self._connecting[key] -= 1
+                    if not self._connecting[key]:
+                        del self._connecting[key]
+                if h2_connection is not None and h2_connection.active_streams:
+                    self._h2.setdefault(key, []).append(h2_connection)
+                    self._h1_keys.discard(key)
+                if is_h1 and len(self._h1_keys) < _MAX_ORIGINS_REMEMBERED:
+                    self._h1_keys.add(key)
+                self._generation += 1
+                self._changed.notify_all()
+                is_closed = self._is_closed
+            if is_closed and h2_connection is not None:
+                h2_connection.close()        # after the caller's stream
+
+    def _h2_changed(self, connection: Http2Connection) -> None:
+        """An HTTP/2 connection freed a slot, stopped taking streams, or closed."""
+        with self._changed:
+            if not connection.is_open:
+                key: _PoolKey = (connection.origin, connection.proxy)
+                connections = self._h2.get(key)
+                if connections is not None and connection in connections:
+                    connections.remove(connection)
+                    if not connections:
+                        del self._h2[key]
+            self._generation += 1
+            self._changed.notify_all()
 
     def _release(self, connection: Connection) -> None:
         key: _PoolKey = (connection.origin, connection.proxy)
@@ -281,7 +460,8 @@ class Pool:
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            self._ssl_context = create_client_context(self._tls)
+            self._ssl_context = create_client_context(self._tls,
+                                                      alpn_protocols(self.http_version))
         return self._ssl_context
 
     def _discard(self, response: Response) -> None:
@@ -297,6 +477,14 @@ class Pool:
         log.debug("%s", message)
         if self.trace is not None:
             self.trace(message)
+
+
+def _check_head(method: str, target: str, headers: list[tuple[str, str]]) -> None:
+    """Raise InvalidRequest if the request head could not be sent (CR, LF, bad method)."""
+    try:
+        encode_request_head(method, target, headers)
+    except LocalProtocolError as exc:
+        raise translate_error(exc, Phase.REQUEST) from exc
 
 
 def _prepare(headers: Headers | None, body: BodyValue | RequestBody,

@@ -5,6 +5,7 @@ The server's TLS lives in ``wsgiserve/tls.py``; the two never import each other.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wsgiserve.client.errors import Phase, translate_error
@@ -25,12 +26,15 @@ class TLSSettings:
     keyfile: str | None = None
 
 
-def create_client_context(settings: TLSSettings = TLSSettings()) -> ssl.SSLContext:
+def create_client_context(settings: TLSSettings = TLSSettings(),
+                          alpn_protocols: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
     """Return an ``SSLContext`` for connecting to servers.
 
     Verification uses the system trust store (``ssl.create_default_context``) unless
     ``cafile`` is given; host names are checked, SNI is sent by ``wrap_socket`` from the
-    ``server_hostname`` the connection passes. ALPN offers only ``http/1.1``.
+    ``server_hostname`` the connection passes. ALPN offers ``alpn_protocols`` (a pool
+    offers ``h2`` too unless it speaks HTTP/1.1 only); with ``h2`` offered, renegotiation
+    is refused (RFC 9113 §9.2.1; TLS 1.2 at least and no compression are the defaults).
 
     Raises:
         TLSError: a file cannot be read or does not hold what it should.
@@ -48,5 +52,7 @@ def create_client_context(settings: TLSSettings = TLSSettings()) -> ssl.SSLConte
     except OSError as exc:  # ssl.SSLError is one
         files = ", ".join(f for f in (settings.cafile, settings.certfile, settings.keyfile) if f)
         raise translate_error(exc, Phase.TLS_FILES, files or "system trust store") from exc
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(alpn_protocols))
+    if "h2" in alpn_protocols:
+        context.options |= ssl.OP_NO_RENEGOTIATION
     return context
