@@ -20,6 +20,7 @@ flight finish.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -73,6 +74,8 @@ OUTPUT_HIGH_WATER_BYTES: Final = 256 * 1024
 # after this long.
 _STOP_PING: Final = b"wsgistop"
 STOP_PING_WAIT_S: Final = 1.0
+# A stream driving its connection's I/O while it waits looks at its own deadline this often.
+DRIVE_SLICE_S: Final = 0.25
 
 
 def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
@@ -93,7 +96,8 @@ class Http2:
     __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
-                 "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later")
+                 "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
+                 "_waiters", "_has_io_driver")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"") -> None:
@@ -121,6 +125,8 @@ class Http2:
         # finished response waits for them (or the housekeeping tick) to share a write.
         self._queued = 0
         self._flush_later = self._flush_deferred  # one bound method: a set member
+        self._waiters = 0  # streams waiting on _changed (for credit, or for the socket)
+        self._has_io_driver = False  # a waiting stream reads and writes for the connection
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -137,32 +143,42 @@ class Http2:
             return CLOSE if self.transport.discard_input() else WAIT_READABLE
         starting: list[Http2Stream] = []
         with self._lock:
-            data = self.transport.recv()
-            is_eof = data == b""
-            if self._initial:
-                data = self._initial + (data or b"")
-                self._initial = b""
-            if data is None:
-                return WAIT_WRITABLE if self._out else WAIT_READABLE
-            if not data:
-                self._end_streams(StreamGone("the client closed the connection"))
-                return CLOSE
-            try:
-                events = self.core.receive_data(data)
-            except Http2ConnectionError as exc:
-                _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr,
-                           exc)
-                self._end_streams(StreamGone(f"connection error: {exc}"))
-                return self._shut()
-            self._dispatch(events, starting)
-            self._send_queued()
-            if is_eof:  # the preface came with the client's close: nothing to answer
-                self._end_streams(StreamGone("the client closed the connection"))
-                return CLOSE
-            outcome = self._outcome()
+            outcome = self._read(starting)
         for stream in starting:
             self.context.submit(stream.run)
         return outcome
+
+    def _read(self, starting: list[Http2Stream]) -> Outcome:
+        """Read what the socket has and act on it (under the lock): by the loop, or by a
+        stream thread that waits on this connection (``_wait``). New streams go in
+        ``starting``, for the caller to submit once the lock is released."""
+        data = self.transport.recv()
+        is_eof = data == b""
+        if self._initial:
+            data = self._initial + (data or b"")
+            self._initial = b""
+        if data is None:
+            # Nothing to read: this event may be the writable edge (edge-triggered
+            # polling reports both at once).
+            self._flush()
+            return WAIT_WRITABLE if self._out else WAIT_READABLE
+        if not data:
+            self._is_broken = True
+            self._end_streams(StreamGone("the client closed the connection"))
+            return CLOSE
+        try:
+            events = self.core.receive_data(data)
+        except Http2ConnectionError as exc:
+            _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr, exc)
+            self._end_streams(StreamGone(f"connection error: {exc}"))
+            return self._shut()
+        self._dispatch(events, starting)
+        self._send_queued()
+        if is_eof:  # the preface came with the client's close: nothing to answer
+            self._is_broken = True
+            self._end_streams(StreamGone("the client closed the connection"))
+            return CLOSE
+        return self._outcome()
 
     def on_writable(self) -> Outcome:
         with self._lock:
@@ -240,6 +256,7 @@ class Http2:
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.body is not None:
                     stream.body.feed(event.data)
+                    self._notify()
                 elif event.data:
                     # The app's call is over: nobody reads this body, give the window back.
                     self._guard(self.core.acknowledge_received_data, len(event.data),
@@ -249,6 +266,7 @@ class Http2:
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.body is not None:
                     stream.body.end()
+                    self._notify()
             elif kind is TrailersReceived:
                 assert isinstance(event, TrailersReceived)
                 stream = streams.get(event.stream_id)
@@ -305,6 +323,10 @@ class Http2:
         except (ConnectionClosedError, StreamClosedError):
             pass
 
+    def _notify(self) -> None:
+        if self._waiters:
+            self._changed.notify_all()
+
     def _end_streams(self, error: BaseException) -> None:
         for stream in list(self._streams.values()):
             stream.on_reset(error)
@@ -326,6 +348,11 @@ class Http2:
         if self._is_broken:
             out.clear()
             return
+        if self._waiters and out:
+            # Whoever sends wakes the streams waiting for the socket to take more: with
+            # edge-triggered polling, the writable edge may come with a readable one and
+            # be handled by on_readable, which flushes too.
+            self._changed.notify_all()
         while out:
             try:
                 sent = self.transport.send_partial(out)
@@ -340,10 +367,50 @@ class Http2:
             del out[:sent]
 
     def _wait(self, deadline: float, what: str) -> None:
+        """Wait (the lock released) for the client's credit or for the socket to take our
+        output. The first stream to wait drives the connection's I/O itself meanwhile: the
+        loop's threads may all be busy in the app (with one thread, this one), and the
+        client's WINDOW_UPDATE must still be read."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"timed out waiting for {what}")
-        self._changed.wait(remaining)
+        self._waiters += 1
+        try:
+            if self._has_io_driver:
+                self._changed.wait(remaining)
+                return
+            self._has_io_driver = True
+            try:
+                self._drive_io(min(remaining, DRIVE_SLICE_S))
+            finally:
+                self._has_io_driver = False
+                self._changed.notify_all()  # another waiter may take over driving
+        finally:
+            self._waiters -= 1
+
+    def _drive_io(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the socket (readable, or writable while output is
+        pending), then read and send what it allows. Called with the lock held; released
+        while waiting."""
+        events = select.POLLIN | (select.POLLOUT if self._out else 0)
+        fileno = self.transport.fileno
+        self._lock.release()
+        try:
+            poller = select.poll()
+            poller.register(fileno, events)
+            ready = poller.poll(timeout_s * 1000)
+        finally:
+            self._lock.acquire()
+        if not ready or self._is_broken or self.state is CLOSED:
+            return
+        starting: list[Http2Stream] = []
+        try:
+            self._read(starting)
+        except OSError:
+            self._is_broken = True
+            self._end_streams(StreamGone("the connection failed"))
+        for stream in starting:
+            self.context.submit(stream.run)
 
     def _check(self, stream_id: int) -> Http2Stream:
         stream = self._streams.get(stream_id)
@@ -444,6 +511,13 @@ class Http2:
             if not self._is_broken:
                 self._guard(self.core.reset_stream, stream_id, error_code)
                 self._send_queued()
+
+    def wait_for(self, is_ready: Any, deadline: float, what: str) -> None:
+        with self._lock:
+            while not is_ready():
+                if self._is_broken:
+                    raise StreamGone("the connection closed")
+                self._wait(deadline, what)
 
     def credit(self, stream_id: int, size: int) -> None:
         with self._lock:

@@ -12,7 +12,6 @@ its Content-Length is cut at what was declared (the stream is then reset).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -60,6 +59,11 @@ class StreamOutput(Protocol):
     def credit(self, stream_id: int, size: int) -> None:
         """The app read ``size`` bytes of the stream's body: give the window back."""
 
+    def wait_for(self, is_ready: Callable[[], bool], deadline: float, what: str) -> None:
+        """Block until ``is_ready()`` (checked whenever the connection's state changes),
+        reading the connection meanwhile if nobody else does. Raises TimeoutError past
+        ``deadline`` (monotonic)."""
+
     def stream_done(self, stream: Http2Stream) -> None:
         """The WSGI call ended (whatever happened)."""
 
@@ -77,8 +81,9 @@ def _request_of(event: RequestReceived) -> Request:
 
 
 class StreamBody(RequestBody):
-    """``wsgi.input`` of a stream: the bytes the connection's reader hands over, read by
-    the app's thread; each read gives the window back (``StreamOutput.credit``)."""
+    """``wsgi.input`` of a stream: the bytes the connection's reader hands over (``feed``,
+    under the connection's lock), read by the app's thread; each read gives the window back
+    (``StreamOutput.credit``)."""
 
     def __init__(self, stream_id: int, output: StreamOutput, timeout_s: float) -> None:
         super().__init__(self._next_piece)
@@ -88,40 +93,32 @@ class StreamBody(RequestBody):
         self._pieces: deque[bytes] = deque()
         self._is_ended = False
         self._error: BaseException | None = None
-        self._arrived = threading.Condition(threading.Lock())
 
-    # -- the connection's side (its reading thread) --------------------------------------
+    # -- the connection's side (under its lock) ------------------------------------------
     def feed(self, data: bytes) -> None:
-        with self._arrived:
-            self._pieces.append(data)
-            self._arrived.notify()
+        self._pieces.append(data)
 
     def end(self) -> None:
-        with self._arrived:
-            self._is_ended = True
-            self._arrived.notify()
+        self._is_ended = True
 
     def fail(self, error: BaseException) -> None:
-        with self._arrived:
-            self._error = error
-            self._arrived.notify()
+        self._error = error
+
+    def _has_news(self) -> bool:
+        return bool(self._pieces) or self._is_ended or self._error is not None
 
     # -- the app's side -------------------------------------------------------------------
     def _next_piece(self) -> bytes:
-        with self._arrived:
-            deadline = time.monotonic() + self._timeout_s
-            while not self._pieces:
-                if self._error is not None:
-                    raise self._error
-                if self._is_ended:
-                    return b""
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("timed out reading the request body")
-                self._arrived.wait(remaining)
+        if not self._pieces:
+            self._output.wait_for(self._has_news, time.monotonic() + self._timeout_s,
+                                  "the request body")
+        if self._pieces:
             piece = self._pieces.popleft()
-        self._output.credit(self._stream_id, len(piece))
-        return piece
+            self._output.credit(self._stream_id, len(piece))
+            return piece
+        if self._error is not None:
+            raise self._error
+        return b""
 
 
 class Http2Stream:
