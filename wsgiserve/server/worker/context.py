@@ -2,6 +2,7 @@
 
 Built once per worker process by the worker's loop from the configuration sections it
 needs, then read (never changed, apart from the stop flag and counters) by the protocols.
+``metrics`` is where protocols report what the master's ``/metrics`` shows.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.http import HttpLimits
 from wsgiserve.log import AccessLog
+from wsgiserve.server.counters import Recorder
 from wsgiserve.server.worker.heads import HeadCache
 from wsgiserve.wsgi import EnvironBuilder
 
@@ -92,6 +94,8 @@ class ServerContext:
     worker: Any = None
     # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
     preamble: Any = None
+    # Counts requests, errors and handshakes for the master's /metrics (None: off).
+    metrics: Recorder | None = None
     _noted_bugs: set[str] = field(default_factory=set)
 
     def note_app_bug(self, message: str, *args: object) -> None:

@@ -82,6 +82,7 @@ class Preamble:
 
     __slots__ = ("transport", "context", "state", "deadline", "idle_since", "next_protocol",
                  "_settings", "_base_environ", "_proxy_parser", "_start_http")
+    protocol_name = "preamble"  # the connection gauges' label (server.counters)
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], settings: PreambleSettings,
@@ -128,6 +129,8 @@ class Preamble:
 
     def on_timeout(self) -> Outcome:
         _log.debug("%s from %s timed out", self.state.value, self.transport.remote_addr)
+        if self.state is ConnState.HANDSHAKING:
+            self._count_handshake(is_ok=False)
         return Outcome.CLOSE
 
     def start_graceful_close(self) -> Outcome:
@@ -186,10 +189,12 @@ class Preamble:
                 transport.start_tls(ssl_context)
             except OSError as exc:
                 _log.debug("TLS with %s failed to start: %s", transport.remote_addr, exc)
+                self._count_handshake(is_ok=False)
                 return Outcome.CLOSE
         try:
             step = transport.handshake()
         except OSError as exc:
+            self._count_handshake(is_ok=False)
             if tls.is_plain_http(exc):
                 return self._answer_plain_http()
             _log.debug("TLS handshake with %s failed: %s", transport.remote_addr, exc)
@@ -199,11 +204,16 @@ class Preamble:
             return Outcome.WAIT_READABLE
         if step == HandshakeStep.WANT_WRITE:
             return Outcome.WAIT_WRITABLE
+        self._count_handshake(is_ok=True)
         self._base_environ.update(tls.connection_environ(transport.sock))  # type: ignore[arg-type]
         # The request may already be buffered (it often follows the client's Finished):
         # the connection runs HTTP's on_readable at once.
         transport.read_pending = True
         return self._switch_to_http()
+
+    def _count_handshake(self, *, is_ok: bool) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.tls_handshake(is_ok)
 
     def _answer_plain_http(self) -> Outcome:
         """Plain HTTP on a TLS port: a plain-text 400, as nginx does, then close."""
