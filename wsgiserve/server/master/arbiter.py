@@ -5,7 +5,8 @@ replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgra
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
 does the work. It delegates to small collaborators: ``workers`` (the worker table),
 ``spawn`` (the forked child's boot), ``listeners`` (open, rebind, close), ``reload``
-(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``.
+(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``; with
+``--metrics-bind``, ``status_server`` (served from this loop), ``metrics`` and ``probes``.
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -28,15 +29,19 @@ from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files, report_gauge
+from wsgiserve.server.counters import WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
-from wsgiserve.server.master import systemd
+from wsgiserve.server.master import probes, systemd
+from wsgiserve.server.master.exposition import CONTENT_TYPE
 from wsgiserve.server.master.listeners import Listeners
+from wsgiserve.server.master.metrics import MasterMetrics
 from wsgiserve.server.master.pidfile import PidFile
 from wsgiserve.server.master.proctitle import set_process_title
 from wsgiserve.server.master.reload import CodeWatcher, reread_config
 from wsgiserve.server.master.sockets import ListenerError
 from wsgiserve.server.master.spawn import boot_worker
 from wsgiserve.server.master.startup import app_label, check_tls, resolve_ids, start_directory
+from wsgiserve.server.master.status_server import StatusServer, open_listener
 from wsgiserve.server.master.upgrade import BinaryUpgrade
 from wsgiserve.server.master.workers import (
     Generation,
@@ -61,6 +66,12 @@ HEALTHY_LIFETIME_S: Final = 1.0
 TICK_S: Final = 0.1
 # Each worker process shows this role in its title.
 _TITLE_MASTER: Final = "master"
+# How often workers' resident memory is compared with max_worker_memory.
+MEMORY_CHECK_S: Final = 1.0
+# A worker over max_worker_memory retires once its replacement has booted, or after this
+# long if none boots (a leak must not outlive a broken deploy for ever).
+MEMORY_REPLACEMENT_WAIT_S: Final = 30.0
+_MIB: Final = 1 << 20
 
 
 class Arbiter:
@@ -91,6 +102,12 @@ class Arbiter:
         self._boot_failure: str | None = None
         self._code_watcher: CodeWatcher | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
+        # --metrics-bind: the listener, and what /metrics shows (None: off).
+        self._status: StatusServer | None = None
+        self._metrics: MasterMetrics | None = None
+        self._metrics_bind = ""
+        self._is_stopping = False  # /readyz answers 503 from the stop signal on
+        self._next_memory_check = 0.0
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -133,6 +150,13 @@ class Arbiter:
         except (ListenerError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return EXIT_ERROR
+        if config.metrics.metrics_bind:
+            try:
+                self._open_status(config.metrics.metrics_bind)
+            except ListenerError as exc:
+                logger.error("cannot serve metrics: %s", exc)
+                self._listeners.close_after_failed_start(listeners)
+                return EXIT_ERROR
         app = None
         if config.server.preload:
             try:
@@ -143,6 +167,7 @@ class Arbiter:
                 return EXIT_APP_LOAD
         self._serving = Generation(1, config, hooks, listeners, app, reason="start")
         self._listeners.log_listening(listeners, config)
+        self._log_status_address()
         if config.server.pid:
             self._pidfile = PidFile(config.server.pid, self.pid)
             try:
@@ -184,11 +209,21 @@ class Arbiter:
                 self._stop(graceful=False)
                 return EXIT_APP_LOAD
             self._check_heartbeats()
+            self._check_memory()
             self._advance_generations()
             self._maintain_worker_count()
             self._poll_reloader()
             self._tell_systemd()
-            self._signals.wait(self._sleep_s())
+            self._wait(self._sleep_s())
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until a signal, a status-listener event or ``timeout_s``; serve the
+        status listener's clients."""
+        status = self._status
+        if status is None:
+            self._signals.wait(timeout_s)
+            return
+        status.handle(self._signals.wait(timeout_s, status.watch()))
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
@@ -219,12 +254,62 @@ class Arbiter:
                 self._signal_workers(signal.SIGUSR1, retire=False)
             elif signum == signal.SIGUSR2:
                 self._upgrade.start(self._serving.listeners if self._serving else [],
-                                    self._pidfile, self._signals)
+                                    self._pidfile, self._signals,
+                                    self._status.sock if self._status else None)
             elif signum == signal.SIGWINCH:
                 logger.info("SIGWINCH: stopping all workers gracefully (the master stays)")
                 self.num_workers = 0
                 self._signal_workers(signal.SIGTERM, retire=True)
         return None
+
+    # --- metrics, health and readiness -------------------------------------------------
+
+    def _open_status(self, address: str) -> None:
+        """Serve /metrics, /healthz and /readyz at ``address``. Raises ListenerError."""
+        sock = open_listener(address)
+        if self._metrics is None:
+            self._metrics = MasterMetrics()
+        self._status = StatusServer(sock, {
+            "/metrics": self._render_metrics,
+            "/healthz": lambda: probes.check_health(
+                list(self.workers), self._stale_after_s()).answer(),
+            "/readyz": lambda: probes.check_readiness(
+                list(self.workers), has_started=self._is_ready,
+                is_stopping=self._is_stopping, stale_s=self._stale_after_s()).answer(),
+        })
+        self._metrics_bind = address
+
+    def _log_status_address(self) -> None:
+        if self._status is not None:
+            logger.info("Serving metrics at: %s/metrics (also /healthz, /readyz)",
+                        self._status.address)
+
+    def _render_metrics(self) -> tuple[int, str, bytes]:
+        assert self._metrics is not None
+        return 200, CONTENT_TYPE, self._metrics.render(list(self.workers))
+
+    def _stale_after_s(self) -> float:
+        return probes.stale_after_s(self.config.workers.timeout)
+
+    def _rebind_status(self, address: str) -> None:
+        """A reload changed --metrics-bind: serve at the new address (keep the old one if
+        it cannot be bound)."""
+        if address == self._metrics_bind:
+            return
+        old = self._status
+        try:
+            if address:
+                self._open_status(address)
+                self._log_status_address()
+        except ListenerError as exc:
+            logger.error("reload: cannot serve metrics at %s, keeping %s: %s", address,
+                         self._metrics_bind or "none", exc)
+            return
+        if old is not None:
+            old.close()
+        if not address:
+            self._status = None
+            self._metrics_bind = ""
 
     # --- workers -----------------------------------------------------------------------
 
@@ -233,16 +318,18 @@ class Arbiter:
         heartbeat = Heartbeat()
         record = WorkerProcess(self._next_worker_id, generation.number, heartbeat, config,
                                time.monotonic())
+        if self._metrics is not None:
+            record.counters = WorkerCounters(config.workers.threads)
         self._next_worker_id += 1
         if not self._call_hook(generation.hooks, "pre_fork", self, record):
-            heartbeat.close()
+            _release(record)
             self._backoff.delay()
             return
         try:
             pid = os.fork()
         except OSError as exc:
             logger.error("cannot fork a worker: %s", exc.strerror)
-            heartbeat.close()
+            _release(record)
             self._backoff.delay()
             return
         if pid == 0:
@@ -258,8 +345,11 @@ class Arbiter:
             record.pid = os.getpid()
             self._signals.restore_defaults()
             self._notifier.close()
+            if self._status is not None:
+                self._status.close_in_child()
+                self._status = None
             for other in self.workers:
-                other.heartbeat.close()
+                _release(other)
             self.workers = WorkerTable()
             for stale in self._all_listeners():
                 if all(stale is not sock for sock in generation.listeners):
@@ -279,7 +369,7 @@ class Arbiter:
     def _signal_workers(self, signum: int, *, retire: bool) -> None:
         for record in self.workers:
             if retire:
-                record.retire(signum)
+                record.retire("stop", signum)
             else:
                 record.send(signum)
 
@@ -304,7 +394,9 @@ class Arbiter:
     def _worker_exited(self, record: WorkerProcess, status: int) -> None:
         code, description = exit_description(status)
         record.check_booted()
-        record.heartbeat.close()
+        if self._metrics is not None:
+            self._metrics.worker_exited(record, record.exit_cause(code))
+        _release(record)
         lifetime = time.monotonic() - record.spawned_at
         record.log_exit(code, description)
         if record.stop_sent_at is not None or code == EXIT_OK:
@@ -343,11 +435,35 @@ class Arbiter:
             while len(active) > self.num_workers:
                 oldest = active.pop(0)
                 logger.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
-                oldest.retire()
+                oldest.retire("scale")
             missing = self.num_workers - len(active)
             while missing > 0 and time.monotonic() >= self._backoff.next_spawn_at:
                 self._spawn_worker(generation)
                 missing -= 1
+
+    def _check_memory(self) -> None:
+        """Once a second: a worker over max_worker_memory gets a replacement (forked by
+        ``_maintain_worker_count``, as it no longer counts as active), and retires
+        gracefully once that has booted, as after max_requests."""
+        now = time.monotonic()
+        if now >= self._next_memory_check:
+            self._next_memory_check = now + MEMORY_CHECK_S
+            for record in self.workers:
+                limit_mib = record.config.workers.max_worker_memory
+                if limit_mib and record.has_booted and not record.is_leaving:
+                    resident = record.resident_bytes()
+                    if resident > limit_mib * _MIB:
+                        logger.warning(
+                            "worker %d (pid %d) uses %d MiB, over max_worker_memory (%d MiB): "
+                            "starting its replacement, then retiring it", record.worker_id,
+                            record.pid, resident // _MIB, limit_mib)
+                        record.replace_requested_at = now
+        for record in self.workers:
+            requested_at = record.replace_requested_at
+            if requested_at is not None and not record.is_retiring and (
+                    self.workers.count_booted(record.generation) >= self.num_workers
+                    or now - requested_at >= MEMORY_REPLACEMENT_WAIT_S):
+                record.retire("memory")
 
     # --- reload ------------------------------------------------------------------------
 
@@ -402,6 +518,7 @@ class Arbiter:
             return
         old, self._serving, self._pending = self._serving, pending, None
         self.config = pending.config
+        self._rebind_status(pending.config.metrics.metrics_bind)
         self._listeners.mark_serving(pending.config)
         retired = self.workers.retire_generation(pending.number, keep=True)
         if old is not None:
@@ -439,10 +556,17 @@ class Arbiter:
     # --- stop --------------------------------------------------------------------------
 
     def _stop(self, *, graceful: bool) -> int:
-        """Numbered shutdown under one deadline. 1: tell systemd; 2: close the listeners so
-        new connections are refused; 3: TERM (graceful) or QUIT (fast) the workers; 4: wait
-        for them; 5: SIGKILL stragglers; 6: on_exit, pid file."""
+        """Numbered shutdown under one deadline. 0: /readyz turns 503; 1: tell systemd;
+        2: close the listeners so new connections are refused; 3: TERM (graceful) or QUIT
+        (fast) the workers; 4: wait for them (the status listener still answers); 5: SIGKILL
+        stragglers, close the status listener; 6: on_exit, pid file."""
+        # 0: /readyz answers 503 from now on, before the listeners close, and while the
+        # workers drain; after USR2 the new master (sharing the status listener) answers.
+        self._is_stopping = True
         handed_over = self._upgrade.is_running
+        if handed_over and self._status is not None:
+            self._status.close(unlink=False)
+            self._status = None
         if not handed_over:
             self._notifier.notify("STOPPING=1")
         logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
@@ -450,6 +574,7 @@ class Arbiter:
         signum = signal.SIGTERM if graceful else signal.SIGQUIT
         for record in self.workers:
             record.stop_sent_at = time.monotonic()
+            record.stop_cause = record.stop_cause or "stop"
             record.send(signum)
         wait_s = self.config.workers.graceful_timeout if graceful else FAST_STOP_WAIT_S
         deadline = time.monotonic() + wait_s
@@ -458,7 +583,7 @@ class Arbiter:
             if not self.workers:
                 break
             self._watchdog.ping()  # a long graceful stop is not a hang
-            self._signals.wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
+            self._wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
             while (pending_signal := self._signals.pop()) is not None:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
                     logger.info("fast stop requested during graceful stop")
@@ -467,6 +592,9 @@ class Arbiter:
                         record.send(signal.SIGQUIT)
                     deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
         self._kill_remaining()
+        if self._status is not None:
+            self._status.close()
+            self._status = None
         self._call_hook(self.hooks, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.remove()
@@ -491,5 +619,13 @@ class Arbiter:
             if self.workers:
                 time.sleep(0.01)
         for record in self.workers:
-            record.heartbeat.close()
+            _release(record)
         self.workers.clear()
+
+
+def _release(record: WorkerProcess) -> None:
+    """Unmap a worker's heartbeat and counters (it is gone, or in a forked child)."""
+    record.heartbeat.close()
+    if record.counters is not None:
+        record.counters.close()
+        record.counters = None
