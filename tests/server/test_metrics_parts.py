@@ -47,8 +47,7 @@ def _parsed(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def test_layout_slots_are_disjoint_and_fill_the_region() -> None:
     ranges = [
-        range(LAYOUT.requests, LAYOUT.durations),
-        range(LAYOUT.durations, LAYOUT.duration_sums),
+        range(LAYOUT.requests, LAYOUT.duration_sums),
         range(LAYOUT.duration_sums, LAYOUT.received_bytes),
         range(LAYOUT.received_bytes, LAYOUT.sent_bytes),
         range(LAYOUT.sent_bytes, LAYOUT.protocol_errors),
@@ -58,10 +57,12 @@ def test_layout_slots_are_disjoint_and_fill_the_region() -> None:
     ]
     slots = [slot for part in ranges for slot in part]
     assert slots == list(range(LAYOUT.region_slots))
-    assert len(range(LAYOUT.requests, LAYOUT.durations)) == \
-        len(PROTOCOLS) * len(METHODS) * len(STATUS_CLASSES)
-    last = LAYOUT.request_slot(len(PROTOCOLS) - 1, len(METHODS) - 1, len(STATUS_CLASSES) - 1)
-    assert last == LAYOUT.durations - 1
+    buckets = len(DURATION_BUCKETS_S) + 1
+    assert len(range(LAYOUT.requests, LAYOUT.duration_sums)) == \
+        len(PROTOCOLS) * len(METHODS) * len(STATUS_CLASSES) * buckets
+    last = LAYOUT.request_slot(len(PROTOCOLS) - 1, len(METHODS) - 1, len(STATUS_CLASSES) - 1,
+                               buckets - 1)
+    assert last == LAYOUT.duration_sums - 1
 
 
 @pytest.mark.parametrize(("method", "status", "method_label", "class_label"), [
@@ -76,8 +77,8 @@ def test_a_request_lands_in_its_method_and_status_class(
     values = counters.read().counters
     slot = LAYOUT.request_slot(HTTP1, METHODS.index(method_label),
                                STATUS_CLASSES.index(class_label))
-    assert values[slot] == 1
-    assert sum(values[LAYOUT.requests:LAYOUT.durations]) == 1
+    assert sum(values[slot:slot + len(DURATION_BUCKETS_S) + 1]) == 1  # in whichever bucket
+    assert sum(values[LAYOUT.requests:LAYOUT.duration_sums]) == 1
     counters.close()
 
 
@@ -89,7 +90,8 @@ def test_durations_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() -> 
     recorder.request_done(HTTP1, b"GET", 200, now - 0.3, 10, 20)  # 0.3 s and a bit: <= 0.5
     recorder.request_done(HTTP1, b"GET", 200, now - 60, 0, 5)  # past the last bound
     values = counters.read().counters
-    buckets = [values[LAYOUT.duration_slot(HTTP1, b)] for b in range(len(DURATION_BUCKETS_S) + 1)]
+    buckets = [values[LAYOUT.request_slot(HTTP1, 0, 1, b)]
+               for b in range(len(DURATION_BUCKETS_S) + 1)]
     assert buckets[0] == 1 and buckets[DURATION_BUCKETS_S.index(0.5)] == 1 and buckets[-1] == 1
     assert sum(buckets) == 3
     assert values[LAYOUT.received_bytes + HTTP1] == 10

@@ -72,6 +72,7 @@ PROTOCOL_ERROR_STATUSES: Final = (400, 408, 413, 414, 417, 431, 501, 505)
 TLS_RESULTS: Final = ("ok", "failed")
 
 _ERROR_INDEX: Final = {status: i for i, status in enumerate(PROTOCOL_ERROR_STATUSES)}
+_BUCKETS: Final = len(DURATION_BUCKETS_S) + 1  # the last one: above every bound
 _SLOT_BYTES: Final = 8
 
 
@@ -79,13 +80,15 @@ _SLOT_BYTES: Final = 8
 class Layout:
     """Where each counter lives in a region, and where the gauges live.
 
-    Integer slots (``q``) and float slots (``d``, the duration sums) share the index
-    space of one region: a slot is one or the other, never both.
+    A request is one increment: its slot is its protocol, method, status class and
+    duration bucket at once (the master sums it into ``wsgiserve_requests_total`` and the
+    duration histogram). Integer slots (``q``) and float slots (``d``, the duration sums)
+    share the index space of one region: a slot is one or the other, never both.
     """
 
-    requests: int = 0  # [protocol][method][status class]
-    durations: int = requests + len(PROTOCOLS) * len(METHODS) * len(STATUS_CLASSES)
-    duration_sums: int = durations + len(PROTOCOLS) * (len(DURATION_BUCKETS_S) + 1)  # float
+    requests: int = 0  # [protocol][method][status class][duration bucket]
+    duration_sums: int = requests + len(PROTOCOLS) * len(METHODS) * len(STATUS_CLASSES) \
+        * _BUCKETS  # float
     received_bytes: int = duration_sums + len(PROTOCOLS)
     sent_bytes: int = received_bytes + len(PROTOCOLS)
     protocol_errors: int = sent_bytes + len(PROTOCOLS)  # [protocol][status or other]
@@ -98,12 +101,10 @@ class Layout:
     in_app: int = connections + len(CONNECTION_PROTOCOLS) * len(CONNECTION_STATES)
     gauge_slots: int = in_app + len(PROTOCOLS)
 
-    def request_slot(self, protocol: int, method: int, status_class: int) -> int:
-        return self.requests + (protocol * len(METHODS) + method) * len(STATUS_CLASSES) \
-            + status_class
-
-    def duration_slot(self, protocol: int, bucket: int) -> int:
-        return self.durations + protocol * (len(DURATION_BUCKETS_S) + 1) + bucket
+    def request_slot(self, protocol: int, method: int, status_class: int,
+                     bucket: int = 0) -> int:
+        return self.requests + ((protocol * len(METHODS) + method) * len(STATUS_CLASSES)
+                                + status_class) * _BUCKETS + bucket
 
     def protocol_error_slot(self, protocol: int, status_index: int) -> int:
         return self.protocol_errors + protocol * (len(PROTOCOL_ERROR_STATUSES) + 1) \
@@ -120,14 +121,16 @@ class Layout:
 LAYOUT: Final = Layout()
 
 # The request path's offsets, computed once from LAYOUT.
-_METHOD_OFFSET: Final = {name.encode("ascii"): i * len(STATUS_CLASSES)
+_METHOD_OFFSET: Final = {name.encode("ascii"): LAYOUT.request_slot(0, i, 0)
                          for i, name in enumerate(METHODS[:-1])}
-_OTHER_METHOD_OFFSET: Final = (len(METHODS) - 1) * len(STATUS_CLASSES)
+_OTHER_METHOD_OFFSET: Final = LAYOUT.request_slot(0, len(METHODS) - 1, 0)
 # A status code's class by its first digit (codes are three digits: http.writer checks);
 # an app's odd 6xx-9xx counts as 5xx.
-_CLASS_OFFSET: Final = (4, 0, 1, 2, 3, 4, 4, 4, 4, 4)
+_CLASS_OFFSET: Final = tuple(LAYOUT.request_slot(0, 0, c) for c in (4, 0, 1, 2, 3, 4, 4, 4, 4, 4))
 _REQUESTS: Final = tuple(LAYOUT.request_slot(p, 0, 0) for p in range(len(PROTOCOLS)))
-_DURATIONS: Final = tuple(LAYOUT.duration_slot(p, 0) for p in range(len(PROTOCOLS)))
+_FIRST_BOUND_S: Final = DURATION_BUCKETS_S[0]
+_bisect = bisect.bisect_left
+_monotonic = time.monotonic
 _SUMS: Final = tuple(LAYOUT.duration_sums + p for p in range(len(PROTOCOLS)))
 _RECEIVED: Final = tuple(LAYOUT.received_bytes + p for p in range(len(PROTOCOLS)))
 _SENT: Final = tuple(LAYOUT.sent_bytes + p for p in range(len(PROTOCOLS)))
@@ -201,14 +204,13 @@ class Recorder:
     blocks: a thread takes a lock once, on its first count, to claim its region.
     """
 
-    __slots__ = ("_counters", "_local", "_claim_lock", "_next_region", "_monotonic")
+    __slots__ = ("_counters", "_local", "_claim_lock", "_next_region")
 
     def __init__(self, counters: WorkerCounters) -> None:
         self._counters = counters
         self._local = threading.local()
         self._claim_lock = threading.Lock()
         self._next_region = 0
-        self._monotonic = time.monotonic
 
     def _claim(self) -> tuple[memoryview[int], memoryview[float]]:
         with self._claim_lock:
@@ -232,10 +234,11 @@ class Recorder:
             ints, floats = self._local.views
         except AttributeError:
             ints, floats = self._claim()
-        duration_s = self._monotonic() - started
+        duration_s = _monotonic() - started
         ints[_REQUESTS[protocol] + _METHOD_OFFSET.get(method, _OTHER_METHOD_OFFSET)
-             + _CLASS_OFFSET[status // 100]] += 1
-        ints[_DURATIONS[protocol] + bisect.bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
+             + _CLASS_OFFSET[status // 100]
+             + (0 if duration_s <= _FIRST_BOUND_S else _bisect(DURATION_BUCKETS_S, duration_s))
+             ] += 1
         floats[_SUMS[protocol]] += duration_s
         if received_bytes:
             ints[_RECEIVED[protocol]] += received_bytes

@@ -103,15 +103,18 @@ class MasterMetrics:
         errors = Family("wsgiserve_protocol_errors_total", "counter",
                         "Error responses the server gave for a client's protocol error, "
                         "by status")
+        bucket_count = len(DURATION_BUCKETS_S) + 1
         for p, protocol in enumerate(PROTOCOLS):
+            buckets = [0] * bucket_count
             for m, method in enumerate(METHODS):
                 for c, status in enumerate(STATUS_CLASSES):
-                    count = counters[LAYOUT.request_slot(p, m, c)]
+                    start = LAYOUT.request_slot(p, m, c)
+                    by_bucket = counters[start:start + bucket_count]
+                    count = int(sum(by_bucket))
                     if count:
                         requests.add(count, [("method", method), ("status", status),
                                              ("protocol", protocol)])
-            buckets = [int(counters[LAYOUT.duration_slot(p, b)])
-                       for b in range(len(DURATION_BUCKETS_S) + 1)]
+                        buckets = [a + int(b) for a, b in zip(buckets, by_bucket)]
             if self._is_shown("duration", protocol, sum(buckets)):
                 durations.add_histogram(DURATION_BUCKETS_S, buckets,
                                         counters[LAYOUT.duration_sums + p],
