@@ -13,6 +13,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -218,6 +219,52 @@ def test_counts_survive_hup_ttin_and_ttou(start_server: StartServer) -> None:
     assert value(samples, "wsgiserve_worker_boots_total") == 5
     assert value(samples, "wsgiserve_workers", state="serving") == 2
     assert not set(second) & set(first)
+
+
+def test_max_requests_exits_and_a_slow_head_are_counted(start_server: StartServer) -> None:
+    server = start_server("--max-requests", "5", "--header-timeout", "1",
+                          "--metrics-bind", "127.0.0.1:0")
+    port = metrics_port(server)
+    send_requests(server.port, 12)
+    with connect(server.port) as sock:  # half a head, then nothing: 408 after a second
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(10)
+        assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
+    samples = wait_for_value(port, "wsgiserve_worker_exits_total", 2, cause="max_requests")
+    assert value(samples, "wsgiserve_requests_total") == 12
+    assert value(samples, "wsgiserve_protocol_errors_total", status="408") == 1
+    assert value(samples, "wsgiserve_worker_exits_total") == 2
+
+
+def test_hup_moves_the_status_listener_when_metrics_bind_changes(
+        start_server: StartServer, tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text('[metrics]\nmetrics_bind = "127.0.0.1:0"\n')
+    server = start_server("--config", str(config))
+    port = metrics_port(server)
+    send_requests(server.port, 3)
+    wait_for_value(port, "wsgiserve_requests_total", 3)
+    path = tmp_path / "metrics.sock"
+    config.write_text(f'[metrics]\nmetrics_bind = "unix:{path}"\n')
+    server.signal(signal.SIGHUP)
+    server.wait_for_log(r"Serving metrics at: unix:", 15)
+    with pytest.raises(ConnectionRefusedError):
+        connect(port, 2).close()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    samples = [s for family in text_string_to_metric_families(body.decode())
+               for s in family.samples if s.name == "wsgiserve_requests_total"]
+    assert sum(s.value for s in samples) == 3  # the same master: nothing was reset
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(15) == EXIT_OK
+    assert not path.exists()
 
 
 def test_tls_handshakes_are_counted(start_server: StartServer, app_dir: Path) -> None:
