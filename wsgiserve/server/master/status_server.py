@@ -87,6 +87,10 @@ class _Stage(enum.Enum):
     LINGERING = "lingering"    # our FIN is sent; dropping input until the client's
 
 
+# READING -> WRITING -> LINGERING; a connection is closed from any stage.
+_NEXT_STAGE: Final = {_Stage.READING: _Stage.WRITING, _Stage.WRITING: _Stage.LINGERING}
+
+
 class _Client:
     __slots__ = ("sock", "parser", "stage", "deadline", "pending")
 
@@ -96,6 +100,11 @@ class _Client:
         self.stage = _Stage.READING
         self.deadline = deadline
         self.pending = memoryview(b"")
+
+    def advance(self, stage: _Stage) -> None:
+        if _NEXT_STAGE.get(self.stage) is not stage:
+            raise AssertionError(f"status connection {self.stage} -> {stage} not allowed")
+        self.stage = stage
 
 
 class StatusServer:
@@ -234,7 +243,7 @@ class StatusServer:
             ("Connection", "close"),
         ])
         client.pending = memoryview(head if head_only else head + body)
-        client.stage = _Stage.WRITING
+        client.advance(_Stage.WRITING)
         self._write(client, time.monotonic())
 
     def _write(self, client: _Client, now: float) -> None:
@@ -246,7 +255,7 @@ class StatusServer:
         if client.pending:
             return
         client.sock.shutdown(socket.SHUT_WR)
-        client.stage = _Stage.LINGERING
+        client.advance(_Stage.LINGERING)
         client.deadline = now + self._linger_s
         self._linger(client)
 
