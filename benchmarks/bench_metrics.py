@@ -4,6 +4,7 @@ request with metrics on and off, side by side in one run.
 
     python benchmarks/bench_metrics.py                     # 3 rounds of 5 s each way
     python benchmarks/bench_metrics.py --threads 4 --rounds 5
+    python benchmarks/bench_metrics.py --in-process         # no wrk: the request path alone
 
 One worker serving the hello-world app of tests/apps.py, ``wrk -t2 -c50``; rounds alternate
 off/on (then on/off) so drift from other load on the machine falls on both. The CPU time
@@ -11,12 +12,20 @@ off/on (then on/off) so drift from other load on the machine falls on both. The 
 the requests wrk made is the steadier figure; req/s drifts 20-50% on a shared machine.
 With metrics on, the master's /metrics is scraped after the runs and its request count
 must equal what wrk completed, give or take the responses in flight when wrk stopped.
+
+``--in-process`` takes wrk, the kernel's scheduling and the other processes on the
+machine out: one process drives a worker's ``Connection`` over a socketpair (keep-alive
+GETs of the hello app, the request path as the worker runs it), with and without a
+``Recorder``, alternating blocks of requests, and reports the CPU time per request of
+each; their difference is what counting costs.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import select
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import ServerSpec, cpu_seconds, start  # noqa: E402 - after sys.path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
 
 _METRICS_AT = re.compile(r"Serving metrics at: (http://127\.0\.0\.1:\d+)/metrics")
 _WRK_TOTAL = re.compile(r"(\d+) requests in ")
@@ -66,13 +78,60 @@ def counted_requests(base_url: str) -> int:
     return last
 
 
+def in_process(rounds: int, block: int) -> int:
+    """CPU time per keep-alive request through ``Connection.handle``, metrics off and on."""
+    from tests.apps import hello
+    from wsgiserve.http import HttpLimits
+    from wsgiserve.server.counters import Recorder, WorkerCounters
+    from wsgiserve.server.worker.connection import Connection, make_base_environ
+    from wsgiserve.server.worker.context import ServerContext
+
+    request = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n\r\n"
+    setups = {}
+    for label, recorder in (("metrics off", None),
+                            ("metrics on", Recorder(WorkerCounters(threads=1)))):
+        context = ServerContext(app=hello, limits=HttpLimits(), keepalive_s=5.0,
+                                header_timeout_s=5.0, body_timeout_s=5.0, script_name="",
+                                access_log=None, metrics=recorder)
+        server, client = socket.socketpair()
+        base = make_base_environ("127.0.0.1", "80", "http", multithread=False,
+                                 multiprocess=False)
+        setups[label] = (Connection(server, ("127.0.0.1", 5555), context, base), client)
+    totals = {label: [0.0, 0] for label in setups}
+    for round_index in range(rounds):
+        order = list(setups) if round_index % 2 == 0 else list(reversed(setups))
+        for label in order:
+            conn, client = setups[label]
+            started = time.thread_time()
+            for _ in range(block):
+                client.send(request)
+                conn.handle(select.EPOLLIN)
+                client.recv(65536)
+            totals[label][0] += time.thread_time() - started
+            totals[label][1] += block
+    print(f"\nIn one process, {rounds} alternating blocks of {block:,} keep-alive requests "
+          "each way (client included)\n")
+    per_request = {label: 1e6 * cpu / count for label, (cpu, count) in totals.items()}
+    for label, us in per_request.items():
+        print(f"| {label} | {us:.2f} us CPU per request |")
+    print(f"\nCounting costs {per_request['metrics on'] - per_request['metrics off']:.2f} us "
+          "per request")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="worker threads")
+    parser.add_argument("--in-process", action="store_true",
+                        help="drive a Connection in this process instead of wrk and a server")
+    parser.add_argument("--block", type=int, default=20_000,
+                        help="requests per block with --in-process")
     args = parser.parse_args(argv)
+    if args.in_process:
+        return in_process(args.rounds * 4, args.block)
     if shutil.which("wrk") is None:
         print("wrk is not installed (tools/install-test-deps.sh)", file=sys.stderr)
         return 2

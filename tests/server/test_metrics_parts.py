@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wsgiserve.config import Config
 from wsgiserve.server.counters import (
     DURATION_BUCKETS_S,
+    HAS_GIL,
     HTTP1,
     LAYOUT,
     METHODS,
@@ -102,25 +104,50 @@ def test_durations_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() -> 
     counters.close()
 
 
-def test_each_thread_counts_in_its_own_region_and_no_count_is_lost() -> None:
-    counters = WorkerCounters(threads=4)  # 6 regions: 4 serving, the main thread, the rest
-    recorder = Recorder(counters)
-    per_thread = 5000
-    start = threading.Barrier(8)
+def _count_in_threads(recorder: Recorder, threads: int, per_thread: int) -> None:
+    start = threading.Barrier(threads)
 
     def count() -> None:
         start.wait(10)
         for _ in range(per_thread):
             recorder.request_done(HTTP1, b"GET", 200, time.monotonic(), 0, 1)
-    threads = [threading.Thread(target=count) for _ in range(8)]
-    for thread in threads:
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for thread in workers:
         thread.start()
-    for thread in threads:
+    for thread in workers:
         thread.join(60)
+
+
+def test_without_a_gil_each_thread_counts_in_its_own_region() -> None:
+    counters = WorkerCounters(threads=4, per_thread=True)  # 4 serving, main, the rest
+    assert counters.regions == 6
+    recorder = Recorder(counters)
+    per_thread = 5000
+    _count_in_threads(recorder, 8, per_thread)
     slots = slice(LAYOUT.request_slot(HTTP1, 0, 1), LAYOUT.request_slot(HTTP1, 0, 2))
     per_region = [sum(counters.region(i)[0][slots]) for i in range(counters.regions)]
     assert per_region == [per_thread] * 5 + [3 * per_thread]  # GET 2xx, in any bucket
     assert sum(counters.read().counters[slots]) == 8 * per_thread
+    del recorder
+    counters.close()
+
+
+@pytest.mark.skipif(not HAS_GIL, reason="a free-threaded Python counts per thread")
+def test_with_the_gil_threads_share_one_region_and_lose_no_increment() -> None:
+    counters = WorkerCounters(threads=4)
+    assert counters.regions == 1
+    recorder = Recorder(counters)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch as often as CPython allows
+    try:
+        _count_in_threads(recorder, 8, 20000)
+    finally:
+        sys.setswitchinterval(interval)
+    values = counters.read().counters
+    get_2xx = slice(LAYOUT.request_slot(HTTP1, 0, 1), LAYOUT.request_slot(HTTP1, 0, 2))
+    assert sum(values[get_2xx]) == 8 * 20000
+    assert values[LAYOUT.sent_bytes + HTTP1] == 8 * 20000
+    del recorder
     counters.close()
 
 

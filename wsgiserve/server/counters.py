@@ -6,14 +6,16 @@ store into memory (no system call, no lock) and reading it in the master a load.
 costs one increment (its slot stands for its protocol, method, status class and duration
 bucket at once) and two additions (duration sum, bytes).
 
-Each thread that counts gets a region of its own (claimed on its first count), so no two
-threads ever update one slot. (Under the GIL an increment of a memoryview item is not
-interrupted either: CPython 3.11+ switches threads only at calls and backward jumps, and 8
-threads x 300,000 increments of one slot with a 1 us switch interval lost none; but a
-free-threaded Python would lose counts, and the region costs ~0.2 us.) There is one region
-per serving thread, one for the worker's main thread (timeouts, the stop sequence) and a
-last one shared by any further thread. Gauges (open connections, requests in the app) are
-a block written by the worker's main thread alone.
+A worker's threads share one region while the GIL is on: an increment of a memoryview
+item (``ints[i] += 1``: a subscript, an add and a store, all in C) is never interrupted
+by another thread, as CPython 3.11+ hands the GIL over only at calls, function starts and
+backward jumps (the tests check: eight threads, no increment lost, with a 1 us switch
+interval). Without a GIL (free-threaded CPython) each thread counts in a region of its own,
+claimed on its first count: one for each serving thread, one for the worker's main thread
+(timeouts, the stop sequence) and a last one shared by any further thread; the lookup of
+the thread's region costs about 0.5 us a request, which the GIL makes unnecessary. Gauges
+(open connections, requests in the app) are a block written by the worker's main thread
+alone.
 
 How a protocol reports (HTTP/1.1 does; HTTP/2 and WebSocket will): with its index in
 ``PROTOCOLS``, ``Recorder.request_done`` when a request's response is finished or
@@ -26,8 +28,10 @@ from __future__ import annotations
 import array
 import bisect
 import mmap
+import sys
 import threading
 import time
+from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -37,6 +41,7 @@ __all__ = [
     "CONNECTION_STATES",
     "DURATION_BUCKETS_S",
     "H2",
+    "HAS_GIL",
     "HTTP1",
     "METHODS",
     "PROTOCOLS",
@@ -77,6 +82,8 @@ TLS_RESULTS: Final = ("ok", "failed")
 _ERROR_INDEX: Final = {status: i for i, status in enumerate(PROTOCOL_ERROR_STATUSES)}
 _BUCKETS: Final = len(DURATION_BUCKETS_S) + 1  # the last one: above every bound
 _SLOT_BYTES: Final = 8
+# Python 3.13+ may run without the GIL (sys._is_gil_enabled); before, it always has one.
+HAS_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 @dataclass(frozen=True)
@@ -159,12 +166,16 @@ class CounterValues:
 
 class WorkerCounters:
     """The shared memory of one worker's metrics: ``regions`` counting regions, then the
-    gauges. Created by the master before the fork; read by ``read()`` in the master."""
+    gauges. Created by the master before the fork; read by ``read()`` in the master.
+
+    ``per_thread`` (without a GIL) gives each of ``threads`` serving threads a region,
+    plus one for the main thread and one for the rest; else all share one.
+    """
 
     __slots__ = ("regions", "_memory", "ints", "floats")
 
-    def __init__(self, threads: int) -> None:
-        self.regions = max(1, threads) + 2  # serving threads, the main thread, the rest
+    def __init__(self, threads: int, *, per_thread: bool = not HAS_GIL) -> None:
+        self.regions = max(1, threads) + 2 if per_thread else 1
         size = (self.regions * LAYOUT.region_slots + LAYOUT.gauge_slots) * _SLOT_BYTES
         self._memory = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
         self.ints = memoryview(self._memory).cast("q")
@@ -202,19 +213,25 @@ class WorkerCounters:
 
 
 class Recorder:
-    """The worker's side: counts into its ``WorkerCounters``, each thread in its region.
+    """The worker's side: counts into its ``WorkerCounters``, in the one region (with the
+    GIL) or in each thread's own.
 
     Every method is cheap enough for the request path (a few slot updates) and never
-    blocks: a thread takes a lock once, on its first count, to claim its region.
+    blocks: with regions per thread, a thread takes a lock once, on its first count, to
+    claim its region.
     """
 
     __slots__ = ("_counters", "_local", "_claim_lock", "_next_region")
 
     def __init__(self, counters: WorkerCounters) -> None:
         self._counters = counters
-        self._local = threading.local()
         self._claim_lock = threading.Lock()
         self._next_region = 0
+        # The methods read ``self._local.views``: the same attribute for every thread (one
+        # region) or per thread (threading.local, a region claimed on the first count).
+        self._local: threading.local | SimpleNamespace = (
+            threading.local() if counters.regions > 1
+            else SimpleNamespace(views=counters.region(0)))
 
     def _claim(self) -> tuple[memoryview[int], memoryview[float]]:
         with self._claim_lock:

@@ -358,10 +358,12 @@ class Http1:
         metrics = self.context.metrics
         assert metrics is not None
         request = exchange.request
+        framing = request.framing
         writer = exchange.writer
-        metrics.request_done(HTTP1, request.method, status, exchange.started,
-                             self.parser.body_bytes_received(request.framing),
-                             writer.bytes_written if writer is not None else 0)
+        metrics.request_done(
+            HTTP1, request.method, status, exchange.started,
+            0 if framing.kind is BodyKind.NONE else self.parser.body_bytes_received(framing),
+            writer.bytes_written if writer is not None else 0)
 
     def _count_failed(self, exchange: Exchange, exc: BaseException) -> None:
         """Count a failed exchange with the status ``_app_failed`` answers: the head's if
