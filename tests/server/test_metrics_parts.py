@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from processes import wait_until
@@ -36,6 +37,31 @@ from wsgiserve.server.master.exposition import Family, render
 from wsgiserve.server.master.metrics import MasterMetrics
 from wsgiserve.server.master.status_server import MAX_CONNECTIONS, StatusServer
 from wsgiserve.server.master.workers import WorkerProcess
+
+
+@dataclass
+class _Request:
+    method: bytes
+
+
+@dataclass
+class _Writer:
+    bytes_written: int
+
+
+@dataclass
+class _Exchange:
+    """What the recorder reads of a ``worker.exchange.Exchange``."""
+
+    request: _Request
+    started: float
+    writer: _Writer | None
+
+
+def _answered(method: bytes = b"GET", started: float | None = None,
+              sent: int = 0) -> _Exchange:
+    return _Exchange(_Request(method), time.monotonic() if started is None else started,
+                     _Writer(sent) if sent else None)
 
 
 def _parsed(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -75,7 +101,7 @@ def test_layout_slots_are_disjoint_and_fill_the_region() -> None:
 def test_a_request_lands_in_its_method_and_status_class(
         method: bytes, status: int, method_label: str, class_label: str) -> None:
     counters = WorkerCounters(threads=1)
-    Recorder(counters).request_done(HTTP1, method, status, time.monotonic(), 0, 0)
+    Recorder(counters).request_done(HTTP1, _answered(method), status, 0)
     values = counters.read().counters
     slot = LAYOUT.request_slot(HTTP1, METHODS.index(method_label),
                                STATUS_CLASSES.index(class_label))
@@ -89,9 +115,9 @@ def test_durations_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() -> 
     recorder = Recorder(counters)
     now = time.monotonic()
     # Durations far from the bounds, so that a preempted test thread cannot move them.
-    recorder.request_done(HTTP1, b"GET", 200, now + 1, 0, 0)  # -1 s: the first bucket
-    recorder.request_done(HTTP1, b"GET", 200, now - 0.3, 10, 20)  # 0.3 s and a bit: <= 0.5
-    recorder.request_done(HTTP1, b"GET", 200, now - 60, 0, 5)  # past the last bound
+    recorder.request_done(HTTP1, _answered(started=now + 1), 200, 0)  # -1 s: the first bucket
+    recorder.request_done(HTTP1, _answered(started=now - 0.3, sent=20), 200, 10)  # <= 0.5 s
+    recorder.request_done(HTTP1, _answered(started=now - 60, sent=5), 200, 0)  # past them all
     values = counters.read().counters
     buckets = [values[LAYOUT.request_slot(HTTP1, 0, 1, b)]
                for b in range(len(DURATION_BUCKETS_S) + 1)]
@@ -110,7 +136,7 @@ def _count_in_threads(recorder: Recorder, threads: int, per_thread: int) -> None
     def count() -> None:
         start.wait(10)
         for _ in range(per_thread):
-            recorder.request_done(HTTP1, b"GET", 200, time.monotonic(), 0, 1)
+            recorder.request_done(HTTP1, _answered(sent=1), 200, 0)
     workers = [threading.Thread(target=count) for _ in range(threads)]
     for thread in workers:
         thread.start()
@@ -157,7 +183,7 @@ def test_counts_made_in_a_forked_child_are_read_by_the_parent() -> None:
     if pid == 0:  # the "worker"
         recorder = Recorder(counters)
         for _ in range(3):
-            recorder.request_done(HTTP1, b"POST", 201, time.monotonic(), 7, 0)
+            recorder.request_done(HTTP1, _answered(b"POST"), 201, 7)
         recorder.protocol_error(HTTP1, 431)
         recorder.tls_handshake(False)
         recorder.connections_accepted(4)
@@ -210,9 +236,9 @@ def _record(worker_id: int, threads: int = 1) -> WorkerProcess:
 def test_a_reaped_workers_counts_are_kept_and_its_gauges_dropped() -> None:
     metrics = MasterMetrics()
     first, second = _record(1), _record(2)
-    Recorder(first.counters).request_done(HTTP1, b"GET", 200, time.monotonic(), 0, 2)  # type: ignore[arg-type]
+    Recorder(first.counters).request_done(HTTP1, _answered(sent=2), 200, 0)  # type: ignore[arg-type]
     Recorder(first.counters).set_gauges([1] * LAYOUT.gauge_slots)  # type: ignore[arg-type]
-    Recorder(second.counters).request_done(HTTP1, b"GET", 500, time.monotonic(), 0, 0)  # type: ignore[arg-type]
+    Recorder(second.counters).request_done(HTTP1, _answered(), 500, 0)  # type: ignore[arg-type]
     first.has_booted = second.has_booted = True
     first.heartbeat.beat()
     samples = _parsed(metrics.render([first, second]))

@@ -18,8 +18,8 @@ the thread's region costs about 0.5 us a request, which the GIL makes unnecessar
 alone.
 
 How a protocol reports (HTTP/1.1 does; HTTP/2 and WebSocket will): with its index in
-``PROTOCOLS``, ``Recorder.request_done`` when a request's response is finished or
-abandoned, ``Recorder.protocol_error`` for every error answer the server gives for the
+``PROTOCOLS``, ``Recorder.request_done`` with the exchange when a request's response is
+finished or abandoned, ``Recorder.protocol_error`` for every error answer the server gives for the
 client's mistake, and a ``protocol_name`` attribute (a value of ``CONNECTION_PROTOCOLS``)
 on the protocol object, by which the worker's gauges count its connections.
 """
@@ -34,7 +34,7 @@ import time
 from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 __all__ = [
     "CONNECTION_PROTOCOLS",
@@ -49,6 +49,7 @@ __all__ = [
     "STATUS_CLASSES",
     "TLS_RESULTS",
     "WEBSOCKET",
+    "Answered",
     "CounterValues",
     "Layout",
     "Recorder",
@@ -147,6 +148,30 @@ _RECEIVED: Final = tuple(LAYOUT.received_bytes + p for p in range(len(PROTOCOLS)
 _SENT: Final = tuple(LAYOUT.sent_bytes + p for p in range(len(PROTOCOLS)))
 
 
+class _Request(Protocol):
+    @property
+    def method(self) -> bytes: ...
+
+
+class _Writer(Protocol):
+    @property
+    def bytes_written(self) -> int: ...
+
+
+class Answered(Protocol):
+    """What ``Recorder.request_done`` reads of an exchange (``worker.exchange.Exchange``):
+    its request's method, when its head was complete, and its body writer."""
+
+    @property
+    def request(self) -> _Request: ...
+
+    @property
+    def started(self) -> float: ...
+
+    @property
+    def writer(self) -> _Writer | None: ...
+
+
 @dataclass(frozen=True)
 class CounterValues:
     """One reading of a worker's counters (summed over its regions) and gauges, indexed
@@ -240,31 +265,32 @@ class Recorder:
         views = self._local.views = self._counters.region(index)
         return views
 
-    def request_done(self, protocol: int, method: bytes, status: int, started: float,
-                     received_bytes: int, sent_bytes: int) -> None:
+    def request_done(self, protocol: int, exchange: Answered, status: int,
+                     received_bytes: int) -> None:
         """A request's response is finished (or abandoned): count it.
 
         Args:
             protocol: its index in ``PROTOCOLS``.
-            method: the request method as received.
+            exchange: the request and its response (``worker.exchange.Exchange``).
             status: the status code sent.
-            started: ``time.monotonic()`` when the request's head was complete.
-            received_bytes, sent_bytes: request and response body bytes.
+            received_bytes: the request body's bytes.
         """
         try:
             ints, floats = self._local.views
         except AttributeError:
             ints, floats = self._claim()
-        duration_s = _monotonic() - started
-        ints[_REQUESTS[protocol] + _METHOD_OFFSET.get(method, _OTHER_METHOD_OFFSET)
+        duration_s = _monotonic() - exchange.started
+        ints[_REQUESTS[protocol]
+             + _METHOD_OFFSET.get(exchange.request.method, _OTHER_METHOD_OFFSET)
              + _CLASS_OFFSET[status // 100]
              + (0 if duration_s <= _FIRST_BOUND_S else _bisect(DURATION_BUCKETS_S, duration_s))
              ] += 1
         floats[_SUMS[protocol]] += duration_s
         if received_bytes:
             ints[_RECEIVED[protocol]] += received_bytes
-        if sent_bytes:
-            ints[_SENT[protocol]] += sent_bytes
+        writer = exchange.writer
+        if writer is not None and writer.bytes_written:
+            ints[_SENT[protocol]] += writer.bytes_written
 
     def protocol_error(self, protocol: int, status: int) -> None:
         """The server answered ``status`` to a client's protocol error (and closes)."""

@@ -354,16 +354,13 @@ class Http1:
     # -- metrics (context.metrics is set) -------------------------------------------------
     def _count(self, exchange: Exchange, status: int) -> None:
         """Count a request whose response went out with ``status``, with its body bytes
-        (the request's as far as they arrived, the response's as sent)."""
+        as far as they arrived."""
         metrics = self.context.metrics
         assert metrics is not None
-        request = exchange.request
-        framing = request.framing
-        writer = exchange.writer
+        framing = exchange.request.framing
         metrics.request_done(
-            HTTP1, request.method, status, exchange.started,
-            0 if framing.kind is BodyKind.NONE else self.parser.body_bytes_received(framing),
-            writer.bytes_written if writer is not None else 0)
+            HTTP1, exchange, status,
+            0 if framing.kind is BodyKind.NONE else self.parser.body_bytes_received(framing))
 
     def _count_failed(self, exchange: Exchange, exc: BaseException) -> None:
         """Count a failed exchange with the status ``_app_failed`` answers: the head's if
