@@ -56,6 +56,8 @@ def test_keys_are_unique_across_tables() -> None:
 def test_defaults_without_file_env_or_flags(tmp_path: Path) -> None:
     assert resolve(CommandLine(), {}, cwd=str(tmp_path)) == Config()
     assert Config().workers.workers == 1
+    assert Config().metrics.metrics_bind == ""  # metrics are off unless asked for
+    assert Config().workers.max_worker_memory == 0
     assert Config().logging.access_logformat == (
         '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"')
 
@@ -77,6 +79,11 @@ PRECEDENCE = [
                  (("10.0.0.1",), ("10.0.0.2",), ("10.0.0.3", "10.1.0.0/16")), id="comma-list"),
     pytest.param("server.umask", '[server]\numask = "022"', "0o27", ["--umask", "7"],
                  (0o22, 0o27, 7), id="octal"),
+    pytest.param("metrics.metrics_bind", '[metrics]\nmetrics_bind = "127.0.0.1:9100"',
+                 "unix:/run/m.sock", ["--metrics-bind", "[::1]:9101"],
+                 ("127.0.0.1:9100", "unix:/run/m.sock", "[::1]:9101"), id="metrics-bind"),
+    pytest.param("workers.max_worker_memory", "[workers]\nmax_worker_memory = 512", "256",
+                 ["--max-worker-memory", "1024"], (512, 256, 1024), id="max-worker-memory"),
 ]
 
 
@@ -205,6 +212,12 @@ BAD_FILES = [
                  'like module:callable, got "not a path"', id="hook-syntax"),
     pytest.param('[hooks]\non_exit = "nodots"', '[hooks] on_exit: must be a dotted path like '
                  'module:callable, got "nodots"', id="hook-without-module"),
+    pytest.param('[metrics]\nmetrics_bind = "fd://3"', '[metrics] metrics_bind: must be '
+                 'HOST:PORT, [IPV6]:PORT or unix:PATH, got "fd://3"', id="metrics-bind-fd"),
+    pytest.param('[metrics]\nmetrics_bind = "9100"', '[metrics] metrics_bind: must be '
+                 'HOST:PORT, [IPV6]:PORT or unix:PATH, got "9100"', id="metrics-bind-port"),
+    pytest.param("[workers]\nmax_worker_memory = -1",
+                 "[workers] max_worker_memory: must be >= 0, got -1", id="max-worker-memory"),
     pytest.param("[workers]\nworkers = 1979-05-27",
                  "[workers] workers: must be an integer, got date/time 1979-05-27",
                  id="date-value"),
@@ -299,7 +312,7 @@ def test_gunicorn_flag_spellings_are_accepted() -> None:
 
 def test_unknown_environment_lists_typos_only() -> None:
     environ = {"WSGISERVE_WORKERZ": "2", "WSGISERVE_WORKERS": "2", "WSGISERVE_CONFIG": "x",
-               "PATH": "/bin"}
+               "WSGISERVE_FDS": "3", "WSGISERVE_METRICS_FD": "4", "PATH": "/bin"}
     assert unknown_environment(environ) == ["WSGISERVE_WORKERZ"]
 
 

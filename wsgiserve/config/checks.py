@@ -285,3 +285,15 @@ def _check_bind(value: Any) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _check_metrics_bind(value: Any) -> str | None:
+    if value == "":
+        return None
+    try:
+        address = parse_bind(value)
+    except ValueError:
+        address = None
+    if address is None or address.kind == "fd":
+        return f"must be HOST:PORT, [IPV6]:PORT or unix:PATH, got {_show(value)}"
+    return None

@@ -103,6 +103,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def unknown_environment(environ: Mapping[str, str]) -> list[str]:
     """``WSGISERVE_*`` variables that name no setting (likely typos), sorted."""
-    # FDS: listening descriptors a USR2 parent master hands to its successor.
-    known = {s.env_var for s in SETTINGS} | {ENV_PREFIX + "CONFIG", ENV_PREFIX + "FDS"}
+    # FDS, METRICS_FD: listening descriptors a USR2 parent master hands to its successor.
+    known = {s.env_var for s in SETTINGS} | {ENV_PREFIX + "CONFIG", ENV_PREFIX + "FDS",
+                                              ENV_PREFIX + "METRICS_FD"}
     return sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)

@@ -27,6 +27,7 @@ from wsgiserve.config.checks import (
     _check_facility,
     _check_hook,
     _check_ip,
+    _check_metrics_bind,
     _check_mode,
     _check_script_name,
     _check_statsd_host,
@@ -175,6 +176,11 @@ class Workers:
     header_timeout: float = _setting(10.0, "seconds to receive a whole request head after "
                                      "its first byte; 0 disables", metavar="SECONDS",
                                      check=_at_least(0))
+    # What gunicorn users script by hand: a leaking worker is replaced before the OOM killer
+    # takes it with its requests.
+    max_worker_memory: int = _setting(0, "replace a worker gracefully once its resident "
+                                      "memory (RSS) passes this many MiB; 0 never",
+                                      metavar="MIB", check=_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,15 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """Prometheus metrics and health checks, served by the master."""
+
+    metrics_bind: str = _setting("", "serve GET /metrics (Prometheus text format), /healthz "
+                                 "and /readyz from the master at HOST:PORT or unix:PATH; "
+                                 "empty is off", metavar="ADDRESS", check=_check_metrics_bind)
+
+
+@dataclass(frozen=True)
 class Hooks:
     """Server hooks, each a dotted path to a callable (gunicorn's names and arguments)."""
 
@@ -346,6 +361,7 @@ class Config:
     http2: Http2 = field(default_factory=Http2)
     proxy: Proxy = field(default_factory=Proxy)
     logging: Logging = field(default_factory=Logging)
+    metrics: Metrics = field(default_factory=Metrics)
     hooks: Hooks = field(default_factory=Hooks)
     config_path: str = ""
 
@@ -359,6 +375,7 @@ SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
     "http2": (Http2, "HTTP/2"),
     "proxy": (Proxy, "proxies"),
     "logging": (Logging, "logging"),
+    "metrics": (Metrics, "metrics and health checks"),
     "hooks": (Hooks, "server hooks (each a dotted path module:callable, as in gunicorn)"),
 }
 

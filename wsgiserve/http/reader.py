@@ -138,6 +138,18 @@ class BaseParser:
     def buffered_bytes(self) -> int:
         return len(self._buffer) - self._pos
 
+    def body_bytes_received(self, framing: Framing) -> int:
+        """How much of the current message's body (framed by ``framing``) has arrived:
+        returned as ``Data``, or buffered behind what was (chunk data: of the current
+        chunk only). For a count, once the message has been answered."""
+        available = len(self._buffer) - self._pos
+        if framing.kind is BodyKind.LENGTH:
+            return framing.length - self._remaining + min(self._remaining, available)
+        if framing.kind is BodyKind.CHUNKED:
+            buffered = min(self._remaining, available) if self._state is _S.CHUNK_DATA else 0
+            return self._body_bytes - self._remaining + buffered
+        return 0
+
     @property
     def is_peer_closed(self) -> bool:
         """``feed(b"")`` was called: nothing more will come."""

@@ -8,10 +8,11 @@ Handlers never log (logging takes locks a signal may interrupt).
 from __future__ import annotations
 
 import collections
+import math
 import os
 import select
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import FrameType
 from typing import Final
 
@@ -56,14 +57,27 @@ class SignalQueue:
         self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
         self._is_installed = True
 
-    def wait(self, timeout_s: float) -> None:
-        """Sleep until a signal arrives or ``timeout_s`` passes, then drain the pipe."""
-        if not self._pending:
+    def wait(self, timeout_s: float,
+             watch: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+        """Sleep until a signal arrives, one of the ``watch`` descriptors is ready (pairs
+        of descriptor and ``select.POLL*`` events), or ``timeout_s`` passes; then drain
+        the pipe. Returns the ready ``watch`` descriptors with their events."""
+        ready: list[tuple[int, int]] = []
+        if watch:
+            poller = select.poll()
+            poller.register(self._read_fd, select.POLLIN)
+            for fd, events in watch:
+                poller.register(fd, events)
+            timeout_ms = 0 if self._pending else math.ceil(max(0.0, timeout_s) * 1000)
+            ready = [(fd, events) for fd, events in poller.poll(timeout_ms)
+                     if fd != self._read_fd]
+        elif not self._pending:
             try:
                 select.select([self._read_fd], [], [], max(0.0, timeout_s))
             except InterruptedError:  # pragma: no cover - PEP 475 retries select
                 pass
         self._drain()
+        return ready
 
     def _drain(self) -> None:
         try:

@@ -5,7 +5,8 @@ replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgra
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
 does the work. It delegates to small collaborators: ``workers`` (the worker table),
 ``spawn`` (the forked child's boot), ``listeners`` (open, rebind, close), ``reload``
-(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``.
+(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``; with
+``--metrics-bind``, ``monitor`` (the status listener, served from this loop).
 
 Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
 new config. Old workers keep serving until every pending worker has booted; then the old
@@ -28,9 +29,11 @@ from wsgiserve.config import Config, ConfigError
 from wsgiserve.exitcodes import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from wsgiserve.hooks import Hook, load_hooks
 from wsgiserve.log import reopen_log_files, report_gauge
+from wsgiserve.server.counters import WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.master import systemd
 from wsgiserve.server.master.listeners import Listeners
+from wsgiserve.server.master.monitor import Monitor
 from wsgiserve.server.master.pidfile import PidFile
 from wsgiserve.server.master.proctitle import set_process_title
 from wsgiserve.server.master.reload import CodeWatcher, reread_config
@@ -61,6 +64,8 @@ HEALTHY_LIFETIME_S: Final = 1.0
 TICK_S: Final = 0.1
 # Each worker process shows this role in its title.
 _TITLE_MASTER: Final = "master"
+# How often workers' resident memory is compared with max_worker_memory.
+MEMORY_CHECK_S: Final = 1.0
 
 
 class Arbiter:
@@ -91,6 +96,9 @@ class Arbiter:
         self._boot_failure: str | None = None
         self._code_watcher: CodeWatcher | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
+        self._monitor: Monitor | None = None  # --metrics-bind (None: off)
+        self._is_stopping = False  # /readyz answers 503 from the stop signal on
+        self._next_memory_check = 0.0
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -143,6 +151,13 @@ class Arbiter:
                 return EXIT_APP_LOAD
         self._serving = Generation(1, config, hooks, listeners, app, reason="start")
         self._listeners.log_listening(listeners, config)
+        if config.metrics.metrics_bind:
+            try:
+                self._start_monitor().serve(config.metrics.metrics_bind)
+            except ListenerError as exc:
+                logger.error("cannot serve metrics: %s", exc)
+                self._listeners.close_after_failed_start(listeners)
+                return EXIT_ERROR
         if config.server.pid:
             self._pidfile = PidFile(config.server.pid, self.pid)
             try:
@@ -184,11 +199,19 @@ class Arbiter:
                 self._stop(graceful=False)
                 return EXIT_APP_LOAD
             self._check_heartbeats()
+            self._check_memory()
             self._advance_generations()
             self._maintain_worker_count()
             self._poll_reloader()
             self._tell_systemd()
-            self._signals.wait(self._sleep_s())
+            self._wait(self._sleep_s())
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until a signal (or a status-listener event) or ``timeout_s``."""
+        if self._monitor is None:
+            self._signals.wait(timeout_s)
+        else:
+            self._monitor.wait(self._signals, timeout_s)
 
     def _sleep_s(self) -> float:
         now = time.monotonic()
@@ -219,12 +242,23 @@ class Arbiter:
                 self._signal_workers(signal.SIGUSR1, retire=False)
             elif signum == signal.SIGUSR2:
                 self._upgrade.start(self._serving.listeners if self._serving else [],
-                                    self._pidfile, self._signals)
+                                    self._pidfile, self._signals,
+                                    self._monitor.listener if self._monitor else None)
             elif signum == signal.SIGWINCH:
                 logger.info("SIGWINCH: stopping all workers gracefully (the master stays)")
                 self.num_workers = 0
                 self._signal_workers(signal.SIGTERM, retire=True)
         return None
+
+    # --- metrics, health and readiness -------------------------------------------------
+
+    def _start_monitor(self) -> Monitor:
+        if self._monitor is None:
+            self._monitor = Monitor(
+                workers=lambda: list(self.workers), has_started=lambda: self._is_ready,
+                is_stopping=lambda: self._is_stopping,
+                timeout_s=lambda: self.config.workers.timeout)
+        return self._monitor
 
     # --- workers -----------------------------------------------------------------------
 
@@ -233,16 +267,19 @@ class Arbiter:
         heartbeat = Heartbeat()
         record = WorkerProcess(self._next_worker_id, generation.number, heartbeat, config,
                                time.monotonic())
+        if self._monitor is not None or config.metrics.metrics_bind:
+            # (With a reload that turns metrics on, the monitor starts with the new workers.)
+            record.counters = WorkerCounters(config.workers.threads)
         self._next_worker_id += 1
         if not self._call_hook(generation.hooks, "pre_fork", self, record):
-            heartbeat.close()
+            _release(record)
             self._backoff.delay()
             return
         try:
             pid = os.fork()
         except OSError as exc:
             logger.error("cannot fork a worker: %s", exc.strerror)
-            heartbeat.close()
+            _release(record)
             self._backoff.delay()
             return
         if pid == 0:
@@ -258,8 +295,10 @@ class Arbiter:
             record.pid = os.getpid()
             self._signals.restore_defaults()
             self._notifier.close()
+            if self._monitor is not None:
+                self._monitor.close_in_child()
             for other in self.workers:
-                other.heartbeat.close()
+                _release(other)
             self.workers = WorkerTable()
             for stale in self._all_listeners():
                 if all(stale is not sock for sock in generation.listeners):
@@ -279,7 +318,7 @@ class Arbiter:
     def _signal_workers(self, signum: int, *, retire: bool) -> None:
         for record in self.workers:
             if retire:
-                record.retire(signum)
+                record.retire("stop", signum)
             else:
                 record.send(signum)
 
@@ -304,7 +343,9 @@ class Arbiter:
     def _worker_exited(self, record: WorkerProcess, status: int) -> None:
         code, description = exit_description(status)
         record.check_booted()
-        record.heartbeat.close()
+        if self._monitor is not None:
+            self._monitor.worker_exited(record, code)
+        _release(record)
         lifetime = time.monotonic() - record.spawned_at
         record.log_exit(code, description)
         if record.stop_sent_at is not None or code == EXIT_OK:
@@ -343,11 +384,21 @@ class Arbiter:
             while len(active) > self.num_workers:
                 oldest = active.pop(0)
                 logger.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
-                oldest.retire()
+                oldest.retire("scale")
             missing = self.num_workers - len(active)
             while missing > 0 and time.monotonic() >= self._backoff.next_spawn_at:
                 self._spawn_worker(generation)
                 missing -= 1
+
+    def _check_memory(self) -> None:
+        """Once a second, mark the workers over max_worker_memory: no longer counted as
+        active, each gets a replacement from ``_maintain_worker_count``; each retires
+        gracefully once its generation is complete again (as after max_requests)."""
+        now = time.monotonic()
+        if now >= self._next_memory_check:
+            self._next_memory_check = now + MEMORY_CHECK_S
+            self.workers.mark_over_memory(now)
+        self.workers.retire_replaced(self.num_workers, now)
 
     # --- reload ------------------------------------------------------------------------
 
@@ -402,6 +453,13 @@ class Arbiter:
             return
         old, self._serving, self._pending = self._serving, pending, None
         self.config = pending.config
+        if self._monitor is not None:
+            self._monitor.rebind(pending.config.metrics.metrics_bind)
+        elif pending.config.metrics.metrics_bind:
+            try:
+                self._start_monitor().serve(pending.config.metrics.metrics_bind)
+            except ListenerError as exc:
+                logger.error("reload: cannot serve metrics: %s", exc)
         self._listeners.mark_serving(pending.config)
         retired = self.workers.retire_generation(pending.number, keep=True)
         if old is not None:
@@ -439,10 +497,16 @@ class Arbiter:
     # --- stop --------------------------------------------------------------------------
 
     def _stop(self, *, graceful: bool) -> int:
-        """Numbered shutdown under one deadline. 1: tell systemd; 2: close the listeners so
-        new connections are refused; 3: TERM (graceful) or QUIT (fast) the workers; 4: wait
-        for them; 5: SIGKILL stragglers; 6: on_exit, pid file."""
+        """Numbered shutdown under one deadline. 0: /readyz turns 503; 1: tell systemd;
+        2: close the listeners so new connections are refused; 3: TERM (graceful) or QUIT
+        (fast) the workers; 4: wait for them (the status listener still answers); 5: SIGKILL
+        stragglers, close the status listener; 6: on_exit, pid file."""
+        # 0: /readyz answers 503 from now on, before the listeners close, and while the
+        # workers drain; after USR2 the new master (sharing the status listener) answers.
+        self._is_stopping = True
         handed_over = self._upgrade.is_running
+        if handed_over and self._monitor is not None:
+            self._monitor.close(unlink=False)
         if not handed_over:
             self._notifier.notify("STOPPING=1")
         logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
@@ -450,6 +514,7 @@ class Arbiter:
         signum = signal.SIGTERM if graceful else signal.SIGQUIT
         for record in self.workers:
             record.stop_sent_at = time.monotonic()
+            record.stop_cause = record.stop_cause or "stop"
             record.send(signum)
         wait_s = self.config.workers.graceful_timeout if graceful else FAST_STOP_WAIT_S
         deadline = time.monotonic() + wait_s
@@ -458,7 +523,7 @@ class Arbiter:
             if not self.workers:
                 break
             self._watchdog.ping()  # a long graceful stop is not a hang
-            self._signals.wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
+            self._wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
             while (pending_signal := self._signals.pop()) is not None:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
                     logger.info("fast stop requested during graceful stop")
@@ -467,6 +532,8 @@ class Arbiter:
                         record.send(signal.SIGQUIT)
                     deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
         self._kill_remaining()
+        if self._monitor is not None:
+            self._monitor.close()
         self._call_hook(self.hooks, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.remove()
@@ -491,5 +558,13 @@ class Arbiter:
             if self.workers:
                 time.sleep(0.01)
         for record in self.workers:
-            record.heartbeat.close()
+            _release(record)
         self.workers.clear()
+
+
+def _release(record: WorkerProcess) -> None:
+    """Unmap a worker's heartbeat and counters (it is gone, or in a forked child)."""
+    record.heartbeat.close()
+    if record.counters is not None:
+        record.counters.close()
+        record.counters = None

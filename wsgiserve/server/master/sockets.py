@@ -18,6 +18,7 @@ from wsgiserve.config import BindAddress, parse_bind
 
 __all__ = [
     "INHERITED_FDS_VARIABLE",
+    "INHERITED_METRICS_FD_VARIABLE",
     "ListenerError",
     "adopt_fd",
     "bind",
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Set by a master for the master it execs on USR2: comma-separated listening fds.
 INHERITED_FDS_VARIABLE: Final = "WSGISERVE_FDS"
+# The --metrics-bind listener, handed over the same way.
+INHERITED_METRICS_FD_VARIABLE: Final = "WSGISERVE_METRICS_FD"
 
 
 class ListenerError(Exception):

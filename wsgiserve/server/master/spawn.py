@@ -3,7 +3,7 @@
 ``boot_worker`` runs after the fork, once the child has shed the master's state: process
 title, privileges, ``post_fork``, the app import, the first heartbeat (which tells the
 arbiter the worker booted), then ``Worker.run()`` and ``os._exit``. The worker gets plain
-values: config, listeners, app, hooks, heartbeat and its id.
+values: config, listeners, app, hooks, heartbeat, its id and its metrics counters.
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def boot_worker(record: WorkerProcess, generation: Generation, *,
         code = EXIT_ERROR
         worker = Worker(config=config, listeners=generation.listeners, app=app,
                         heartbeat=record.heartbeat, worker_id=record.worker_id,
-                        max_requests=max_requests, hooks=_worker_hooks(generation.hooks, arbiter))
+                        max_requests=max_requests, hooks=_worker_hooks(generation.hooks, arbiter),
+                        counters=record.counters)
         code = worker.run()
     except AppLoadError as exc:
         logger.error("worker %d cannot load the app: %s", os.getpid(), exc)

@@ -1,8 +1,9 @@
 """The USR2 binary upgrade (nginx's): fork and exec a new master that inherits the listeners.
 
 The child execs ``python -m wsgiserve`` with the original arguments, from the directory the
-command first ran in, with the listening descriptors named in ``$WSGISERVE_FDS`` (systemd's
-``LISTEN_*`` variables removed: they were for this master). The old master's pid file moves
+command first ran in, with the listening descriptors named in ``$WSGISERVE_FDS`` and the
+status listener's in ``$WSGISERVE_METRICS_FD`` (systemd's ``LISTEN_*`` variables removed:
+they were for this master). The old master's pid file moves
 to ``.oldbin`` until the new master exits early, when it moves back. The operator TERMs the
 old master once the new one is ready.
 """
@@ -42,8 +43,9 @@ class BinaryUpgrade:
         return self.new_master_pid != 0
 
     def start(self, listeners: Sequence[socket.socket], pidfile: PidFile | None,
-              signals: SignalQueue) -> None:
-        """Start the new master, or log why not (one is running, the pid file or the fork)."""
+              signals: SignalQueue, status_listener: socket.socket | None = None) -> None:
+        """Start the new master, or log why not (one is running, the pid file or the fork).
+        ``status_listener`` (``--metrics-bind``'s) is handed over too."""
         if self.new_master_pid:
             logger.warning("SIGUSR2 ignored: new master %d is still running",
                            self.new_master_pid)
@@ -63,19 +65,23 @@ class BinaryUpgrade:
                 pidfile.restore()
             return
         if pid == 0:
-            self._exec_new_master(arguments, listeners, signals)
+            self._exec_new_master(arguments, listeners, signals, status_listener)
         self.new_master_pid = pid
         logger.info("SIGUSR2: started new master %d; TERM this one (%d) once it is ready",
                     pid, self._master_pid)
 
     def _exec_new_master(self, arguments: list[str], listeners: Sequence[socket.socket],
-                         signals: SignalQueue) -> NoReturn:
+                         signals: SignalQueue,
+                         status_listener: socket.socket | None) -> NoReturn:
         """The forked child: hand the listeners over across ``exec``; never returns."""
         try:
             signals.restore_defaults()
             environment = {k: v for k, v in os.environ.items()
                            if k not in systemd.ACTIVATION_VARIABLES}
             environment[sockets.INHERITED_FDS_VARIABLE] = sockets.export_for_exec(listeners)
+            if status_listener is not None:
+                environment[sockets.INHERITED_METRICS_FD_VARIABLE] = \
+                    sockets.export_for_exec([status_listener])
             os.chdir(self._start_directory)
             os.execve(sys.executable, arguments, environment)
         finally:

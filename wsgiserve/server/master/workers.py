@@ -3,7 +3,8 @@
 the ``Generation`` they belong to, and ``RespawnBackoff`` pacing replacements.
 
 A ``WorkerProcess`` also applies the timeouts: SIGABRT when its heartbeat goes stale,
-SIGKILL when it outlives that or TERM.
+SIGKILL when it outlives that or TERM. It says why it exited (``exit_cause``: one of
+``EXIT_CAUSES``) and how much memory it holds (``resident_bytes``).
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from wsgiref.types import WSGIApplication
 from wsgiserve.config import Config
 from wsgiserve.exitcodes import EXIT_OK
 from wsgiserve.hooks import Hook
+from wsgiserve.server.counters import WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
 
 __all__ = [
+    "EXIT_CAUSES",
     "Generation",
     "RespawnBackoff",
     "WorkerProcess",
@@ -39,6 +42,16 @@ _STOP_GRACE_S: Final = 1.0
 # Respawn backoff after fast deaths: doubles from the first to the last value.
 FIRST_BACKOFF_S: Final = 0.1
 MAX_BACKOFF_S: Final = 10.0
+# Why a worker exited, as /metrics counts it: it crashed (or was killed unasked), its
+# heartbeat stopped, it reached max_requests, it outgrew max_worker_memory, a reload
+# replaced it, the master stopped it (TERM/INT/QUIT to the master, WINCH), or TTOU (or a
+# smaller worker count on reload) scaled it away.
+EXIT_CAUSES: Final = ("crash", "timeout", "max_requests", "memory", "reload", "stop", "scale")
+# A worker over max_worker_memory retires once its replacement has booted, or after this
+# long if none boots (a leak must not outlive a broken deploy for ever).
+MEMORY_REPLACEMENT_WAIT_S: Final = 30.0
+_PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
+_MIB: Final = 1 << 20
 
 
 @dataclass(eq=False)
@@ -55,10 +68,38 @@ class WorkerProcess:
     stop_sent_at: float | None = None
     abort_sent_at: float | None = None
     kill_sent_at: float | None = None
+    # Its metrics in shared memory (None: metrics are off).
+    counters: WorkerCounters | None = None
+    # Why the master asked it to stop (an EXIT_CAUSES value), set with the first request.
+    stop_cause: str | None = None
+    # When it was found over max_worker_memory: a replacement boots, then it retires.
+    replace_requested_at: float | None = None
 
     @property
     def is_retiring(self) -> bool:
         return self.stop_sent_at is not None or self.abort_sent_at is not None
+
+    @property
+    def is_leaving(self) -> bool:
+        """Retiring, or about to once its replacement has booted: no longer counted as
+        one of its generation's workers."""
+        return self.is_retiring or self.replace_requested_at is not None
+
+    def exit_cause(self, code: int) -> str:
+        """Why it exited with ``code`` (``exit_description``'s): an ``EXIT_CAUSES`` value."""
+        if self.stop_cause is not None:
+            return self.stop_cause
+        if self.abort_sent_at is not None:
+            return "timeout"
+        return "max_requests" if code == EXIT_OK else "crash"
+
+    def resident_bytes(self) -> int:
+        """Its resident set size (pages shared with the master included); 0 once gone."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * _PAGE_BYTES
+        except (OSError, IndexError, ValueError):
+            return 0
 
     def check_booted(self) -> bool:
         """True once the child has beaten after fork (it beats when its app is loaded)."""
@@ -74,10 +115,12 @@ class WorkerProcess:
         except ProcessLookupError:
             pass
 
-    def retire(self, signum: int = signal.SIGTERM) -> None:
-        """Ask the worker to stop with ``signum``, once: later calls do nothing."""
+    def retire(self, cause: str, signum: int = signal.SIGTERM) -> None:
+        """Ask the worker to stop with ``signum`` for ``cause`` (an ``EXIT_CAUSES``
+        value), once: later calls do nothing."""
         if self.stop_sent_at is None:
             self.stop_sent_at = time.monotonic()
+            self.stop_cause = self.stop_cause or cause
             self.send(signum)
 
     def log_exit(self, code: int, description: str) -> None:
@@ -129,8 +172,9 @@ class WorkerProcess:
 class WorkerTable:
     """The live workers by pid, and the counts the arbiter decides from.
 
-    "Active" means not retiring (no TERM or SIGABRT sent); "booted" means the worker has
-    beaten since its fork (its app is loaded). Counts are per generation.
+    "Active" means not leaving (no TERM or SIGABRT sent, no replacement asked for);
+    "booted" means the worker has beaten since its fork (its app is loaded). Counts are
+    per generation.
     """
 
     def __init__(self) -> None:
@@ -155,19 +199,19 @@ class WorkerTable:
         self._by_pid.clear()
 
     def active(self, generation: int) -> list[WorkerProcess]:
-        """The generation's workers that are not retiring, oldest first."""
+        """The generation's workers that are not leaving, oldest first."""
         return sorted((w for w in self._by_pid.values()
-                       if w.generation == generation and not w.is_retiring),
+                       if w.generation == generation and not w.is_leaving),
                       key=lambda w: w.spawned_at)
 
     def count_active(self, generation: int) -> int:
         return sum(1 for w in self._by_pid.values()
-                   if w.generation == generation and not w.is_retiring)
+                   if w.generation == generation and not w.is_leaving)
 
     def count_booted(self, generation: int) -> int:
         """Active workers of the generation that have booted (checked now)."""
         return sum(1 for w in self._by_pid.values()
-                   if w.generation == generation and not w.is_retiring and w.check_booted())
+                   if w.generation == generation and not w.is_leaving and w.check_booted())
 
     def count_booting(self) -> int:
         return sum(1 for w in self._by_pid.values() if not w.is_retiring and not w.has_booted)
@@ -178,13 +222,36 @@ class WorkerTable:
     def newest_generation(self) -> int:
         return max((w.generation for w in self._by_pid.values()), default=0)
 
+    def mark_over_memory(self, now: float) -> None:
+        """Mark each booted worker whose resident memory passed its max_worker_memory
+        (logged once): it is leaving, and its generation gets a replacement."""
+        for record in self._by_pid.values():
+            limit_mib = record.config.workers.max_worker_memory
+            if limit_mib and record.has_booted and not record.is_leaving:
+                resident = record.resident_bytes()
+                if resident > limit_mib * _MIB:
+                    logger.warning("worker %d (pid %d) uses %d MiB, over max_worker_memory "
+                                   "(%d MiB): starting its replacement, then retiring it",
+                                   record.worker_id, record.pid, resident // _MIB, limit_mib)
+                    record.replace_requested_at = now
+
+    def retire_replaced(self, wanted: int, now: float) -> None:
+        """Retire (TERM) each marked worker once its generation has ``wanted`` booted
+        workers without it, or ``MEMORY_REPLACEMENT_WAIT_S`` after it was marked."""
+        for record in list(self._by_pid.values()):
+            marked_at = record.replace_requested_at
+            if marked_at is not None and not record.is_retiring and (
+                    self.count_booted(record.generation) >= wanted
+                    or now - marked_at >= MEMORY_REPLACEMENT_WAIT_S):
+                record.retire("memory")
+
     def retire_generation(self, generation: int, *, keep: bool = False) -> int:
-        """Retire (TERM) the active workers of ``generation``, or with ``keep`` those of
-        every other generation. Returns how many were retired."""
+        """Retire (TERM) the workers of ``generation``, or with ``keep`` those of every
+        other generation, for a reload. Returns how many were retired."""
         retired = 0
         for record in list(self._by_pid.values()):
             if (record.generation == generation) != keep and not record.is_retiring:
-                record.retire()
+                record.retire("reload")
                 retired += 1
         return retired
 

@@ -2,6 +2,7 @@
 
 Built once per worker process by the worker's loop from the configuration sections it
 needs, then read (never changed, apart from the stop flag and counters) by the protocols.
+``metrics`` is where protocols report what the master's ``/metrics`` shows.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiserve.http import HttpLimits
 from wsgiserve.http.caches import FieldListCache, FieldNameCache, RequestHeadCache
 from wsgiserve.log import AccessLog
+from wsgiserve.server.counters import Recorder
 from wsgiserve.server.worker.heads import HeadCache, Http2HeadCache
 from wsgiserve.wsgi import EnvironBuilder
 
@@ -108,6 +110,8 @@ class ServerContext:
     submit: Callable[[Callable[[], object]], None] = field(default=lambda task: task())
     # The PROXY-protocol and TLS stage before HTTP (None: connections start with HTTP).
     preamble: Any = None
+    # Counts requests, errors and handshakes for the master's /metrics (None: off).
+    metrics: Recorder | None = None
     _noted_bugs: set[str] = field(default_factory=set)
     shed_requests: int = 0  # answered 503 by load shedding
 

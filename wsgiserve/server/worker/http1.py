@@ -31,6 +31,7 @@ from wsgiserve.http import (
     RequestParser,
 )
 from wsgiserve.http.parser import ParserState
+from wsgiserve.server.counters import HTTP1
 from wsgiserve.server.worker.context import (
     DRAIN_MAX_BYTES,
     LINGER_S,
@@ -83,6 +84,7 @@ class Http1:
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
                  "exchange", "next_protocol", "_pending_request", "_base_environ",
                  "_start_http2", "_held", "_is_shedding")
+    protocol_name = "http/1.1"  # the connection gauges' label (server.counters)
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any],
@@ -176,6 +178,8 @@ class Http1:
         if self.state is READING_HEAD or self.state is READING_BODY:
             _log.debug("request head or body from %s timed out", self.transport.remote_addr)
             method = self._pending_request.method if self._pending_request else None
+            if self.context.metrics is not None:
+                self.context.metrics.protocol_error(HTTP1, 408)
             self.set_state(CLOSING)
             self.transport.try_send(self._error_response(408, "request timed out", method))
             return self._start_lingering()
@@ -335,6 +339,8 @@ class Http1:
                 _log.exception("post_request hook failed")
         if context.on_request_done is not None:
             context.on_request_done()
+        if context.metrics is not None:
+            self._count(exchange, exchange.status_code)
         if exchange.should_close:
             writer = exchange.writer
             if writer is not None and writer.framing.kind is _UNTIL_CLOSE:
@@ -367,6 +373,8 @@ class Http1:
         exc = exchange.error
         assert exc is not None
         self.context.in_app.pop(self, None)
+        if self.context.metrics is not None:
+            self._count_failed(exchange, exc)
         self.exchange = None
         exchange.close_result()
         address = self.transport.remote_addr
@@ -407,10 +415,42 @@ class Http1:
 
     def _reject(self, exc: RemoteProtocolError) -> Outcome:
         _log.debug("invalid request from %s: %s", self.transport.remote_addr, exc)
+        if self.context.metrics is not None:
+            self.context.metrics.protocol_error(HTTP1, exc.status)
         if self.state is not CLOSING:
             self.set_state(CLOSING)
         return self._send_final(self._error_response(exc.status, str(exc), exc.method,
                                                      exc.reason))
+
+    # -- metrics (context.metrics is set) -------------------------------------------------
+    def _count(self, exchange: Exchange, status: int) -> None:
+        """Count a request whose response went out with ``status``, with its body bytes
+        as far as they arrived."""
+        metrics = self.context.metrics
+        assert metrics is not None
+        request = exchange.request
+        framing = request.framing
+        writer = exchange.writer
+        metrics.request_done(
+            HTTP1, request.method, exchange.started, status,
+            0 if framing.kind is BodyKind.NONE else self.parser.body_bytes_received(framing),
+            writer.bytes_written if writer is not None else 0)
+
+    def _count_failed(self, exchange: Exchange, exc: BaseException) -> None:
+        """Count a failed exchange with the status ``_app_failed`` answers: the head's if
+        it went out, else 4xx for a bad or slow body, 500 for an app error. A client gone
+        before any answer is not counted (no status was sent)."""
+        metrics = self.context.metrics
+        assert metrics is not None
+        if exchange.head_sent:
+            self._count(exchange, exchange.status_code)
+        elif isinstance(exc, RemoteProtocolError):
+            self._count(exchange, exc.status)  # _reject counts the protocol error
+        elif isinstance(exc, TimeoutError):
+            self._count(exchange, 408)
+            metrics.protocol_error(HTTP1, 408)
+        elif not isinstance(exc, ConnectionError):
+            self._count(exchange, 500)
 
     def _error_response(self, status: int, message: str, method: bytes | None,
                         reason: str = "") -> bytes:

@@ -46,6 +46,7 @@ from wsgiserve.http2 import (
     WindowUpdated,
 )
 from wsgiserve.http2.events import Event
+from wsgiserve.server.counters import H2
 from wsgiserve.server.worker.context import LINGER_S, ServerContext
 from wsgiserve.server.worker.protocol import Protocol
 from wsgiserve.server.worker.states import (
@@ -92,6 +93,8 @@ def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_fram
 
 class Http2:
     """An HTTP/2 connection (server role), its streams and their shared output."""
+
+    protocol_name = "h2"  # the connection gauges' label (server.counters)
 
     __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
@@ -170,6 +173,8 @@ class Http2:
             events = self.core.receive_data(data)
         except Http2ConnectionError as exc:
             _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr, exc)
+            if self.context.metrics is not None:
+                self.context.metrics.protocol_error(H2, 400)
             self._end_streams(StreamGone(f"connection error: {exc}"))
             return self._shut()
         self._dispatch(events, starting)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiserve.config import Config
 from wsgiserve.http import HttpLimits
 from wsgiserve.log import make_access_log, reopen_log_files
+from wsgiserve.server.counters import Recorder, WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
 from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
@@ -41,6 +42,7 @@ from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.states import CLOSE, WAIT_READABLE
 from wsgiserve.server.worker.forwarded import ProxySettings
 from wsgiserve.server.worker.http2 import http2_limits
+from wsgiserve.server.worker.metrics import sample_gauges
 from wsgiserve.server.worker.preamble import preamble_settings
 
 if TYPE_CHECKING:
@@ -87,7 +89,8 @@ class Worker:
     def __init__(self, *, config: Config, listeners: Sequence[socket.socket],
                  app: WSGIApplication, heartbeat: Heartbeat, worker_id: int,
                  max_requests: int = 0,
-                 hooks: Mapping[str, Callable[..., object]] | None = None) -> None:
+                 hooks: Mapping[str, Callable[..., object]] | None = None,
+                 counters: WorkerCounters | None = None) -> None:
         self.config = config
         self.listeners = list(listeners)
         self.app = app
@@ -123,6 +126,8 @@ class Worker:
                 http2.http2_max_streams_in_app or self.threads
         self.context.on_request_done = self._count_request
         self.context.submit = self.submit
+        if counters is not None:
+            self.context.metrics = Recorder(counters)
         self._epoll = select.epoll()
         # Every open connection by descriptor; ``_registered`` those in the epoll set.
         self._connections: dict[int, Connection] = {}
@@ -225,6 +230,9 @@ class Worker:
             next_tick = now + TICK_S
             self._beat(now)
             self._expire(now)
+            if self.context.metrics is not None:
+                sample_gauges(self.context.metrics, list(self._connections.values()),
+                              list(self.context.in_app))
             if not self._accepting and not self.context.is_stopping \
                     and len(self._connections) < self.config.workers.worker_connections:
                 # accept() paused on EMFILE/ENOMEM with no connection of ours left to
@@ -551,6 +559,8 @@ class Worker:
             conn = Connection(sock, peer, context, base.copy())
             connections[conn.fileno] = conn
             accepted.append(conn)
+        if accepted and context.metrics is not None:
+            context.metrics.connections_accepted(len(accepted))
         return accepted
 
     def _pause_accepting(self) -> None:

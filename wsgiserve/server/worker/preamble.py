@@ -95,6 +95,7 @@ class Preamble:
 
     __slots__ = ("transport", "context", "state", "deadline", "idle_since", "next_protocol",
                  "_settings", "_base_environ", "_proxy_parser", "_start_http")
+    protocol_name = "preamble"  # the connection gauges' label (server.counters)
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], settings: PreambleSettings,
@@ -141,6 +142,8 @@ class Preamble:
 
     def on_timeout(self) -> Outcome:
         _log.debug("%s from %s timed out", self.state.value, self.transport.remote_addr)
+        if self.state is HANDSHAKING:
+            self._count_handshake(is_ok=False)
         return CLOSE
 
     def start_graceful_close(self, quiet_since: float) -> Outcome | None:
@@ -202,10 +205,12 @@ class Preamble:
                 transport.start_tls(ssl_context)
             except OSError as exc:
                 _log.debug("TLS with %s failed to start: %s", transport.remote_addr, exc)
+                self._count_handshake(is_ok=False)
                 return CLOSE
         try:
             step = transport.handshake()
         except OSError as exc:
+            self._count_handshake(is_ok=False)
             if tls.is_plain_http(exc):
                 return self._answer_plain_http()
             _log.debug("TLS handshake with %s failed: %s", transport.remote_addr, exc)
@@ -215,11 +220,16 @@ class Preamble:
             return WAIT_READABLE
         if step == HandshakeStep.WANT_WRITE:
             return WAIT_WRITABLE
+        self._count_handshake(is_ok=True)
         self._base_environ.update(tls.connection_environ(transport.sock))  # type: ignore[arg-type]
         # The request may already be buffered (it often follows the client's Finished):
         # the connection runs HTTP's on_readable at once.
         transport.read_pending = True
         return self._switch_to_http()
+
+    def _count_handshake(self, *, is_ok: bool) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.tls_handshake(is_ok)
 
     def _answer_plain_http(self) -> Outcome:
         """Plain HTTP on a TLS port: a plain-text 400, as nginx does, then close."""

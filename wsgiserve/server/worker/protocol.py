@@ -17,6 +17,9 @@ __all__ = ["Protocol"]
 
 
 class Protocol(_TypingProtocol):
+    # The ``protocol`` label of the worker's connection gauges: a value of
+    # ``server.counters.CONNECTION_PROTOCOLS`` ("http/1.1", "h2", "websocket", "preamble").
+    protocol_name: str
     state: ConnState
     deadline: float        # when on_timeout is due (monotonic seconds)
     idle_since: float      # when the connection last became idle

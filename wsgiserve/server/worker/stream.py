@@ -22,6 +22,7 @@ from wsgiserve.http.framing import CHUNKED, NO_BODY, Framing
 from wsgiserve.http.writer import check_fields
 from wsgiserve.http2 import ErrorCode, RequestReceived
 from wsgiserve.log import AccessRecord
+from wsgiserve.server.counters import H2
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import CONNECTION_SPECIFIC, SERVER_HEADER, Http2HeadTemplate
 from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
@@ -91,12 +92,14 @@ class StreamBody(RequestBody):
         self._output = output
         self._timeout_s = timeout_s
         self._pieces: deque[bytes] = deque()
+        self.bytes_received = 0
         self._is_ended = False
         self._error: BaseException | None = None
 
     # -- the connection's side (under its lock) ------------------------------------------
     def feed(self, data: bytes) -> None:
         self._pieces.append(data)
+        self.bytes_received += len(data)
 
     def end(self) -> None:
         self._is_ended = True
@@ -332,6 +335,11 @@ class Http2Stream:
                     _log.exception("post_request hook failed")
             if context.on_request_done is not None:
                 context.on_request_done()
+            metrics = context.metrics
+            if metrics is not None and self.status_code:
+                metrics.request_done(H2, self.event.method, self.started, self.status_code,
+                                     self.body.bytes_received if self.body is not None else 0,
+                                     self.sent_bytes)
         finally:
             self.output.stream_done(self)
 
