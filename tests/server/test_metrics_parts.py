@@ -39,9 +39,14 @@ from wsgiserve.server.master.workers import WorkerProcess
 
 
 def _done(recorder: Recorder, status: int, received: int, method: bytes = b"GET",
-          started: float | None = None, sent: int = 0) -> None:
-    recorder.request_done(HTTP1, method, time.monotonic() if started is None else started,
+          started: float | None = None, sent: int = 0, flush: bool = True) -> None:
+    """Count one request; ``flush`` writes the sums as the worker's main thread would (only
+    that thread flushes: counting threads pass False)."""
+    recorder.request_done(HTTP1, method,
+                          0.0 if started is None else time.monotonic() - started,
                           status, received, sent)
+    if flush:
+        recorder.flush()
 
 
 def _parsed(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -116,7 +121,7 @@ def _count_in_threads(recorder: Recorder, threads: int, per_thread: int) -> None
     def count() -> None:
         start.wait(10)
         for _ in range(per_thread):
-            _done(recorder, 200, 0, sent=1)
+            _done(recorder, 200, 0, sent=1, flush=False)
     workers = [threading.Thread(target=count) for _ in range(threads)]
     for thread in workers:
         thread.start()
@@ -149,6 +154,7 @@ def test_with_the_gil_threads_share_one_region_and_lose_no_increment() -> None:
         _count_in_threads(recorder, 8, 20000)
     finally:
         sys.setswitchinterval(interval)
+    recorder.flush()  # the sums (bytes, durations) are written by the main thread's tick
     values = counters.read().counters
     get_2xx = slice(LAYOUT.request_slot(HTTP1, 0, 1), LAYOUT.request_slot(HTTP1, 0, 2))
     assert sum(values[get_2xx]) == 8 * 20000

@@ -4,7 +4,7 @@ The master creates one ``WorkerCounters`` per worker before forking it (like its
 ``Heartbeat``): an anonymous shared mapping of 64-bit slots, so counting in the worker is a
 store into memory (no system call, no lock) and reading it in the master a load. A request
 costs one increment (its slot stands for its protocol, method, status class and duration
-bucket at once) and two additions (duration sum, bytes).
+bucket at once); its duration and bytes are summed in the worker and flushed each tick.
 
 A worker's threads share one region while the GIL is on: an increment of a memoryview
 item (``ints[i] += 1``: a subscript, an add and a store, all in C) is never interrupted
@@ -18,8 +18,8 @@ the thread's region costs about 0.5 us a request, which the GIL makes unnecessar
 alone.
 
 How a protocol reports (HTTP/1.1 does; HTTP/2 and WebSocket will): with its index in
-``PROTOCOLS``, ``Recorder.request_done`` with the exchange when a request's response is
-finished or abandoned, ``Recorder.protocol_error`` for every error answer the server gives for the
+``PROTOCOLS``, ``Recorder.request_done`` when a request's response is finished or
+abandoned, ``Recorder.protocol_error`` for every error answer the server gives for the
 client's mistake, and a ``protocol_name`` attribute (a value of ``CONNECTION_PROTOCOLS``)
 on the protocol object, by which the worker's gauges count its connections.
 """
@@ -145,6 +145,11 @@ _monotonic = time.monotonic
 _SUMS: Final = tuple(LAYOUT.duration_sums + p for p in range(len(PROTOCOLS)))
 _RECEIVED: Final = tuple(LAYOUT.received_bytes + p for p in range(len(PROTOCOLS)))
 _SENT: Final = tuple(LAYOUT.sent_bytes + p for p in range(len(PROTOCOLS)))
+# A Recorder's pending sums: the durations, then the received bytes, then the sent bytes,
+# each by protocol.
+_PENDING_RECEIVED: Final = len(PROTOCOLS)
+_PENDING_SENT: Final = 2 * len(PROTOCOLS)
+_SUM_SLOTS: Final = 3 * len(PROTOCOLS)
 
 
 @dataclass(frozen=True)
@@ -216,56 +221,89 @@ class Recorder:
     """The worker's side: counts into its ``WorkerCounters``, in the one region (with the
     GIL) or in each thread's own.
 
-    Every method is cheap enough for the request path (a few slot updates) and never
-    blocks: with regions per thread, a thread takes a lock once, on its first count, to
-    claim its region.
+    Every method is cheap enough for the request path and never blocks: with regions per
+    thread, a thread takes a lock once, on its first count, to claim its region. Counts go
+    to shared memory at once (a worker that crashes loses none); the durations' sum and
+    the bytes each way are added up in plain Python first and written by ``flush``, which
+    the worker's main thread calls every housekeeping tick and as the worker exits (a
+    memoryview store costs several times a list's: a crash loses at most a tick of sums).
     """
 
-    __slots__ = ("_counters", "_local", "_claim_lock", "_next_region")
+    __slots__ = ("_counters", "_local", "_claim_lock", "_next_region", "_sums")
 
     def __init__(self, counters: WorkerCounters) -> None:
         self._counters = counters
         self._claim_lock = threading.Lock()
         self._next_region = 0
-        # The methods read ``self._local.views``: the same attribute for every thread (one
-        # region) or per thread (threading.local, a region claimed on the first count).
-        self._local: threading.local | SimpleNamespace = (
-            threading.local() if counters.regions > 1
-            else SimpleNamespace(views=counters.region(0)))
+        # (views, pending sums) of each region claimed, for flush
+        self._sums: list[tuple[tuple[memoryview[int], memoryview[float]], list[float]]] = []
+        # The methods read ``self._local.views`` and ``.sums``: the same attributes for
+        # every thread (one region) or per thread (threading.local, claimed on first use).
+        self._local: threading.local | SimpleNamespace
+        if counters.regions > 1:
+            self._local = threading.local()
+        else:
+            views = counters.region(0)
+            sums = [0.0] * _SUM_SLOTS
+            self._sums.append((views, sums))
+            self._local = SimpleNamespace(views=views, ints=views[0], sums=sums)
 
     def _claim(self) -> tuple[memoryview[int], memoryview[float]]:
         with self._claim_lock:
             index = min(self._next_region, self._counters.regions - 1)
             self._next_region += 1
-        views = self._local.views = self._counters.region(index)
+            views = self._local.views = self._counters.region(index)
+            self._local.ints = views[0]
+            sums = self._local.sums = [0.0] * _SUM_SLOTS
+            self._sums.append((views, sums))
         return views
 
-    def request_done(self, protocol: int, method: bytes, started: float, status: int,
+    def flush(self) -> None:
+        """Write the sums added up since the last flush to shared memory (main thread)."""
+        for (ints, floats), sums in self._sums:
+            for protocol in range(len(PROTOCOLS)):
+                duration = sums[protocol]
+                received = sums[_PENDING_RECEIVED + protocol]
+                sent = sums[_PENDING_SENT + protocol]
+                # Taken out before they are added in: a request thread adding meanwhile
+                # keeps its addition for the next flush.
+                sums[protocol] -= duration
+                sums[_PENDING_RECEIVED + protocol] -= received
+                sums[_PENDING_SENT + protocol] -= sent
+                if duration:
+                    floats[_SUMS[protocol]] += duration
+                if received:
+                    ints[_RECEIVED[protocol]] += int(received)
+                if sent:
+                    ints[_SENT[protocol]] += int(sent)
+
+    def request_done(self, protocol: int, method: bytes, duration_s: float, status: int,
                      received_bytes: int, sent_bytes: int) -> None:
         """A request's response is finished (or abandoned): count it.
 
         Args:
             protocol: its index in ``PROTOCOLS``.
             method: the request's method.
-            started: when its head was complete (``time.monotonic()``).
+            duration_s: from its head to the end of its response.
             status: the status code sent.
             received_bytes, sent_bytes: the request's and the response's body bytes.
         """
+        local = self._local
         try:
-            ints, floats = self._local.views
+            ints = local.ints
         except AttributeError:
-            ints, floats = self._claim()
-        duration_s = _monotonic() - started
+            ints = self._claim()[0]
         ints[_REQUESTS[protocol]
              + _METHOD_OFFSET.get(method, _OTHER_METHOD_OFFSET)
              + _CLASS_OFFSET[status // 100]
              + (0 if duration_s <= _FIRST_BOUND_S else _bisect(DURATION_BUCKETS_S, duration_s))
              ] += 1
-        floats[_SUMS[protocol]] += duration_s
+        sums = local.sums
+        sums[protocol] += duration_s
         if received_bytes:
-            ints[_RECEIVED[protocol]] += received_bytes
+            sums[_PENDING_RECEIVED + protocol] += received_bytes
         if sent_bytes:
-            ints[_SENT[protocol]] += sent_bytes
+            sums[_PENDING_SENT + protocol] += sent_bytes
 
     def protocol_error(self, protocol: int, status: int) -> None:
         """The server answered ``status`` to a client's protocol error (and closes)."""

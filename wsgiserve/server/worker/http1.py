@@ -30,6 +30,7 @@ from wsgiserve.http import (
     Request,
     RequestParser,
 )
+from wsgiserve.http.framing import NO_BODY
 from wsgiserve.http.parser import ParserState
 from wsgiserve.server.counters import HTTP1
 from wsgiserve.server.worker.context import (
@@ -329,6 +330,7 @@ class Http1:
     def _finish_exchange(self, exchange: Exchange) -> Outcome | None:
         context = self.context
         self.exchange = None
+        now = time.monotonic()
         if context.access_log is not None:
             exchange.log_access()
         hooks = context.hooks
@@ -339,8 +341,15 @@ class Http1:
                 _log.exception("post_request hook failed")
         if context.on_request_done is not None:
             context.on_request_done()
-        if context.metrics is not None:
-            self._count(exchange, exchange.status_code)
+        metrics = context.metrics
+        if metrics is not None:
+            request = exchange.request
+            writer = exchange.writer
+            metrics.request_done(
+                HTTP1, request.method, now - exchange.started, exchange.status_code,
+                0 if request.framing is NO_BODY
+                else self.parser.body_bytes_received(request.framing),
+                writer.bytes_written if writer is not None else 0)
         if exchange.should_close:
             writer = exchange.writer
             if writer is not None and writer.framing.kind is _UNTIL_CLOSE:
@@ -365,7 +374,7 @@ class Http1:
             except (RemoteProtocolError, OSError):
                 return CLOSE
         self.set_state(IDLE)
-        self.idle_since = now = time.monotonic()
+        self.idle_since = now
         self.deadline = now + context.keepalive_s
         return None
 
@@ -423,17 +432,17 @@ class Http1:
                                                      exc.reason))
 
     # -- metrics (context.metrics is set) -------------------------------------------------
-    def _count(self, exchange: Exchange, status: int) -> None:
+    def _count(self, exchange: Exchange, status: int, now: float = 0.0) -> None:
         """Count a request whose response went out with ``status``, with its body bytes
-        as far as they arrived."""
+        as far as they arrived; ``now``: the monotonic time, if the caller has it."""
         metrics = self.context.metrics
         assert metrics is not None
         request = exchange.request
         framing = request.framing
         writer = exchange.writer
         metrics.request_done(
-            HTTP1, request.method, exchange.started, status,
-            0 if framing.kind is BodyKind.NONE else self.parser.body_bytes_received(framing),
+            HTTP1, request.method, (now or time.monotonic()) - exchange.started, status,
+            0 if framing is NO_BODY else self.parser.body_bytes_received(framing),
             writer.bytes_written if writer is not None else 0)
 
     def _count_failed(self, exchange: Exchange, exc: BaseException) -> None:

@@ -179,6 +179,8 @@ class Worker:
             self._is_done = True
             for conn in list(self._connections.values()):
                 conn.close()
+            if self.context.metrics is not None:
+                self.context.metrics.flush()  # the last sums, before the master reads them
             if "worker_exit" in self.hooks:
                 try:
                     self.hooks["worker_exit"](self)

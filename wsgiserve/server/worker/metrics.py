@@ -61,6 +61,7 @@ def sample_gauges(recorder: Recorder, connections: Iterable[_Connection],
     context's ``in_app``: protocol objects, or streams, with a ``protocol_name``) by
     protocol, and store both in the gauge block. Call from the worker's main thread with
     copies (``list(...)``) of the live collections."""
+    recorder.flush()  # the sums of the requests since the last tick
     values = [0] * LAYOUT.gauge_slots
     for conn in connections:
         protocol = conn.protocol

@@ -127,6 +127,8 @@ class StreamBody(RequestBody):
 class Http2Stream:
     """One request stream and the WSGI call answering it."""
 
+    protocol_name = "h2"  # the requests-in-the-app gauge's label (server.counters)
+
     __slots__ = ("stream_id", "output", "context", "event", "environ", "body", "status",
                  "headers", "template", "is_head", "is_head_sent", "status_code", "sent_bytes",
                  "started", "trailers", "is_reset", "has_sent", "_remaining", "_base_environ")
@@ -337,7 +339,8 @@ class Http2Stream:
                 context.on_request_done()
             metrics = context.metrics
             if metrics is not None and self.status_code:
-                metrics.request_done(H2, self.event.method, self.started, self.status_code,
+                metrics.request_done(H2, self.event.method, time.monotonic() - self.started,
+                                     self.status_code,
                                      self.body.bytes_received if self.body is not None else 0,
                                      self.sent_bytes)
         finally:
