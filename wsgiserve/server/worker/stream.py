@@ -344,6 +344,7 @@ class Http2Stream:
                                      self.body.bytes_received if self.body is not None else 0,
                                      self.sent_bytes)
         finally:
+            self.environ = {}  # the environ holds our bound methods: no cycle left behind
             self.output.stream_done(self)
 
     def _log_access(self) -> None:
