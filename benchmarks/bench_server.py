@@ -424,15 +424,39 @@ def profile_worker(spec: ServerSpec, seconds: float, out: Path, connections: int
     return "\n".join(lines)
 
 
-def strace_worker(spec: ServerSpec, seconds: float, connections: int, directory: Path) -> str:
-    """System calls per request of the worker: ``strace -c -f`` for one wrk run."""
+def strace_servers(specs: list[ServerSpec], seconds: float, connections: int,
+                   directory: Path) -> list[str]:
+    """System calls per request of each server's worker under keep-alive load:
+    ``strace -c -f`` attached for one wrk run; one column per server."""
+    per_server: dict[str, dict[str, float]] = {}
+    lines = []
+    for spec in specs:
+        calls, requests, rate = _strace_worker(spec, seconds, connections, directory)
+        per_server[spec.label] = {name: count / max(1, requests) for name, count in calls.items()}
+        lines.append(f"- {spec.label}: {requests:,} requests in {seconds:g} s under strace "
+                     f"({rate:,.0f} req/s, slowed by strace)")
+    names = sorted({name for counts in per_server.values() for name in counts},
+                   key=lambda name: -max(counts.get(name, 0.0) for counts in per_server.values()))
+    lines += ["", "| syscall per request | " + " | ".join(per_server) + " |",
+              "|---|" + "---|" * len(per_server)]
+    for name in names:
+        cells = [f"{counts[name]:.2f}" if name in counts else "" for counts in per_server.values()]
+        if any(cell not in ("", "0.00") for cell in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    total = [f"{sum(counts.values()):.2f}" for counts in per_server.values()]
+    lines.append("| **all** | " + " | ".join(total) + " |")
+    return lines
+
+
+def _strace_worker(spec: ServerSpec, seconds: float, connections: int,
+                   directory: Path) -> tuple[dict[str, int], int, float]:
+    """({syscall: calls}, requests, req/s) for one wrk run with strace on the worker."""
     server = start(spec, HELLO_APP, directory)
-    out = directory / "strace.txt"
+    out = directory / f"strace-{spec.kind}.txt"
     try:
-        pid = server.worker_pid
         run_wrk(server.port, WARM_UP_S, connections, False)
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)],
-                                  stderr=subprocess.PIPE, text=True)
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(server.worker_pid),
+                                   "-o", str(out)], stderr=subprocess.PIPE, text=True)
         try:
             _wait_for_attach(tracer, 10.0)
             result = run_wrk(server.port, seconds, connections, False)
@@ -441,13 +465,8 @@ def strace_worker(spec: ServerSpec, seconds: float, connections: int, directory:
             tracer.wait(timeout=30)
     finally:
         server.stop()
-    lines = [f"{spec.label} worker, keep-alive, wrk -c{connections} for {seconds:g} s under "
-             f"strace: {result.requests:,} requests ({result.rate:,.0f} req/s, slowed by strace)",
-             "", "| syscall | calls | per request | errors |", "|---|---|---|---|"]
-    for name, calls, errors in _parse_strace(out.read_text()):
-        per_request = calls / result.requests if result.requests else 0.0
-        lines.append(f"| {name} | {calls:,} | {per_request:.2f} | {errors or ''} |")
-    return "\n".join(lines)
+    calls = {name: count for name, count, _ in _parse_strace(out.read_text())}
+    return calls, result.requests, result.rate
 
 
 def _wait_for_attach(tracer: subprocess.Popen[str], timeout_s: float) -> None:
@@ -489,11 +508,13 @@ def versions() -> str:
     return f"Python {platform.python_version()}, {os.cpu_count()} CPUs; " + ", ".join(found)
 
 
-def missing_tools(args: argparse.Namespace, selected: list[Row], kinds: set[str]) -> list[str]:
+def missing_tools(args: argparse.Namespace, selected: list[Row],
+                  traced: list[ServerSpec]) -> list[str]:
     missing = [tool for tool, wanted in (("wrk", True), ("py-spy", bool(args.profile)),
                                          ("strace", bool(args.strace))) if wanted
                and shutil.which(tool) is None]
-    needed = {spec.kind for row in selected for spec in row.servers if spec.kind in kinds}
+    needed = {spec.kind for row in selected for spec in row.servers}
+    needed |= {spec.kind for spec in traced} if args.strace else set()
     missing += [_MODULES[kind] for kind in sorted(needed)
                 if importlib.util.find_spec(_MODULES[kind]) is None]
     if any(row.app == FLASK_APP for row in selected) and importlib.util.find_spec("flask") is None:
@@ -522,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-threads", type=int, default=1,
                         help="wsgiserve --threads for --profile and --strace")
     parser.add_argument("--strace", type=float, metavar="SECONDS",
-                        help="strace -c -f the wsgiserve worker for one keep-alive wrk run")
+                        help="strace -c -f each server's worker (of --servers) for one "
+                        "keep-alive wrk run of SECONDS: system calls per request")
     args = parser.parse_args(argv)
     table = rows(args.connections)
     names = [name for name in args.rows.split(",") if name and name != "none"]
@@ -534,7 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     selected = [Row(row.name, row.title, row.app, row.connections, row.close,
                     tuple(spec for spec in row.servers if spec.kind in kinds))
                 for row in (table[name] for name in names if name in table)]
-    missing = missing_tools(args, selected, kinds)
+    # --strace: the one-worker keep-alive servers, one thread each (bjoern and meinheld have
+    # one), and gunicorn's gthread for its hand-offs between threads.
+    traced = [spec for spec in (wsgiserve(args.profile_threads), meinheld(), granian(1),
+                                bjoern(), gunicorn(4)) if spec.kind in kinds]
+    missing = missing_tools(args, selected, traced)
     if missing:
         print(f"missing: {', '.join(missing)} (tools/install-bench-deps.sh installs them; "
               "or leave a server out with --servers)", file=sys.stderr)
@@ -552,13 +578,15 @@ def main(argv: list[str] | None = None) -> int:
             if "memory" in names:
                 output += memory_lines(args.stream_mb, directory) + [""]
             ours = wsgiserve(args.profile_threads)
-            if args.profile:
+            if args.profile and "wsgiserve" in kinds:
                 output += ["**py-spy profile of the wsgiserve worker**", "", "```",
                            profile_worker(ours, args.duration, args.profile, args.connections,
                                           directory), "```", ""]
             if args.strace:
-                output += ["**System calls of the wsgiserve worker**", "",
-                           strace_worker(ours, args.strace, args.connections, directory), ""]
+                output += ["**System calls per request of each worker, keep-alive, "
+                           f"wrk -c{args.connections}**", "",
+                           *strace_servers(traced, args.strace, args.connections, directory),
+                           ""]
         except ServerFailed as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 2
