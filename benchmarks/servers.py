@@ -21,6 +21,7 @@ from typing import Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 BENCH_DIR: Final = REPO_ROOT / "benchmarks"
+HELLO_APP: Final = "tests.apps:hello"  # served as MODULE:CALLABLE by every server
 HELLO_PATH: Final = "/hello"
 HELLO_BODY: Final = b"Hello, World!"
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
