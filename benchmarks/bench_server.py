@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [Row(row.name, row.title, row.app, row.connections, row.close,
                     tuple(spec for spec in row.servers if spec.kind in kinds))
                 for row in (table[name] for name in names if name in table)]
+    selected = [row for row in selected if row.servers]
     # --strace: the one-worker keep-alive servers, one thread each (bjoern and meinheld have
     # one), and gunicorn's gthread for its hand-offs between threads.
     traced = [spec for spec in (wsgiserve(args.profile_threads), meinheld(), granian(1),
