@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench_server import ServerSpec, gunicorn, rss_kib, start, wsgiserve
+from servers import ServerSpec, gunicorn, rss_kib, start, wsgiserve
 
 BLOCK = bytes(range(256)) * 256  # 64 KiB
 
