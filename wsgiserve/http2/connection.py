@@ -9,12 +9,14 @@ errors, flow-control credit as the application acknowledges data) and refuses fl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from wsgiserve.http2.endpoint import (
+    CLOSED_BY_US,
+    CLOSED_ENDED,
+    CONNECTION_CLOSED,
     DEFAULT_WINDOW,
     NO_CONTENT_STATUSES,
-    ClosedBy,
-    ConnectionState,
 )
 from wsgiserve.http2.errors import (
     ConnectionClosedError,
@@ -29,7 +31,7 @@ from wsgiserve.http2.frames import (
     CLIENT_PREFACE,
     END_STREAM,
     MAX_STREAM_ID,
-    FrameType,
+    TYPE_DATA,
     data_frame,
     frame_header,
     goaway_frame,
@@ -42,13 +44,27 @@ from wsgiserve.http2.frames import (
 from wsgiserve.http2.limits import Http2Limits
 from wsgiserve.http2.receiver import FrameReceiver
 from wsgiserve.http2.settings import INITIAL_SETTINGS, Setting, check_setting
-from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import (
+    CLOSED,
+    SEND_DATA,
+    SEND_END_STREAM,
+    SEND_HEADERS,
+    SEND_RST_STREAM,
+    Stream,
+    StreamInput,
+    StreamState,
+    next_state,
+    transitions_on,
+)
 
 __all__ = ["Connection"]
 
 Fields = Sequence[tuple[bytes, bytes]]
-_S = StreamState
-_I = StreamInput
+# The state machine's common paths, one lookup each (as the table says: see streams.py).
+_ON_SEND_HEADERS: Final = transitions_on(SEND_HEADERS)
+_ON_SEND_HEADERS_END: Final = transitions_on(SEND_HEADERS, SEND_END_STREAM)
+_ON_SEND_DATA: Final = transitions_on(SEND_DATA)
+_ON_SEND_DATA_END: Final = transitions_on(SEND_DATA, SEND_END_STREAM)
 
 
 class Connection(FrameReceiver):
@@ -172,15 +188,21 @@ class Connection(FrameReceiver):
 
     def _send_head(self, stream: Stream, headers: Fields, end_stream: bool) -> None:
         stream_id = stream.stream_id
-        state = next_state(stream.state, _I.SEND_HEADERS, stream_id)
-        if end_stream:
-            state = next_state(state, _I.SEND_END_STREAM, stream_id)
+        state = (_ON_SEND_HEADERS_END if end_stream else _ON_SEND_HEADERS).get(stream.state) \
+            or self._next_states(stream, SEND_HEADERS, end_stream)
         block = self._encoder.encode(headers)
         self._out.append(headers_frames(stream_id, block, end_stream,
                                         self.max_outbound_frame_size))
         stream.state = state
-        if state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
+        if state is CLOSED:
+            self._close_stream(stream, CLOSED_ENDED, None)
+
+    @staticmethod
+    def _next_states(stream: Stream, stream_input: StreamInput, end_stream: bool) -> StreamState:
+        """``stream_input``, then END_STREAM if ``end_stream``: raises what ``next_state``
+        raises (the paths above found no transition)."""
+        state = next_state(stream.state, stream_input, stream.stream_id)
+        return next_state(state, SEND_END_STREAM, stream.stream_id) if end_stream else state
 
     def _check_sent_length(self, stream: Stream, size: int) -> None:
         """Raise unless the body, ending after ``size`` more bytes, matches its length."""
@@ -216,13 +238,12 @@ class Connection(FrameReceiver):
                                       f"{stream.declared_length}")
         if end_stream:
             self._check_sent_length(stream, size)
-        state = next_state(stream.state, _I.SEND_DATA, stream_id)
-        if end_stream:
-            state = next_state(state, _I.SEND_END_STREAM, stream_id)
+        state = (_ON_SEND_DATA_END if end_stream else _ON_SEND_DATA).get(stream.state) \
+            or self._next_states(stream, SEND_DATA, end_stream)
         frame_size = self.max_outbound_frame_size
         out = self._out
         if size <= frame_size:
-            out.append(frame_header(size, FrameType.DATA, END_STREAM if end_stream else 0,
+            out.append(frame_header(size, TYPE_DATA, END_STREAM if end_stream else 0,
                                     stream_id))
             out.append(data)
             self._guard.data_frames_sent += 1
@@ -237,8 +258,8 @@ class Connection(FrameReceiver):
         stream.outbound_window -= size
         stream.sent_bytes += size
         stream.state = state
-        if state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
+        if state is CLOSED:
+            self._close_stream(stream, CLOSED_ENDED, None)
 
     def end_stream(self, stream_id: int) -> None:
         """End the stream with an empty DATA frame (when no more body or trailers follow)."""
@@ -258,9 +279,9 @@ class Connection(FrameReceiver):
                 raise Http2UsageError(f"stream {stream_id} is idle")
             return
         window = self._reset_window(stream)
-        stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
+        stream.state = next_state(stream.state, SEND_RST_STREAM, stream_id)
         self._out.append(rst_stream_frame(stream_id, error_code))
-        self._close_stream(stream, ClosedBy.US, error_code, window)
+        self._close_stream(stream, CLOSED_BY_US, error_code, window)
 
     def ping(self, opaque_data: bytes = b"\0" * 8) -> None:
         """Send a PING; its answer is a PingAcked event with the same 8 bytes."""
@@ -284,7 +305,7 @@ class Connection(FrameReceiver):
         self._goaway_sent = last
         self._out.append(goaway_frame(last, error_code, debug_data))
         if error_code != ErrorCode.NO_ERROR:
-            self._set_state(ConnectionState.CLOSED)
+            self._set_state(CONNECTION_CLOSED)
 
     def update_settings(self, changes: dict[int, int]) -> None:
         """Send a SETTINGS frame; a ``SettingsAcknowledged`` event reports its ACK. Limits
