@@ -140,7 +140,8 @@ class Connection(FrameReceiver):
                 method, _, _, _, _, length = check_request(headers)
                 stream.is_head_request = method == b"HEAD"
             else:
-                self._check_not_closed()
+                if self._state is CONNECTION_CLOSED:
+                    self._check_not_closed()                # raises
                 if stream.is_head_sent or stream.is_local:
                     raise Http2UsageError("the head was sent: use send_trailers")
                 status, length = check_response(headers)
@@ -221,22 +222,25 @@ class Connection(FrameReceiver):
             Http2UsageError: no head was sent, the body would pass its content-length (or
                 end short of it), or the response has no content (HEAD, 204, 304).
         """
-        stream = self._writable_stream(stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is None or self._state is CONNECTION_CLOSED:
+            stream = self._writable_stream(stream_id)       # raises
         if not stream.is_head_sent:
             raise Http2UsageError("DATA before the head")
         size = len(data)
+        declared = stream.declared_length
         if size:
             if not stream.is_content_allowed:
                 raise Http2UsageError("this response has no content (HEAD, 204 or 304)")
-            window = min(self._outbound_window, stream.outbound_window)
+            window = self._outbound_window
+            if stream.outbound_window < window:
+                window = stream.outbound_window
             if size > window:
                 raise FlowControlBlocked(f"{size} bytes over a window of {window}", stream_id,
                                          window)
-            if stream.declared_length is not None and \
-                    stream.sent_bytes + size > stream.declared_length:
-                raise Http2UsageError(f"the body passes its content-length "
-                                      f"{stream.declared_length}")
-        if end_stream:
+            if declared is not None and stream.sent_bytes + size > declared:
+                raise Http2UsageError(f"the body passes its content-length {declared}")
+        if end_stream and declared is not None:
             self._check_sent_length(stream, size)
         state = (_ON_SEND_DATA_END if end_stream else _ON_SEND_DATA).get(stream.state) \
             or self._next_states(stream, SEND_DATA, end_stream)
@@ -267,8 +271,13 @@ class Connection(FrameReceiver):
 
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many body bytes ``send_data`` accepts on ``stream_id`` right now."""
-        stream = self._writable_stream(stream_id)
-        return max(0, min(self._outbound_window, stream.outbound_window))
+        stream = self._streams.get(stream_id)
+        if stream is None or self._state is CONNECTION_CLOSED:
+            stream = self._writable_stream(stream_id)       # raises
+        window = self._outbound_window
+        if stream.outbound_window < window:
+            window = stream.outbound_window
+        return window if window > 0 else 0
 
     def reset_stream(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
         """Send RST_STREAM; a stream already closed is left alone."""

@@ -53,8 +53,9 @@ END_HEADERS: Final = 0x4
 PADDED: Final = 0x8
 PRIORITY: Final = 0x20
 
-# Length (24 bits: one byte and two), type, flags, reserved bit + stream identifier.
-_HEADER: Final = struct.Struct(">BHBBL")
+# Length (24 bits) and type in one 32-bit word, flags, reserved bit + stream identifier.
+_HEADER: Final = struct.Struct(">LBL")
+_pack_header: Final = _HEADER.pack
 _UINT32: Final = struct.Struct(">L")
 _SETTING: Final = struct.Struct(">HL")
 _GOAWAY: Final = struct.Struct(">LL")
@@ -64,7 +65,8 @@ RawFrame = tuple[int, int, int, bytes]
 
 
 def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
-    return _HEADER.pack(length >> 16, length & 0xFFFF, frame_type, flags, stream_id)
+    return _pack_header(length << 8 | frame_type, flags, stream_id)
+
 
 
 def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawFrame], int]:
@@ -82,8 +84,8 @@ def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawF
     end = len(buffer)
     unpack = _HEADER.unpack_from
     while end - pos >= FRAME_HEADER_BYTES:
-        high, low, frame_type, flags, stream_id = unpack(buffer, pos)
-        length = (high << 16) | low
+        word, flags, stream_id = unpack(buffer, pos)
+        length = word >> 8
         if length > max_frame_size:
             if frames:
                 break       # the frames before it are handled first
@@ -93,7 +95,7 @@ def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawF
         if stop > end:
             break
         # RFC 9113 §4.1: the reserved bit is ignored on receipt.
-        append((frame_type, flags, stream_id & MAX_STREAM_ID,
+        append((word & 0xFF, flags, stream_id & MAX_STREAM_ID,
                 buffer[pos + FRAME_HEADER_BYTES:stop]))
         pos = stop
     return frames, pos
@@ -186,6 +188,9 @@ def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame_siz
     """A HEADERS frame carrying ``block``, followed by CONTINUATION frames if it does not
     fit one frame of ``max_frame_size``."""
     flags = END_STREAM if end_stream else 0
+    if priority is None and len(block) <= max_frame_size:       # the usual case
+        return _pack_header(len(block) << 8 | TYPE_HEADERS, flags | END_HEADERS,
+                            stream_id) + block
     prefix = b""
     if priority is not None:
         exclusive, depends_on, weight = priority
