@@ -30,12 +30,14 @@ from wsgiserve.http2.fields import MalformedFields, check_request, check_respons
 from wsgiserve.http2.frames import (
     CLIENT_PREFACE,
     END_STREAM,
+    END_HEADERS,
     MAX_STREAM_ID,
     TYPE_DATA,
+    TYPE_HEADERS,
     data_frame,
-    frame_header,
     goaway_frame,
     headers_frames,
+    pack_frame_header,
     ping_frame,
     rst_stream_frame,
     settings_frame,
@@ -192,8 +194,13 @@ class Connection(FrameReceiver):
         state = (_ON_SEND_HEADERS_END if end_stream else _ON_SEND_HEADERS).get(stream.state) \
             or self._next_states(stream, SEND_HEADERS, end_stream)
         block = self._encoder.encode(headers)
-        self._out.append(headers_frames(stream_id, block, end_stream,
-                                        self.max_outbound_frame_size))
+        if len(block) <= self.max_outbound_frame_size:       # headers_frames, inline
+            self._out.append(pack_frame_header(
+                len(block) << 8 | TYPE_HEADERS, END_HEADERS | END_STREAM if end_stream
+                else END_HEADERS, stream_id) + block)
+        else:
+            self._out.append(headers_frames(stream_id, block, end_stream,
+                                            self.max_outbound_frame_size))
         stream.state = state
         if state is CLOSED:
             self._close_stream(stream, CLOSED_ENDED, None)
@@ -240,15 +247,16 @@ class Connection(FrameReceiver):
                                          window)
             if declared is not None and stream.sent_bytes + size > declared:
                 raise Http2UsageError(f"the body passes its content-length {declared}")
-        if end_stream and declared is not None:
-            self._check_sent_length(stream, size)
+        if end_stream and declared is not None and stream.is_content_allowed and \
+                stream.sent_bytes + size != declared:
+            self._check_sent_length(stream, size)           # raises
         state = (_ON_SEND_DATA_END if end_stream else _ON_SEND_DATA).get(stream.state) \
             or self._next_states(stream, SEND_DATA, end_stream)
         frame_size = self.max_outbound_frame_size
         out = self._out
         if size <= frame_size:
-            out.append(frame_header(size, TYPE_DATA, END_STREAM if end_stream else 0,
-                                    stream_id))
+            out.append(pack_frame_header(size << 8 | TYPE_DATA,
+                                         END_STREAM if end_stream else 0, stream_id))
             out.append(data)
             self._guard.data_frames_sent += 1
         else:

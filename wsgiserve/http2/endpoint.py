@@ -301,8 +301,12 @@ class Endpoint:
         if stream.unacknowledged_bytes:
             self._credit_connection(stream.unacknowledged_bytes)
             stream.unacknowledged_bytes = 0
-        self._remember(stream.stream_id, _ENDED if closed_by is CLOSED_ENDED else
-                       ClosedStream(closed_by, code, window))
+        remembered = self._closed                 # self._remember(...), inline
+        remembered[stream.stream_id] = _ENDED if closed_by is CLOSED_ENDED else \
+            ClosedStream(closed_by, code, window)
+        if len(remembered) >= _CLOSED_STREAMS_REMEMBERED:
+            self._closed_before = remembered
+            self._closed = {}
 
     def _remember_closed(self, stream_id: int, closed_by: ClosedBy, code: int | None,
                          window: int = -1) -> None:

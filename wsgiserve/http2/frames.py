@@ -15,7 +15,7 @@ from wsgiserve.http2.errors import ErrorCode, Http2ConnectionError, Http2StreamE
 __all__ = ["ACK", "CLIENT_PREFACE", "END_HEADERS", "END_STREAM", "FRAME_HEADER_BYTES",
            "MAX_STREAM_ID", "MAX_WINDOW", "PADDED", "PRIORITY", "FrameType", "RawFrame",
            "continuation_frame", "data_frame", "frame_header", "goaway_frame",
-           "headers_frames", "parse_goaway", "parse_priority", "parse_settings",
+           "headers_frames", "pack_frame_header", "parse_goaway", "parse_priority", "parse_settings",
            "parse_window_update", "ping_frame", "priority_frame", "push_promise_frame",
            "read_frames", "rst_stream_frame", "settings_frame", "strip_padding",
            "window_update_frame"]  # and the frame types, as module names below
@@ -55,7 +55,8 @@ PRIORITY: Final = 0x20
 
 # Length (24 bits) and type in one 32-bit word, flags, reserved bit + stream identifier.
 _HEADER: Final = struct.Struct(">LBL")
-_pack_header: Final = _HEADER.pack
+# For a hot path: pack_frame_header(length << 8 | frame_type, flags, stream_id).
+pack_frame_header: Final = _HEADER.pack
 _UINT32: Final = struct.Struct(">L")
 _SETTING: Final = struct.Struct(">HL")
 _GOAWAY: Final = struct.Struct(">LL")
@@ -65,7 +66,7 @@ RawFrame = tuple[int, int, int, bytes]
 
 
 def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
-    return _pack_header(length << 8 | frame_type, flags, stream_id)
+    return pack_frame_header(length << 8 | frame_type, flags, stream_id)
 
 
 
@@ -189,8 +190,8 @@ def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame_siz
     fit one frame of ``max_frame_size``."""
     flags = END_STREAM if end_stream else 0
     if priority is None and len(block) <= max_frame_size:       # the usual case
-        return _pack_header(len(block) << 8 | TYPE_HEADERS, flags | END_HEADERS,
-                            stream_id) + block
+        return pack_frame_header(len(block) << 8 | TYPE_HEADERS, flags | END_HEADERS,
+                                 stream_id) + block
     prefix = b""
     if priority is not None:
         exclusive, depends_on, weight = priority

@@ -103,12 +103,15 @@ class FrameReceiver(HeaderBlockReceiver):
                     return events
             handlers = _HANDLERS
             guard = self._guard
+            window_frames = self.limits.flood_window_frames
             while True:
                 frames, pos = read_frames(buffer, pos, self._max_inbound_frame_size)
                 if not frames:
                     break
                 for frame_type, flags, stream_id, payload in frames:
-                    guard.count_frame()
+                    guard.frames += 1                   # guard.count_frame(), inline
+                    if guard.frames > window_frames:
+                        guard.new_window()
                     if self._header_stream:
                         if frame_type != TYPE_CONTINUATION or \
                                 stream_id != self._header_stream:
