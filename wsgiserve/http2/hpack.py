@@ -28,11 +28,13 @@ DEFAULT_TABLE_SIZE: Final = 4096
 ENTRY_OVERHEAD: Final = 32
 # RFC 7541 §4.2: a block may shrink the table and grow it again: two updates at most.
 MAX_SIZE_UPDATES: Final = 2
-# The decoder keeps up to this many blocks of at most this many bytes, with what they
-# decoded to: a client that repeats a request sends the same bytes (every field indexed,
-# or literals not indexed), which decode to the same list while the table is unchanged.
-_DECODED_BLOCKS_MAX: Final = 32
+# The decoder keeps up to this many blocks of at most this many bytes and fields, with
+# what they decoded to (about 10 KiB per connection at most): a client that repeats a request
+# sends the same bytes (every field indexed, or literals not indexed), which decode to the
+# same list while the table is unchanged. A browser's request has 10-20 fields.
+_DECODED_BLOCKS_MAX: Final = 16
 _DECODED_BLOCK_MAX_BYTES: Final = 256
+_DECODED_BLOCK_MAX_FIELDS: Final = 32
 # An HPACK integer longer than this many bits is refused (no field or index needs more;
 # without a bound, 0xff 0xff ... would build an arbitrarily large int).
 _MAX_INTEGER_SHIFT: Final = 28
@@ -207,7 +209,8 @@ class Decoder:
             headers = self._decode(block)
         except IndexError:
             raise _compression_error("truncated or out-of-range header block") from None
-        if self._generation == generation and len(block) <= _DECODED_BLOCK_MAX_BYTES:
+        if self._generation == generation and len(block) <= _DECODED_BLOCK_MAX_BYTES and \
+                len(headers) <= _DECODED_BLOCK_MAX_FIELDS:
             if len(self._decoded) >= _DECODED_BLOCKS_MAX:
                 self._decoded.clear()
             self._decoded[block] = (generation, tuple(headers))
