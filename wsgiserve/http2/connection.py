@@ -113,10 +113,12 @@ class Connection(FrameReceiver):
     def _open_local_stream(self, stream_id: int) -> Stream:
         if not self.is_client or stream_id < self._next_local_stream:
             return self._writable_stream(stream_id)     # raises: not a stream we can open
-        self._check_not_closed()
+        if self._state is CONNECTION_CLOSED:
+            self._check_not_closed()                        # raises
         if self._goaway_received is not None or self._goaway_sent is not None:
             raise ConnectionClosedError("a GOAWAY was exchanged: no new streams")
-        if stream_id != self.get_next_available_stream_id():
+        if (stream_id != self._next_local_stream or stream_id > MAX_STREAM_ID) and \
+                stream_id != self.get_next_available_stream_id():   # it raises past the last
             raise Http2UsageError(f"the next stream id is {self._next_local_stream}, "
                                   f"not {stream_id}")
         if self._open_local_streams >= self._max_outbound_streams:
