@@ -119,8 +119,8 @@ class Endpoint:
     """What a connection knows of itself and its streams; ``Connection`` adds the rest."""
 
     __slots__ = ("is_client", "limits", "_state", "_buffer", "_out", "_encoder", "_decoder",
-                 "_streams", "_closed", "_closed_before", "_highest_peer_stream", "_highest_announced",
-                 "_next_local_stream", "_open_peer_streams", "_open_local_streams",
+                 "_streams", "_closed", "_closed_before", "_highest_peer_stream",
+                 "_highest_announced", "_next_local_stream", "_open_peer_streams", "_open_local_streams",
                  "_outbound_window", "_inbound_window", "_connection_credit",
                  "_outbound_initial_window", "_inbound_initial_window", "max_outbound_frame_size",
                  "_max_inbound_frame_size", "_max_outbound_streams", "_max_inbound_streams",
@@ -227,8 +227,7 @@ class Endpoint:
             raise ConnectionClosedError("the connection is closed")
 
     def _writable_stream(self, stream_id: int) -> Stream:
-        if self._state is CONNECTION_CLOSED:
-            raise ConnectionClosedError("the connection is closed")
+        self._check_not_closed()
         stream = self._streams.get(stream_id)
         if stream is None:
             closed = self._closed_stream(stream_id)
@@ -301,7 +300,7 @@ class Endpoint:
         if stream.unacknowledged_bytes:
             self._credit_connection(stream.unacknowledged_bytes)
             stream.unacknowledged_bytes = 0
-        remembered = self._closed                 # self._remember(...), inline
+        remembered = self._closed                 # self._remember_closed(...), inline
         remembered[stream.stream_id] = _ENDED if closed_by is CLOSED_ENDED else \
             ClosedStream(closed_by, code, window)
         if len(remembered) >= _CLOSED_STREAMS_REMEMBERED:
@@ -310,11 +309,9 @@ class Endpoint:
 
     def _remember_closed(self, stream_id: int, closed_by: ClosedBy, code: int | None,
                          window: int = -1) -> None:
-        self._remember(stream_id, ClosedStream(closed_by, code, window))
-
-    def _remember(self, stream_id: int, closed: ClosedStream) -> None:
         remembered = self._closed
-        remembered[stream_id] = closed
+        remembered[stream_id] = _ENDED if closed_by is CLOSED_ENDED else \
+            ClosedStream(closed_by, code, window)
         if len(remembered) >= _CLOSED_STREAMS_REMEMBERED:
             self._closed_before = remembered
             self._closed = {}

@@ -15,8 +15,8 @@ from wsgiserve.http2.errors import ErrorCode, Http2ConnectionError, Http2StreamE
 __all__ = ["ACK", "CLIENT_PREFACE", "END_HEADERS", "END_STREAM", "FRAME_HEADER_BYTES",
            "MAX_STREAM_ID", "MAX_WINDOW", "PADDED", "PRIORITY", "FrameType", "RawFrame",
            "continuation_frame", "data_frame", "frame_header", "goaway_frame",
-           "headers_frames", "pack_frame_header", "parse_goaway", "parse_priority", "parse_settings",
-           "parse_window_update", "ping_frame", "priority_frame", "push_promise_frame",
+           "headers_frames", "pack_frame_header", "parse_goaway", "parse_priority",
+           "parse_settings", "parse_window_update", "ping_frame", "priority_frame", "push_promise_frame",
            "read_frames", "rst_stream_frame", "settings_frame", "strip_padding",
            "window_update_frame"]  # and the frame types, as module names below
 
@@ -67,7 +67,6 @@ RawFrame = tuple[int, int, int, bytes]
 
 def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
     return pack_frame_header(length << 8 | frame_type, flags, stream_id)
-
 
 
 def read_frames(buffer: bytes, pos: int, max_frame_size: int) -> tuple[list[RawFrame], int]:
