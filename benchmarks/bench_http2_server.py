@@ -251,8 +251,9 @@ def profile(workload: str, streams: int, lines: int) -> str:
     profiler.runcall(run, recording, streams)
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])  # type: ignore[attr-defined]
-    total = sum(value[1] for value in stats.stats.values())  # type: ignore[attr-defined]
+    table = stats.stats  # type: ignore[attr-defined]  # Stats.stats is not in typeshed
+    rows = sorted(table.items(), key=lambda item: -item[1][2])
+    total = sum(value[1] for value in table.values())
     print(f"{total / streams:.1f} calls per stream", file=out)
     for (file, line, name), value in rows[:lines]:
         print(f"  {value[1] / streams:6.2f} calls {value[2] / streams * 1e6:7.2f} us self "
