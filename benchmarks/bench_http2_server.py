@@ -16,7 +16,7 @@ callgrind at two stream counts and prints the instructions per stream from the d
 - ``client core``: our client core alone, fed the server's recorded bytes.
 
     python benchmarks/bench_http2_server.py                  # CPU time per stream
-    python benchmarks/bench_http2_server.py --icount         # needs valgrind, ~2 min
+    python benchmarks/bench_http2_server.py --icount         # needs valgrind; 2-6 minutes
     python benchmarks/bench_http2_server.py --profile 40     # cProfile's top 40, per stream
 """
 from __future__ import annotations
