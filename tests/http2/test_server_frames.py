@@ -337,3 +337,24 @@ def test_the_first_frame_must_be_settings() -> None:
         conn.receive_data(CLIENT_PREFACE + Wire().ping().bytes())
     assert control(conn.data_to_send()) == [("GOAWAY", 0, E.PROTOCOL_ERROR)]
     assert conn.receive_data(Wire().settings().bytes()) == []      # CLOSED: ignored
+
+
+def test_ended_streams_are_remembered_within_a_bound() -> None:
+    # RFC 9113 §5.1: HEADERS on a stream that ended is a stream error STREAM_CLOSED while
+    # the stream is remembered (the last 256 at least, 512 at most); once it is forgotten
+    # it is only a stream id below the last one (§5.1.1): a connection error.
+    conn, wire = server(), Wire()
+    last = 2 * 700 - 1
+    for stream_id in range(1, last + 2, 2):
+        wire.parts = []
+        conn.receive_data(wire.headers(stream_id, GET, True).bytes())
+        conn.send_headers(stream_id, [(b":status", b"204")], end_stream=True)
+    conn.data_to_send()
+    for stream_id in (last, last - 2 * 255):
+        wire.parts = []
+        assert conn.receive_data(wire.headers(stream_id, GET, True).bytes()) == []
+        assert control(conn.data_to_send()) == [("RST_STREAM", stream_id, E.STREAM_CLOSED)]
+    wire.parts = []
+    with pytest.raises(Http2ConnectionError):
+        conn.receive_data(wire.headers(last - 2 * 512, GET, True).bytes())
+    assert control(conn.data_to_send()) == [("GOAWAY", last, E.PROTOCOL_ERROR)]

@@ -9,12 +9,14 @@ errors, flow-control credit as the application acknowledges data) and refuses fl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from wsgiserve.http2.endpoint import (
+    CLOSED_BY_US,
+    CLOSED_ENDED,
+    CONNECTION_CLOSED,
     DEFAULT_WINDOW,
     NO_CONTENT_STATUSES,
-    ClosedBy,
-    ConnectionState,
 )
 from wsgiserve.http2.errors import (
     ConnectionClosedError,
@@ -28,12 +30,14 @@ from wsgiserve.http2.fields import MalformedFields, check_request, check_respons
 from wsgiserve.http2.frames import (
     CLIENT_PREFACE,
     END_STREAM,
+    END_HEADERS,
     MAX_STREAM_ID,
-    FrameType,
+    TYPE_DATA,
+    TYPE_HEADERS,
     data_frame,
-    frame_header,
     goaway_frame,
     headers_frames,
+    pack_frame_header,
     ping_frame,
     rst_stream_frame,
     settings_frame,
@@ -42,13 +46,27 @@ from wsgiserve.http2.frames import (
 from wsgiserve.http2.limits import Http2Limits
 from wsgiserve.http2.receiver import FrameReceiver
 from wsgiserve.http2.settings import INITIAL_SETTINGS, Setting, check_setting
-from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import (
+    CLOSED,
+    SEND_DATA,
+    SEND_END_STREAM,
+    SEND_HEADERS,
+    SEND_RST_STREAM,
+    Stream,
+    StreamInput,
+    StreamState,
+    next_state,
+    transitions_on,
+)
 
 __all__ = ["Connection"]
 
 Fields = Sequence[tuple[bytes, bytes]]
-_S = StreamState
-_I = StreamInput
+# The state machine's common paths, one lookup each (as the table says: see streams.py).
+_ON_SEND_HEADERS: Final = transitions_on(SEND_HEADERS)
+_ON_SEND_HEADERS_END: Final = transitions_on(SEND_HEADERS, SEND_END_STREAM)
+_ON_SEND_DATA: Final = transitions_on(SEND_DATA)
+_ON_SEND_DATA_END: Final = transitions_on(SEND_DATA, SEND_END_STREAM)
 
 
 class Connection(FrameReceiver):
@@ -95,10 +113,12 @@ class Connection(FrameReceiver):
     def _open_local_stream(self, stream_id: int) -> Stream:
         if not self.is_client or stream_id < self._next_local_stream:
             return self._writable_stream(stream_id)     # raises: not a stream we can open
-        self._check_not_closed()
+        if self._state is CONNECTION_CLOSED:
+            self._check_not_closed()                        # raises
         if self._goaway_received is not None or self._goaway_sent is not None:
             raise ConnectionClosedError("a GOAWAY was exchanged: no new streams")
-        if stream_id != self.get_next_available_stream_id():
+        if (stream_id != self._next_local_stream or stream_id > MAX_STREAM_ID) and \
+                stream_id != self.get_next_available_stream_id():   # it raises past the last
             raise Http2UsageError(f"the next stream id is {self._next_local_stream}, "
                                   f"not {stream_id}")
         if self._open_local_streams >= self._max_outbound_streams:
@@ -124,7 +144,8 @@ class Connection(FrameReceiver):
                 method, _, _, _, _, length = check_request(headers)
                 stream.is_head_request = method == b"HEAD"
             else:
-                self._check_not_closed()
+                if self._state is CONNECTION_CLOSED:
+                    self._check_not_closed()                # raises
                 if stream.is_head_sent or stream.is_local:
                     raise Http2UsageError("the head was sent: use send_trailers")
                 status, length = check_response(headers)
@@ -172,15 +193,26 @@ class Connection(FrameReceiver):
 
     def _send_head(self, stream: Stream, headers: Fields, end_stream: bool) -> None:
         stream_id = stream.stream_id
-        state = next_state(stream.state, _I.SEND_HEADERS, stream_id)
-        if end_stream:
-            state = next_state(state, _I.SEND_END_STREAM, stream_id)
+        state = (_ON_SEND_HEADERS_END if end_stream else _ON_SEND_HEADERS).get(stream.state) \
+            or self._next_states(stream, SEND_HEADERS, end_stream)
         block = self._encoder.encode(headers)
-        self._out.append(headers_frames(stream_id, block, end_stream,
-                                        self.max_outbound_frame_size))
+        if len(block) <= self.max_outbound_frame_size:       # headers_frames, inline
+            self._out.append(pack_frame_header(
+                len(block) << 8 | TYPE_HEADERS, END_HEADERS | END_STREAM if end_stream
+                else END_HEADERS, stream_id) + block)
+        else:
+            self._out.append(headers_frames(stream_id, block, end_stream,
+                                            self.max_outbound_frame_size))
         stream.state = state
-        if state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
+        if state is CLOSED:
+            self._close_stream(stream, CLOSED_ENDED, None)
+
+    @staticmethod
+    def _next_states(stream: Stream, stream_input: StreamInput, end_stream: bool) -> StreamState:
+        """``stream_input``, then END_STREAM if ``end_stream``: raises what ``next_state``
+        raises (the paths above found no transition)."""
+        state = next_state(stream.state, stream_input, stream.stream_id)
+        return next_state(state, SEND_END_STREAM, stream.stream_id) if end_stream else state
 
     def _check_sent_length(self, stream: Stream, size: int) -> None:
         """Raise unless the body, ending after ``size`` more bytes, matches its length."""
@@ -199,31 +231,34 @@ class Connection(FrameReceiver):
             Http2UsageError: no head was sent, the body would pass its content-length (or
                 end short of it), or the response has no content (HEAD, 204, 304).
         """
-        stream = self._writable_stream(stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is None or self._state is CONNECTION_CLOSED:
+            stream = self._writable_stream(stream_id)       # raises
         if not stream.is_head_sent:
             raise Http2UsageError("DATA before the head")
         size = len(data)
+        declared = stream.declared_length
         if size:
             if not stream.is_content_allowed:
                 raise Http2UsageError("this response has no content (HEAD, 204 or 304)")
-            window = min(self._outbound_window, stream.outbound_window)
+            window = self._outbound_window
+            if stream.outbound_window < window:
+                window = stream.outbound_window
             if size > window:
                 raise FlowControlBlocked(f"{size} bytes over a window of {window}", stream_id,
                                          window)
-            if stream.declared_length is not None and \
-                    stream.sent_bytes + size > stream.declared_length:
-                raise Http2UsageError(f"the body passes its content-length "
-                                      f"{stream.declared_length}")
-        if end_stream:
-            self._check_sent_length(stream, size)
-        state = next_state(stream.state, _I.SEND_DATA, stream_id)
-        if end_stream:
-            state = next_state(state, _I.SEND_END_STREAM, stream_id)
+            if declared is not None and stream.sent_bytes + size > declared:
+                raise Http2UsageError(f"the body passes its content-length {declared}")
+        if end_stream and declared is not None and stream.is_content_allowed and \
+                stream.sent_bytes + size != declared:
+            self._check_sent_length(stream, size)           # raises
+        state = (_ON_SEND_DATA_END if end_stream else _ON_SEND_DATA).get(stream.state) \
+            or self._next_states(stream, SEND_DATA, end_stream)
         frame_size = self.max_outbound_frame_size
         out = self._out
         if size <= frame_size:
-            out.append(frame_header(size, FrameType.DATA, END_STREAM if end_stream else 0,
-                                    stream_id))
+            out.append(pack_frame_header(size << 8 | TYPE_DATA,
+                                         END_STREAM if end_stream else 0, stream_id))
             out.append(data)
             self._guard.data_frames_sent += 1
         else:
@@ -237,8 +272,8 @@ class Connection(FrameReceiver):
         stream.outbound_window -= size
         stream.sent_bytes += size
         stream.state = state
-        if state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
+        if state is CLOSED:
+            self._close_stream(stream, CLOSED_ENDED, None)
 
     def end_stream(self, stream_id: int) -> None:
         """End the stream with an empty DATA frame (when no more body or trailers follow)."""
@@ -246,8 +281,13 @@ class Connection(FrameReceiver):
 
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many body bytes ``send_data`` accepts on ``stream_id`` right now."""
-        stream = self._writable_stream(stream_id)
-        return max(0, min(self._outbound_window, stream.outbound_window))
+        stream = self._streams.get(stream_id)
+        if stream is None or self._state is CONNECTION_CLOSED:
+            stream = self._writable_stream(stream_id)       # raises
+        window = self._outbound_window
+        if stream.outbound_window < window:
+            window = stream.outbound_window
+        return window if window > 0 else 0
 
     def reset_stream(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
         """Send RST_STREAM; a stream already closed is left alone."""
@@ -258,9 +298,9 @@ class Connection(FrameReceiver):
                 raise Http2UsageError(f"stream {stream_id} is idle")
             return
         window = self._reset_window(stream)
-        stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
+        stream.state = next_state(stream.state, SEND_RST_STREAM, stream_id)
         self._out.append(rst_stream_frame(stream_id, error_code))
-        self._close_stream(stream, ClosedBy.US, error_code, window)
+        self._close_stream(stream, CLOSED_BY_US, error_code, window)
 
     def ping(self, opaque_data: bytes = b"\0" * 8) -> None:
         """Send a PING; its answer is a PingAcked event with the same 8 bytes."""
@@ -284,7 +324,7 @@ class Connection(FrameReceiver):
         self._goaway_sent = last
         self._out.append(goaway_frame(last, error_code, debug_data))
         if error_code != ErrorCode.NO_ERROR:
-            self._set_state(ConnectionState.CLOSED)
+            self._set_state(CONNECTION_CLOSED)
 
     def update_settings(self, changes: dict[int, int]) -> None:
         """Send a SETTINGS frame; a ``SettingsAcknowledged`` event reports its ACK. Limits

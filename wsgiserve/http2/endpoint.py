@@ -23,14 +23,31 @@ from wsgiserve.http2.errors import (
 )
 from wsgiserve.http2.events import Event, StreamEnded
 from wsgiserve.http2.flood import FloodGuard
-from wsgiserve.http2.frames import END_STREAM, FrameType, goaway_frame, window_update_frame
+from wsgiserve.http2.frames import (
+    END_STREAM,
+    TYPE_DATA,
+    TYPE_HEADERS,
+    FrameType,
+    goaway_frame,
+    window_update_frame,
+)
 from wsgiserve.http2.hpack import Decoder, Encoder
 from wsgiserve.http2.limits import Http2Limits
 from wsgiserve.http2.settings import INITIAL_SETTINGS, Setting
-from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import (
+    CLOSED,
+    HALF_CLOSED_LOCAL,
+    HALF_CLOSED_REMOTE,
+    OPEN,
+    RECV_END_STREAM,
+    SEND_WINDOW_UPDATE,
+    Stream,
+    next_state,
+    transitions_on,
+)
 
 __all__ = ["DEFAULT_WINDOW", "NO_CONTENT_STATUSES", "TRANSITIONS", "ClosedBy", "ClosedStream",
-           "ConnectionState", "Endpoint", "stream_error"]
+           "ConnectionState", "Endpoint", "stream_error"]  # and the members, as module names
 
 
 class ConnectionState(Enum):
@@ -42,6 +59,9 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
+# The members as module names, for the hot paths (an attribute of an Enum class costs
+# ~150 ns on Python 3.11: see streams.py).
+CONNECTION_PREFACE, CONNECTION_SETTINGS, CONNECTION_OPEN, CONNECTION_CLOSED = ConnectionState
 _C = ConnectionState
 TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
     _C.PREFACE: frozenset({_C.SETTINGS, _C.CLOSED}),
@@ -55,6 +75,9 @@ class ClosedBy(Enum):
     ENDED = "ended"     # END_STREAM both ways
     PEER = "peer"       # RST_STREAM from the peer, or above the last id of its GOAWAY
     US = "us"           # RST_STREAM from us: the peer's frames in flight are ignored
+
+
+CLOSED_ENDED, CLOSED_BY_PEER, CLOSED_BY_US = ClosedBy
 
 
 class ClosedStream:
@@ -71,8 +94,12 @@ class ClosedStream:
         self.window = window
 
 
+# Every stream that ended both ways is remembered alike (only a stream we reset has a
+# window that changes).
+_ENDED: Final = ClosedStream(CLOSED_ENDED, None, -1)
 # RFC 9113 §5.1: frames the peer sent before it saw our RST_STREAM are ignored; a stream
 # closed long ago is handled as any closed stream. How many closed streams are remembered:
+# the last 256 at least, 512 at most (two generations of 256, the older one dropped whole).
 _CLOSED_STREAMS_REMEMBERED: Final = 256
 DEFAULT_WINDOW: Final = INITIAL_SETTINGS[Setting.INITIAL_WINDOW_SIZE]
 # Statuses whose responses have no content (RFC 9110 §6.4.1); the head of a HEAD request's
@@ -80,8 +107,7 @@ DEFAULT_WINDOW: Final = INITIAL_SETTINGS[Setting.INITIAL_WINDOW_SIZE]
 NO_CONTENT_STATUSES: Final = frozenset({204, 304})
 _DEBUG_DATA_MAX_BYTES: Final = 128
 
-_S = StreamState
-_I = StreamInput
+_ON_RECV_END_STREAM: Final = transitions_on(RECV_END_STREAM)
 
 
 def stream_error(message: str, stream_id: int,
@@ -93,8 +119,8 @@ class Endpoint:
     """What a connection knows of itself and its streams; ``Connection`` adds the rest."""
 
     __slots__ = ("is_client", "limits", "_state", "_buffer", "_out", "_encoder", "_decoder",
-                 "_streams", "_closed", "_highest_peer_stream", "_highest_announced",
-                 "_next_local_stream", "_open_peer_streams", "_open_local_streams",
+                 "_streams", "_closed", "_closed_before", "_highest_peer_stream",
+                 "_highest_announced", "_next_local_stream", "_open_peer_streams", "_open_local_streams",
                  "_outbound_window", "_inbound_window", "_connection_credit",
                  "_outbound_initial_window", "_inbound_initial_window", "max_outbound_frame_size",
                  "_max_inbound_frame_size", "_max_outbound_streams", "_max_inbound_streams",
@@ -105,13 +131,14 @@ class Endpoint:
     def __init__(self, is_client: bool, limits: Http2Limits):
         self.is_client = is_client
         self.limits = limits
-        self._state = ConnectionState.SETTINGS if is_client else ConnectionState.PREFACE
+        self._state = CONNECTION_SETTINGS if is_client else CONNECTION_PREFACE
         self._buffer = b""
         self._out: list[bytes] = []
         self._encoder = Encoder()
         self._decoder = Decoder(limits.max_header_list_size)
         self._streams: dict[int, Stream] = {}
         self._closed: dict[int, ClosedStream] = {}
+        self._closed_before: dict[int, ClosedStream] = {}    # the previous generation
         self._highest_peer_stream = 0
         self._highest_announced = 0          # the last stream id our GOAWAY would name
         self._next_local_stream = 1 if is_client else 2
@@ -196,27 +223,27 @@ class Endpoint:
         return data
 
     def _check_not_closed(self) -> None:
-        if self._state is ConnectionState.CLOSED:
+        if self._state is CONNECTION_CLOSED:
             raise ConnectionClosedError("the connection is closed")
 
     def _writable_stream(self, stream_id: int) -> Stream:
         self._check_not_closed()
         stream = self._streams.get(stream_id)
         if stream is None:
-            closed = self._closed.get(stream_id)
+            closed = self._closed_stream(stream_id)
             code = None if closed is None else closed.code
             raise StreamClosedError(f"stream {stream_id} is not open", stream_id, code)
         return stream
 
     def _fail(self, exc: Http2ConnectionError) -> None:
-        if self._state is not ConnectionState.CLOSED:
+        if self._state is not CONNECTION_CLOSED:
             debug = str(exc).encode("utf-8", "replace")[:_DEBUG_DATA_MAX_BYTES]
             last = self._highest_announced
             if self._goaway_sent is not None:
                 last = min(last, self._goaway_sent)
             self._out.append(goaway_frame(last, exc.code, debug))
             self._goaway_sent = last
-            self._set_state(ConnectionState.CLOSED)
+            self._set_state(CONNECTION_CLOSED)
 
     def _is_idle(self, stream_id: int) -> bool:
         if (stream_id & 1) == self.is_client:     # our parity: odd for a client
@@ -238,10 +265,10 @@ class Endpoint:
         self._acknowledge(stream, size)
 
     def _acknowledge(self, stream: Stream, size: int) -> None:
-        if stream.state is _S.OPEN or stream.state is _S.HALF_CLOSED_LOCAL:
+        if stream.state is OPEN or stream.state is HALF_CLOSED_LOCAL:
             stream.credit_bytes += size
             if stream.credit_bytes >= self._inbound_initial_window >> 1:
-                stream.state = next_state(stream.state, _I.SEND_WINDOW_UPDATE, stream.stream_id)
+                stream.state = next_state(stream.state, SEND_WINDOW_UPDATE, stream.stream_id)
                 self._out.append(window_update_frame(stream.stream_id, stream.credit_bytes))
                 stream.inbound_window += stream.credit_bytes
                 stream.credit_bytes = 0
@@ -273,26 +300,37 @@ class Endpoint:
         if stream.unacknowledged_bytes:
             self._credit_connection(stream.unacknowledged_bytes)
             stream.unacknowledged_bytes = 0
-        self._remember_closed(stream.stream_id, closed_by, code, window)
+        remembered = self._closed                 # self._remember_closed(...), inline
+        remembered[stream.stream_id] = _ENDED if closed_by is CLOSED_ENDED else \
+            ClosedStream(closed_by, code, window)
+        if len(remembered) >= _CLOSED_STREAMS_REMEMBERED:
+            self._closed_before = remembered
+            self._closed = {}
 
     def _remember_closed(self, stream_id: int, closed_by: ClosedBy, code: int | None,
                          window: int = -1) -> None:
-        closed = self._closed
-        closed[stream_id] = ClosedStream(closed_by, code, window)
-        if len(closed) > _CLOSED_STREAMS_REMEMBERED:
-            del closed[next(iter(closed))]
+        remembered = self._closed
+        remembered[stream_id] = _ENDED if closed_by is CLOSED_ENDED else \
+            ClosedStream(closed_by, code, window)
+        if len(remembered) >= _CLOSED_STREAMS_REMEMBERED:
+            self._closed_before = remembered
+            self._closed = {}
+
+    def _closed_stream(self, stream_id: int) -> ClosedStream | None:
+        closed = self._closed.get(stream_id)
+        return self._closed_before.get(stream_id) if closed is None else closed
 
     def _reset_window(self, stream: Stream) -> int:
         """What the peer may still send on ``stream`` if we reset it now."""
-        return -1 if stream.state is _S.HALF_CLOSED_REMOTE else max(0, stream.inbound_window)
+        return -1 if stream.state is HALF_CLOSED_REMOTE else max(0, stream.inbound_window)
 
     def _on_unknown_stream(self, stream_id: int, frame_type: FrameType, flags: int = 0,
                            length: int = 0) -> None:
         """A frame for a stream that is not open: ignore it, or raise what §5.1 says."""
-        is_message = frame_type in (FrameType.DATA, FrameType.HEADERS)
-        closed = self._closed.get(stream_id)
+        is_message = frame_type == TYPE_DATA or frame_type == TYPE_HEADERS
+        closed = self._closed_stream(stream_id)
         if closed is not None:
-            if closed.closed_by is ClosedBy.US:
+            if closed.closed_by is CLOSED_BY_US:
                 if is_message:
                     # In flight before the peer saw our reset: ignored. Past what it could
                     # have sent (its window, or its END_STREAM): counted.
@@ -308,15 +346,16 @@ class Endpoint:
             return
         if self._is_idle(stream_id):
             raise Http2ConnectionError(f"{frame_type.name} on idle stream {stream_id}")
-        if frame_type is FrameType.HEADERS:
+        if frame_type == TYPE_HEADERS:
             # RFC 9113 §5.1.1: a new stream's id must be greater than all before it.
             raise Http2ConnectionError(f"HEADERS on stream {stream_id}, not a new stream id")
-        if frame_type is FrameType.DATA:
+        if frame_type == TYPE_DATA:
             raise stream_error(f"DATA on closed stream {stream_id}", stream_id,
                                ErrorCode.STREAM_CLOSED)
 
     def _end_remote(self, stream: Stream, events: list[Event]) -> None:
-        stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream.stream_id)
+        state = stream.state = _ON_RECV_END_STREAM.get(stream.state) or next_state(
+            stream.state, RECV_END_STREAM, stream.stream_id)
         events.append(StreamEnded(stream.stream_id))
-        if stream.state is _S.CLOSED:
-            self._close_stream(stream, ClosedBy.ENDED, None)
+        if state is CLOSED:
+            self._close_stream(stream, CLOSED_ENDED, None)

@@ -4,12 +4,15 @@ fields, connection-specific fields, Content-Length.
 A list that breaks them raises ``MalformedFields``; the connection turns that into a
 stream error (PROTOCOL_ERROR, RFC 9113 §8.1.1) for what it receives and a usage error for
 what it is asked to send. Fields seen valid once, and with no special meaning, are kept in
-a bounded set: clients repeat most of their fields on every request.
+a bounded set: clients repeat most of their fields on every request. Whole request and
+response lists seen valid are kept too, with what they were read as: a client repeats its
+request heads, a server its response heads (whose Date changes once a second).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import chain
 from typing import Final
 
 from wsgiserve.http.fields import VALUE_CHARS
@@ -51,6 +54,15 @@ _PLAIN_FIELDS: Final[set[Field]] = set()
 _PSEUDO_FIELDS: Final[set[Field]] = set()      # pseudo-header fields seen valid
 _PLAIN_FIELDS_MAX: Final = 4096
 _PLAIN_VALUE_MAX_BYTES: Final = 1024
+# Checked lists (per process, like the sets above): up to this many, each of at most this
+# size, counted as RFC 9113 §6.5.2 does (32 bytes per field on top of name and value; a
+# browser's request is about 1 KiB): at most 1 MiB kept. A larger list is checked every time.
+_CHECKED_LISTS_MAX: Final = 256
+_CHECKED_LIST_MAX_BYTES: Final = 4096
+# Keyed by the list as a tuple of (name, value) pairs; requests by whether :protocol is
+# allowed, too.
+_CHECKED_REQUESTS: Final[tuple[dict[tuple[Field, ...], RequestHead], ...]] = ({}, {})
+_CHECKED_RESPONSES: Final[dict[tuple[Field, ...], tuple[int, int | None]]] = {}
 
 
 def _check_value(name: bytes, value: bytes) -> None:
@@ -111,6 +123,23 @@ def check_request(fields: Sequence[Field], is_protocol_allowed: bool = False) ->
     Returns: (method, scheme, authority or Host, path, protocol, Content-Length).
     Raises: MalformedFields.
     """
+    key = tuple(fields)
+    checked = _CHECKED_REQUESTS[is_protocol_allowed]
+    head = checked.get(key)
+    if head is None:
+        head = _check_request(key, is_protocol_allowed)
+        if _list_size(key) <= _CHECKED_LIST_MAX_BYTES:
+            if len(checked) >= _CHECKED_LISTS_MAX:
+                checked.clear()
+            checked[key] = head
+    return head
+
+
+def _list_size(fields: tuple[Field, ...]) -> int:
+    return sum(map(len, chain.from_iterable(fields))) + 32 * len(fields)
+
+
+def _check_request(fields: Sequence[Field], is_protocol_allowed: bool) -> RequestHead:
     method = scheme = authority = path = protocol = None
     start = 0
     seen = _PSEUDO_FIELDS
@@ -166,6 +195,18 @@ def check_response(fields: Sequence[Field]) -> tuple[int, int | None]:
 
     Raises: MalformedFields (also for 101: RFC 9113 §8.6 has no Switching Protocols).
     """
+    key = tuple(fields)
+    result = _CHECKED_RESPONSES.get(key)
+    if result is None:
+        result = _check_response(key)
+        if _list_size(key) <= _CHECKED_LIST_MAX_BYTES:
+            if len(_CHECKED_RESPONSES) >= _CHECKED_LISTS_MAX:
+                _CHECKED_RESPONSES.clear()
+            _CHECKED_RESPONSES[key] = result
+    return result
+
+
+def _check_response(fields: Sequence[Field]) -> tuple[int, int | None]:
     if not fields or fields[0][0] != b":status":
         raise MalformedFields("a response does not start with :status")
     status = _STATUSES.get(fields[0][1])

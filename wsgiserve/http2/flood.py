@@ -34,10 +34,16 @@ class FloodGuard:
         self.data_frames_sent = 0
 
     def count_frame(self) -> None:
+        """One more frame received (the receiver inlines this: ``frames += 1``, then
+        ``new_window()`` past ``flood_window_frames``)."""
         self.frames += 1
         if self.frames > self.limits.flood_window_frames:
-            self._restart()
-            self.frames = 1
+            self.new_window()
+
+    def new_window(self) -> None:
+        """The frame just counted starts a new window: every quota restarts."""
+        self._restart()
+        self.frames = 1
 
     @staticmethod
     def _flood(what: str) -> Http2ConnectionError:

@@ -8,9 +8,11 @@ request). A head that breaks RFC 9113 §8 is a stream error.
 """
 from __future__ import annotations
 
+from typing import Final
+
 from wsgiserve.http2.endpoint import (
+    CLOSED_BY_US,
     NO_CONTENT_STATUSES,
-    ClosedBy,
     Endpoint,
     stream_error,
 )
@@ -28,19 +30,26 @@ from wsgiserve.http2.frames import (
     END_STREAM,
     PADDED,
     PRIORITY,
-    FrameType,
+    TYPE_HEADERS,
     headers_frames,
     parse_priority,
     rst_stream_frame,
     strip_padding,
 )
 from wsgiserve.http2.hpack import HeaderListTooLarge
-from wsgiserve.http2.streams import Stream, StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import (
+    CLOSED,
+    RECV_END_STREAM,
+    RECV_HEADERS,
+    SEND_END_STREAM,
+    Stream,
+    next_state,
+    transitions_on,
+)
 
 __all__ = ["HeaderBlockReceiver"]
 
-_S = StreamState
-_I = StreamInput
+_ON_RECV_HEADERS: Final = transitions_on(RECV_HEADERS)
 
 
 class HeaderBlockReceiver(Endpoint):
@@ -110,7 +119,8 @@ class HeaderBlockReceiver(Endpoint):
             stream = self._accept_stream(stream_id, flags, len(block))
             if stream is None:
                 return
-        stream.state = next_state(stream.state, _I.RECV_HEADERS, stream_id)
+        stream.state = _ON_RECV_HEADERS.get(stream.state) or next_state(
+            stream.state, RECV_HEADERS, stream_id)
         if error is not None:
             raise error
         if headers is None:
@@ -136,7 +146,7 @@ class HeaderBlockReceiver(Endpoint):
     def _accept_stream(self, stream_id: int, flags: int, length: int) -> Stream | None:
         """Open the peer's new stream; None if it is refused or the frame ignored."""
         if (stream_id & 1) == self.is_client or stream_id <= self._highest_peer_stream:
-            self._on_unknown_stream(stream_id, FrameType.HEADERS, flags, length)
+            self._on_unknown_stream(stream_id, TYPE_HEADERS, flags, length)
             return None
         if self.is_client:
             raise Http2ConnectionError("the server opened a stream (push is disabled)")
@@ -155,7 +165,7 @@ class HeaderBlockReceiver(Endpoint):
         # RFC 9113 §8.7: REFUSED_STREAM says the request was not processed (safe to retry).
         self._out.append(rst_stream_frame(stream_id, ErrorCode.REFUSED_STREAM))
         window = -1 if flags & END_STREAM else self._inbound_initial_window
-        self._remember_closed(stream_id, ClosedBy.US, ErrorCode.REFUSED_STREAM, window)
+        self._remember_closed(stream_id, CLOSED_BY_US, ErrorCode.REFUSED_STREAM, window)
         self._guard.count_reset()
 
     def _on_request_head(self, stream: Stream, headers: list[tuple[bytes, bytes]],
@@ -198,14 +208,14 @@ class HeaderBlockReceiver(Endpoint):
         # RFC 9113 §10.5.1: answer 431; then ask the client to stop sending (§8.1).
         stream_id = stream.stream_id
         if end_stream:
-            stream.state = next_state(stream.state, _I.RECV_END_STREAM, stream_id)
+            stream.state = next_state(stream.state, RECV_END_STREAM, stream_id)
         window = self._reset_window(stream)
         block = self._encoder.encode([(b":status", b"431")])
         self._out.append(headers_frames(stream_id, block, True, self.max_outbound_frame_size))
-        stream.state = next_state(stream.state, _I.SEND_END_STREAM, stream_id)
-        if stream.state is not _S.CLOSED:
+        stream.state = next_state(stream.state, SEND_END_STREAM, stream_id)
+        if stream.state is not CLOSED:
             self._out.append(rst_stream_frame(stream_id, ErrorCode.NO_ERROR))
-        self._close_stream(stream, ClosedBy.US, ErrorCode.NO_ERROR, window)
+        self._close_stream(stream, CLOSED_BY_US, ErrorCode.NO_ERROR, window)
         self._guard.count_reset()
 
     def _check_received_length(self, stream: Stream) -> None:

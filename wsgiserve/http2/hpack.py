@@ -5,6 +5,8 @@ table by index. The decoder bounds its work by the size of the block it is given
 decoded header list by ``max_header_list_size`` (RFC 9113 §6.5.2 counts 32 bytes per field
 on top of name and value): past it the block is still read to its end, to keep the table
 in step, but no field is kept, so many references to one large entry cost one step each.
+Both sides cache: the decoder the small blocks that left its table as it was (a client
+repeats them), the encoder the lists and fields whose encoding the table still gives.
 """
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ DEFAULT_TABLE_SIZE: Final = 4096
 ENTRY_OVERHEAD: Final = 32
 # RFC 7541 §4.2: a block may shrink the table and grow it again: two updates at most.
 MAX_SIZE_UPDATES: Final = 2
+# The decoder keeps up to this many blocks of at most this many bytes and fields, with
+# what they decoded to (about 10 KiB per connection at most): a client that repeats a request
+# sends the same bytes (every field indexed, or literals not indexed), which decode to the
+# same list while the table is unchanged. A browser's request has 10-20 fields.
+_DECODED_BLOCKS_MAX: Final = 16
+_DECODED_BLOCK_MAX_BYTES: Final = 256
+_DECODED_BLOCK_MAX_FIELDS: Final = 32
 # An HPACK integer longer than this many bits is refused (no field or index needs more;
 # without a bound, 0xff 0xff ... would build an arbitrarily large int).
 _MAX_INTEGER_SHIFT: Final = 28
@@ -135,10 +144,15 @@ class Decoder:
     ``max_allowed_table_size`` is our SETTINGS_HEADER_TABLE_SIZE (the bound on the size
     updates the peer may send); set it with ``set_max_allowed_table_size`` once the peer
     has acknowledged it.
+
+    ``generation`` changes whenever the table, its size or ``max_header_list_size`` does:
+    the same block at the same generation decodes to the same list. A small block that
+    left the generation as it was is kept with its list (a bounded number of them), and
+    decoding it again at that generation is a dictionary lookup.
     """
 
     __slots__ = ("_entries", "_size", "_max_size", "max_allowed_table_size",
-                 "max_header_list_size", "_must_update")
+                 "_max_header_list_size", "_must_update", "_generation", "_decoded")
 
     def __init__(self, max_header_list_size: int = 65536,
                  max_allowed_table_size: int = DEFAULT_TABLE_SIZE):
@@ -146,12 +160,28 @@ class Decoder:
         self._size = 0
         self._max_size = max_allowed_table_size
         self.max_allowed_table_size = max_allowed_table_size
-        self.max_header_list_size = max_header_list_size
+        self._max_header_list_size = max_header_list_size
         self._must_update = False
+        self._generation = 0
+        # block -> (the generation it was decoded at and left unchanged, its list)
+        self._decoded: dict[bytes, tuple[int, tuple[Field, ...]]] = {}
 
     @property
     def table_size(self) -> int:
         return self._size
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def max_header_list_size(self) -> int:
+        return self._max_header_list_size
+
+    @max_header_list_size.setter
+    def max_header_list_size(self, value: int) -> None:
+        self._max_header_list_size = value
+        self._generation += 1      # a list kept may be over the new limit
 
     def set_max_allowed_table_size(self, value: int) -> None:
         """Apply an acknowledged SETTINGS_HEADER_TABLE_SIZE: below the table's current
@@ -159,9 +189,11 @@ class Decoder:
         self.max_allowed_table_size = value
         if value < self._max_size:
             self._must_update = True
+            self._generation += 1      # a block kept without the update is now an error
 
     def decode(self, block: bytes) -> list[Field]:
-        """Decode one complete header block into (name, value) pairs, in order.
+        """Decode one complete header block into (name, value) pairs, in order (a new list
+        each time, which the caller may keep).
 
         Raises:
             Http2ConnectionError: COMPRESSION_ERROR; the compression state is lost and the
@@ -169,10 +201,20 @@ class Decoder:
             HeaderListTooLarge: the decoded list exceeds ``max_header_list_size``; the
                 table is updated as the block says, and the connection can go on.
         """
+        generation = self._generation
+        decoded = self._decoded.get(block)
+        if decoded is not None and decoded[0] == generation:
+            return list(decoded[1])
         try:
-            return self._decode(block)
+            headers = self._decode(block)
         except IndexError:
             raise _compression_error("truncated or out-of-range header block") from None
+        if self._generation == generation and len(block) <= _DECODED_BLOCK_MAX_BYTES and \
+                len(headers) <= _DECODED_BLOCK_MAX_FIELDS:
+            if len(self._decoded) >= _DECODED_BLOCKS_MAX:
+                self._decoded.clear()
+            self._decoded[block] = (generation, tuple(headers))
+        return headers
 
     def _decode(self, block: bytes) -> list[Field]:
         headers: list[Field] = []
@@ -182,7 +224,7 @@ class Decoder:
         end = len(block)
         pos = 0
         list_size = 0
-        limit = self.max_header_list_size
+        limit = self._max_header_list_size
         is_within_limit = True
         if block and block[0] & 0xE0 == 0x20:
             pos = self._read_size_updates(block)
@@ -243,6 +285,7 @@ class Decoder:
                                          f"{self.max_allowed_table_size} allowed")
             self._max_size = size
             self._evict(size)
+            self._generation += 1
         if pos < len(block) and block[pos] & 0xE0 == 0x20:
             raise _compression_error("more than two table size updates in one block")
         if self._must_update and self._max_size > self.max_allowed_table_size:
@@ -251,6 +294,7 @@ class Decoder:
         return pos
 
     def _add(self, field: Field) -> None:
+        self._generation += 1
         size = len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
         if size > self._max_size:
             # RFC 7541 §4.4: an entry larger than the table empties it and is not added.

@@ -10,8 +10,12 @@ from collections.abc import Callable
 from typing import Final
 
 from wsgiserve.http2.endpoint import (
-    ClosedBy,
-    ConnectionState,
+    CLOSED_BY_PEER,
+    CLOSED_BY_US,
+    CONNECTION_CLOSED,
+    CONNECTION_OPEN,
+    CONNECTION_PREFACE,
+    CONNECTION_SETTINGS,
     stream_error,
 )
 from wsgiserve.http2.errors import ErrorCode, Http2ConnectionError, Http2StreamError, error_code
@@ -32,7 +36,11 @@ from wsgiserve.http2.frames import (
     END_STREAM,
     MAX_WINDOW,
     PADDED,
-    FrameType,
+    TYPE_CONTINUATION,
+    TYPE_DATA,
+    TYPE_RST_STREAM,
+    TYPE_SETTINGS,
+    TYPE_WINDOW_UPDATE,
     parse_goaway,
     parse_priority,
     parse_settings,
@@ -47,15 +55,21 @@ from wsgiserve.http2.frames import (
 from wsgiserve.http2.header_blocks import HeaderBlockReceiver
 from wsgiserve.http2.limits import MAX_SETTINGS_ENTRIES
 from wsgiserve.http2.settings import Setting, check_setting
-from wsgiserve.http2.streams import StreamInput, StreamState, next_state
+from wsgiserve.http2.streams import (
+    RECV_DATA,
+    RECV_RST_STREAM,
+    RECV_WINDOW_UPDATE,
+    SEND_RST_STREAM,
+    next_state,
+    transitions_on,
+)
 
 __all__ = ["FrameReceiver"]
 
 _KNOWN_SETTINGS: Final = frozenset(Setting)
 # RFC 9218 §7.1: browsers send PRIORITY_UPDATE frames; ignored, and counted as PRIORITY.
 _PRIORITY_UPDATE: Final = 0x10
-_S = StreamState
-_I = StreamInput
+_ON_RECV_DATA: Final = transitions_on(RECV_DATA)
 
 
 class FrameReceiver(HeaderBlockReceiver):
@@ -74,7 +88,7 @@ class FrameReceiver(HeaderBlockReceiver):
             Http2ConnectionError: the peer broke the protocol or flooded us; its GOAWAY is
                 queued and the connection is CLOSED. Send ``data_to_send()`` and close.
         """
-        if self._state is ConnectionState.CLOSED:
+        if self._state is CONNECTION_CLOSED:
             return []
         if type(data) is not bytes:
             data = bytes(data)       # a bytearray or memoryview from a recv_into buffer
@@ -82,28 +96,31 @@ class FrameReceiver(HeaderBlockReceiver):
         events: list[Event] = []
         try:
             pos = 0
-            if self._state is ConnectionState.PREFACE:
+            if self._state is CONNECTION_PREFACE:
                 pos = self._read_preface(buffer)
                 if not pos:
                     self._buffer = buffer
                     return events
             handlers = _HANDLERS
             guard = self._guard
+            window_frames = self.limits.flood_window_frames
             while True:
                 frames, pos = read_frames(buffer, pos, self._max_inbound_frame_size)
                 if not frames:
                     break
                 for frame_type, flags, stream_id, payload in frames:
-                    guard.count_frame()
+                    guard.frames += 1                   # guard.count_frame(), inline
+                    if guard.frames > window_frames:
+                        guard.new_window()
                     if self._header_stream:
-                        if frame_type != FrameType.CONTINUATION or \
+                        if frame_type != TYPE_CONTINUATION or \
                                 stream_id != self._header_stream:
                             raise Http2ConnectionError(
                                 "a header block interrupted by another frame")
-                    elif self._state is not ConnectionState.OPEN and (
-                            frame_type != FrameType.SETTINGS or flags & ACK):
+                    elif self._state is not CONNECTION_OPEN and (
+                            frame_type != TYPE_SETTINGS or flags & ACK):
                         raise Http2ConnectionError("the first frame is not SETTINGS")
-                    if frame_type > FrameType.CONTINUATION:    # RFC 9113 §4.1: ignored
+                    if frame_type > TYPE_CONTINUATION:    # RFC 9113 §4.1: ignored
                         if frame_type == _PRIORITY_UPDATE:
                             guard.count_priority()
                         else:
@@ -126,7 +143,7 @@ class FrameReceiver(HeaderBlockReceiver):
             return 0
         if not buffer.startswith(CLIENT_PREFACE):
             raise Http2ConnectionError("invalid connection preface")
-        self._set_state(ConnectionState.SETTINGS)
+        self._set_state(CONNECTION_SETTINGS)
         return len(CLIENT_PREFACE)
 
     def _reset_for_error(self, exc: Http2StreamError, events: list[Event]) -> None:
@@ -135,12 +152,12 @@ class FrameReceiver(HeaderBlockReceiver):
         stream = self._streams.get(stream_id)
         if stream is not None:
             window = self._reset_window(stream)
-            stream.state = next_state(stream.state, _I.SEND_RST_STREAM, stream_id)
-            self._close_stream(stream, ClosedBy.US, exc.code, window)
+            stream.state = next_state(stream.state, SEND_RST_STREAM, stream_id)
+            self._close_stream(stream, CLOSED_BY_US, exc.code, window)
             if stream.is_announced:
                 events.append(StreamReset(stream_id, exc.code, False))
         else:
-            self._remember_closed(stream_id, ClosedBy.US, exc.code)
+            self._remember_closed(stream_id, CLOSED_BY_US, exc.code)
         self._guard.count_reset()    # MadeYouReset (CVE-2025-8671): resets the peer causes
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
@@ -157,10 +174,11 @@ class FrameReceiver(HeaderBlockReceiver):
         stream = self._streams.get(stream_id)
         if stream is None:
             self._credit_connection(length)       # nobody will read it
-            self._on_unknown_stream(stream_id, FrameType.DATA, flags, length)
+            self._on_unknown_stream(stream_id, TYPE_DATA, flags, length)
             return
         stream.unacknowledged_bytes += length     # returned to the connection on close
-        stream.state = next_state(stream.state, _I.RECV_DATA, stream_id)
+        stream.state = _ON_RECV_DATA.get(stream.state) or next_state(stream.state, RECV_DATA,
+                                                                     stream_id)
         stream.inbound_window -= length
         if stream.inbound_window < 0:
             raise stream_error("DATA beyond the stream window", stream_id,
@@ -198,11 +216,11 @@ class FrameReceiver(HeaderBlockReceiver):
             return
         stream = self._streams.get(stream_id)
         if stream is None:
-            self._on_unknown_stream(stream_id, FrameType.WINDOW_UPDATE)
+            self._on_unknown_stream(stream_id, TYPE_WINDOW_UPDATE)
             return
         if not increment:
             raise stream_error("WINDOW_UPDATE of 0", stream_id)       # RFC 9113 §6.9
-        stream.state = next_state(stream.state, _I.RECV_WINDOW_UPDATE, stream_id)
+        stream.state = next_state(stream.state, RECV_WINDOW_UPDATE, stream_id)
         stream.outbound_window += increment
         if stream.outbound_window > MAX_WINDOW:
             raise stream_error("stream window over 2^31-1", stream_id,
@@ -237,11 +255,11 @@ class FrameReceiver(HeaderBlockReceiver):
         self._guard.count_reset()       # rapid reset (CVE-2023-44487)
         stream = self._streams.get(stream_id)
         if stream is None:
-            self._on_unknown_stream(stream_id, FrameType.RST_STREAM)
+            self._on_unknown_stream(stream_id, TYPE_RST_STREAM)
             return
         code = error_code(parse_uint32(payload))
-        stream.state = next_state(stream.state, _I.RECV_RST_STREAM, stream_id)
-        self._close_stream(stream, ClosedBy.PEER, code)
+        stream.state = next_state(stream.state, RECV_RST_STREAM, stream_id)
+        self._close_stream(stream, CLOSED_BY_PEER, code)
         if stream.is_announced:
             events.append(StreamReset(stream_id, code, True))
 
@@ -268,8 +286,8 @@ class FrameReceiver(HeaderBlockReceiver):
             self._apply_remote_setting(Setting(identifier), value)
             changed[identifier] = value
         self._out.append(settings_frame({}, ack=True))
-        if self._state is ConnectionState.SETTINGS:
-            self._set_state(ConnectionState.OPEN)
+        if self._state is CONNECTION_SETTINGS:
+            self._set_state(CONNECTION_OPEN)
         events.append(SettingsChanged(changed))
 
     def _apply_remote_setting(self, setting: Setting, value: int) -> None:
@@ -343,8 +361,8 @@ class FrameReceiver(HeaderBlockReceiver):
         for stream in [s for s in self._streams.values()
                        if s.is_local and s.stream_id > last_stream_id]:
             # RFC 9113 §6.8: not processed; the application may retry them elsewhere.
-            stream.state = next_state(stream.state, _I.RECV_RST_STREAM, stream.stream_id)
-            self._close_stream(stream, ClosedBy.PEER, ErrorCode.REFUSED_STREAM)
+            stream.state = next_state(stream.state, RECV_RST_STREAM, stream.stream_id)
+            self._close_stream(stream, CLOSED_BY_PEER, ErrorCode.REFUSED_STREAM)
             events.append(StreamReset(stream.stream_id, ErrorCode.REFUSED_STREAM, True))
         events.append(GoAwayReceived(last_stream_id, error_code(code), debug_data))
 

@@ -24,7 +24,8 @@ from wsgiserve.http2.errors import (
     StreamClosedError,
 )
 
-__all__ = ["TRANSITIONS", "Stream", "StreamInput", "StreamState", "next_state"]
+__all__ = ["TRANSITIONS", "Stream", "StreamInput", "StreamState", "next_state",
+           "transitions_on"]  # and the members, as module names below
 
 
 class StreamState(Enum):
@@ -52,6 +53,12 @@ class StreamInput(Enum):
     RECV_RST_STREAM = "receive RST_STREAM"
     RECV_WINDOW_UPDATE = "receive WINDOW_UPDATE"
 
+
+# The members as module names, for the hot paths: on Python 3.11 reading an attribute of
+# an Enum class goes through EnumType.__getattr__'s slow lookup hook (~150 ns each).
+IDLE, OPEN, HALF_CLOSED_LOCAL, HALF_CLOSED_REMOTE, CLOSED = StreamState
+(SEND_HEADERS, SEND_DATA, SEND_END_STREAM, SEND_RST_STREAM, SEND_WINDOW_UPDATE, RECV_HEADERS,
+ RECV_DATA, RECV_END_STREAM, RECV_RST_STREAM, RECV_WINDOW_UPDATE) = StreamInput
 
 _S = StreamState
 _I = StreamInput
@@ -96,10 +103,24 @@ def next_state(state: StreamState, stream_input: StreamInput, stream_id: int) ->
     if stream_input not in _RECEIVES:
         raise StreamClosedError(f"cannot {stream_input.value} on stream {stream_id} in state "
                                 f"{state.value}", stream_id)
-    if state is StreamState.IDLE:
+    if state is IDLE:
         raise Http2ConnectionError(f"{stream_input.value} on idle stream {stream_id}")
     raise Http2StreamError(f"{stream_input.value} on stream {stream_id} in state "
                            f"{state.value}", stream_id, ErrorCode.STREAM_CLOSED)
+
+
+def transitions_on(*inputs: StreamInput) -> dict[StreamState, StreamState]:
+    """The state after ``inputs`` in turn, from each state where the table takes them all
+    (for a hot path that applies a fixed sequence in one lookup; a state missing from the
+    result is one where ``next_state`` raises for one of the inputs)."""
+    result = {}
+    for state in StreamState:
+        after: StreamState | None = state
+        for stream_input in inputs:
+            after = TRANSITIONS.get((after, stream_input)) if after is not None else None
+        if after is not None:
+            result[state] = after
+    return result
 
 
 class Stream:
@@ -119,7 +140,7 @@ class Stream:
     def __init__(self, stream_id: int, is_local: bool, outbound_window: int,
                  inbound_window: int):
         self.stream_id = stream_id
-        self.state = StreamState.IDLE
+        self.state = IDLE
         self.is_local = is_local
         self.outbound_window = outbound_window
         self.inbound_window = inbound_window
