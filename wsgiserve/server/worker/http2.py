@@ -7,9 +7,12 @@ new stream's ``Http2Stream.run`` with ``context.submit`` (at most ``max_streams_
 of one connection at once; the others wait their turn, so one connection cannot take
 every thread). Streams write from their own threads through this protocol
 (``StreamOutput``): one lock guards the core, the output not yet sent and the socket's
-I/O. A stream that has no flow-control credit, or whose output is not yet taken by the
-socket, waits on a condition with the body timeout; the loop's writable event or the
-client's WINDOW_UPDATE wakes it. Nothing a slow client does holds a thread for longer.
+I/O. A stream that has to wait for the client (its request body, flow-control credit)
+or for the socket (output not yet taken) waits with the body timeout, and while it waits
+its thread reads and writes for the connection itself (``_wait``: one thread at a time,
+the loop's reads stand aside meanwhile): every serving thread may be in the app, and
+then no thread would be left to run the loop's reads. Nothing a slow client does holds a
+thread for longer than the body timeout.
 
 The connection's states (``ConnState``): IDLE (no stream open: the keep-alive timeout
 runs), IN_APP (streams open), CLOSING (our GOAWAY and FIN went: lingering), CLOSED. A
@@ -20,6 +23,7 @@ flight finish.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -59,7 +63,7 @@ from wsgiserve.server.worker.states import (
     ConnState,
     Outcome,
 )
-from wsgiserve.server.worker.stream import Fields, Http2Stream, StreamGone
+from wsgiserve.server.worker.stream import Fields, Http2Stream, StreamBody, StreamGone
 from wsgiserve.server.worker.transport import Transport
 
 __all__ = ["Http2", "http2_limits"]
@@ -73,6 +77,9 @@ OUTPUT_HIGH_WATER_BYTES: Final = 256 * 1024
 # after this long.
 _STOP_PING: Final = b"wsgistop"
 STOP_PING_WAIT_S: Final = 1.0
+# A stream's thread reading for the connection (``_wait``) looks up at least this often:
+# what it waits for may have come another way (a reset, the connection's close).
+READER_POLL_MAX_S: Final = 0.5
 
 
 def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
@@ -93,7 +100,8 @@ class Http2:
     __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
-                 "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later")
+                 "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
+                 "_has_reader")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"") -> None:
@@ -121,6 +129,7 @@ class Http2:
         # finished response waits for them (or the housekeeping tick) to share a write.
         self._queued = 0
         self._flush_later = self._flush_deferred  # one bound method: a set member
+        self._has_reader = False  # a stream's thread reads for the connection (_wait)
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -137,29 +146,18 @@ class Http2:
             return CLOSE if self.transport.discard_input() else WAIT_READABLE
         starting: list[Http2Stream] = []
         with self._lock:
+            if self._has_reader:
+                # A stream's thread is reading (_wait): it reads all the socket holds
+                # before it lets go, so this event's bytes are its to read.
+                self.transport.read_pending = False
+                return WAIT_WRITABLE if self._out else WAIT_READABLE
             data = self.transport.recv()
-            is_eof = data == b""
             if self._initial:
                 data = self._initial + (data or b"")
                 self._initial = b""
             if data is None:
                 return WAIT_WRITABLE if self._out else WAIT_READABLE
-            if not data:
-                self._end_streams(StreamGone("the client closed the connection"))
-                return CLOSE
-            try:
-                events = self.core.receive_data(data)
-            except Http2ConnectionError as exc:
-                _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr,
-                           exc)
-                self._end_streams(StreamGone(f"connection error: {exc}"))
-                return self._shut()
-            self._dispatch(events, starting)
-            self._send_queued()
-            if is_eof:  # the preface came with the client's close: nothing to answer
-                self._end_streams(StreamGone("the client closed the connection"))
-                return CLOSE
-            outcome = self._outcome()
+            outcome = self._receive(data, starting)
         for stream in starting:
             self.context.submit(stream.run)
         return outcome
@@ -214,6 +212,22 @@ class Http2:
         self.transport.close()
 
     # -- reading (under the lock) -----------------------------------------------------------
+    def _receive(self, data: bytes, starting: list[Http2Stream]) -> Outcome:
+        """Feed the core what the socket gave (b"": the client closed); new streams go
+        to ``starting``."""
+        if not data:
+            self._end_streams(StreamGone("the client closed the connection"))
+            return CLOSE
+        try:
+            events = self.core.receive_data(data)
+        except Http2ConnectionError as exc:
+            _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr, exc)
+            self._end_streams(StreamGone(f"connection error: {exc}"))
+            return self._shut()
+        self._dispatch(events, starting)
+        self._send_queued()
+        return self._outcome()
+
     def _dispatch(self, events: list[Event], starting: list[Http2Stream]) -> None:
         streams = self._streams
         stream: Http2Stream | None
@@ -269,6 +283,8 @@ class Http2:
                     self._final_goaway()
             elif kind is GoAwayReceived:
                 self._is_peer_done = True
+        if events:
+            self._changed.notify_all()  # request bodies grew, windows changed
 
     def _outcome(self) -> Outcome:
         """After reading or writing: shut the connection when nothing more will happen on
@@ -337,10 +353,75 @@ class Http2:
             del out[:sent]
 
     def _wait(self, deadline: float, what: str) -> None:
+        """Wait (once: the caller looks again) for the client or the socket, by reading
+        and writing for the connection when no other stream's thread does.
+
+        Called with the lock held, by a stream's thread that cannot go on: it may be the
+        only serving thread not in the app, and the loop's reads need one. While it polls
+        the socket (the lock released), the loop's reads stand aside (``_has_reader``);
+        it reads all the socket holds before it lets go, so nothing is left unread
+        behind an edge the loop was told about.
+
+        Raises:
+            TimeoutError: ``deadline`` passed.
+        """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"timed out waiting for {what}")
-        self._changed.wait(remaining)
+        if self._has_reader or self._is_broken or self.state is CLOSING \
+                or self.state is CLOSED:
+            self._changed.wait(min(remaining, READER_POLL_MAX_S))
+            return
+        self._has_reader = True
+        try:
+            ready = self._poll(min(remaining, READER_POLL_MAX_S))
+            if ready and not self._is_broken and self.state is not CLOSED \
+                    and self.state is not CLOSING:
+                if ready & select.POLLOUT:
+                    self._flush()
+                if ready & ~select.POLLOUT:
+                    self._read_for_streams()
+        finally:
+            self._has_reader = False
+            self._changed.notify_all()
+
+    def _poll(self, timeout_s: float) -> int:
+        """Wait for the socket to be readable (or writable, while output waits) with the
+        lock released; the events seen."""
+        poller = select.poll()
+        poller.register(self.transport.fileno,
+                        select.POLLIN | select.POLLOUT if self._out else select.POLLIN)
+        self._lock.release()
+        try:
+            ready = poller.poll(timeout_s * 1000)
+        finally:
+            self._lock.acquire()
+        mask = 0
+        for _, events in ready:
+            mask |= events
+        return mask
+
+    def _read_for_streams(self) -> None:
+        """Read what the socket holds, as ``on_readable`` does, from a stream's thread.
+        When the connection ends here, the loop closes it: its deadline is now."""
+        starting: list[Http2Stream] = []
+        outcome = WAIT_READABLE
+        try:
+            while (data := self.transport.recv()) is not None:
+                outcome = self._receive(data, starting)
+                if outcome is CLOSE or self.state is CLOSING:
+                    break
+        except OSError as exc:
+            _log.debug("receive from %s failed: %s", self.transport.remote_addr, exc)
+            self._is_broken = True
+            self._end_streams(StreamGone("the connection failed"))
+            outcome = CLOSE
+        if outcome is CLOSE:
+            if self.state is not CLOSING:
+                self.set_state(CLOSING)
+            self.deadline = time.monotonic()  # the loop's housekeeping closes it
+        for stream in starting:
+            self.context.submit(stream.run)
 
     def _check(self, stream_id: int) -> Http2Stream:
         stream = self._streams.get(stream_id)
@@ -442,11 +523,15 @@ class Http2:
                 self._guard(self.core.reset_stream, stream_id, error_code)
                 self._send_queued()
 
-    def credit(self, stream_id: int, size: int) -> None:
+    def read_body(self, stream_id: int, body: StreamBody, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + timeout_s
         with self._lock:
-            if not self._is_broken:
-                self._guard(self.core.acknowledge_received_data, size, stream_id)
+            while (piece := body.take()) is None:
+                self._wait(deadline, "the request body")
+            if piece and not self._is_broken:
+                self._guard(self.core.acknowledge_received_data, len(piece), stream_id)
                 self._send_queued()
+            return piece
 
     def stream_done(self, stream: Http2Stream) -> None:
         starting = None

@@ -4,7 +4,8 @@
 ``StreamOutput`` (the HTTP/2 protocol of the connection, which owns the shared HTTP/2
 state, the flow-control windows and the socket). The request body arrives from the
 connection's reading thread into a bounded ``StreamBody`` (bounded by the stream's
-receive window: credit goes back as the app reads, not on receipt). The same PEP 3333
+receive window: credit goes back as the app reads, not on receipt); the app's reads wait
+through the connection, which reads for them when no other thread does. The same PEP 3333
 rules as HTTP/1.1: ``start_response`` with ``exc_info``, ``write()``, the iterable's
 ``close()``, connection-specific headers the app sets are dropped, and a body that breaks
 its Content-Length is cut at what was declared (the stream is then reset).
@@ -12,7 +13,6 @@ its Content-Length is cut at what was declared (the stream is then reset).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -57,8 +57,9 @@ class StreamOutput(Protocol):
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM (nothing if the stream is already closed)."""
 
-    def credit(self, stream_id: int, size: int) -> None:
-        """The app read ``size`` bytes of the stream's body: give the window back."""
+    def read_body(self, stream_id: int, body: StreamBody, timeout_s: float) -> bytes:
+        """The next piece of ``body`` (b"" at its end), its window given back; waits for
+        the client up to ``timeout_s``. Raises TimeoutError, or the body's error."""
 
     def stream_done(self, stream: Http2Stream) -> None:
         """The WSGI call ended (whatever happened)."""
@@ -77,8 +78,9 @@ def _request_of(event: RequestReceived) -> Request:
 
 
 class StreamBody(RequestBody):
-    """``wsgi.input`` of a stream: the bytes the connection's reader hands over, read by
-    the app's thread; each read gives the window back (``StreamOutput.credit``)."""
+    """``wsgi.input`` of a stream: the bytes the connection hands over, read by the app's
+    thread through ``StreamOutput.read_body`` (which gives the window back). ``feed``,
+    ``end``, ``fail`` and ``take`` are called under the connection's lock."""
 
     def __init__(self, stream_id: int, output: StreamOutput, timeout_s: float) -> None:
         super().__init__(self._next_piece)
@@ -88,40 +90,30 @@ class StreamBody(RequestBody):
         self._pieces: deque[bytes] = deque()
         self._is_ended = False
         self._error: BaseException | None = None
-        self._arrived = threading.Condition(threading.Lock())
 
-    # -- the connection's side (its reading thread) --------------------------------------
+    # -- the connection's side -------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        with self._arrived:
-            self._pieces.append(data)
-            self._arrived.notify()
+        self._pieces.append(data)
 
     def end(self) -> None:
-        with self._arrived:
-            self._is_ended = True
-            self._arrived.notify()
+        self._is_ended = True
 
     def fail(self, error: BaseException) -> None:
-        with self._arrived:
-            self._error = error
-            self._arrived.notify()
+        self._error = error
+
+    def take(self) -> bytes | None:
+        """The next piece, b"" at the end, None while there is none yet.
+
+        Raises: the error the body failed with."""
+        if self._pieces:
+            return self._pieces.popleft()
+        if self._error is not None:
+            raise self._error
+        return b"" if self._is_ended else None
 
     # -- the app's side -------------------------------------------------------------------
     def _next_piece(self) -> bytes:
-        with self._arrived:
-            deadline = time.monotonic() + self._timeout_s
-            while not self._pieces:
-                if self._error is not None:
-                    raise self._error
-                if self._is_ended:
-                    return b""
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("timed out reading the request body")
-                self._arrived.wait(remaining)
-            piece = self._pieces.popleft()
-        self._output.credit(self._stream_id, len(piece))
-        return piece
+        return self._output.read_body(self._stream_id, self, self._timeout_s)
 
 
 class Http2Stream:
