@@ -17,6 +17,7 @@ Routes (query arguments in brackets):
   /connection-headers      a response with connection-specific fields (not validated:
                            the validator refuses them, the server must drop them)
   /cookie-echo             JSON: HTTP_COOKIE
+  /large-header [size]     a response with an X-Large header of size bytes
   /response-trailers       a streamed body, then trailers through
                            wsgiserve.response_trailers
 """
@@ -98,6 +99,13 @@ def _connection_headers(environ: WSGIEnvironment,
     return [b"ok"]
 
 
+def _large_header(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    size = int(_query(environ, "size", "20000"))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Large", "h" * size),
+                              ("Content-Length", "2")])
+    return [b"ok"]
+
+
 def _cookie_echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"cookie": environ.get("HTTP_COOKIE")})
 
@@ -117,6 +125,7 @@ ROUTES: dict[str, _Handler] = {
     "/trailers": _trailers,
     "/early-hints": _early_hints,
     "/cookie-echo": _cookie_echo,
+    "/large-header": _large_header,
     "/response-trailers": _response_trailers,
 }
 _UNVALIDATED: dict[str, _Handler] = {
