@@ -4,6 +4,7 @@
 ``app`` routes the paths below, and everything else to ``tests.apps.raw``; all but the
 routes in ``_UNVALIDATED`` run inside ``wsgiref.validate``'s validator (its warnings are
 errors), so a PEP 3333 slip by the server becomes a 500 and a traceback in the log.
+CONNECT requests and ``OPTIONS *`` (which the validator refuses) go to the fallback.
 
 Routes (query arguments in brackets):
   /sleep [s]               sleeps s seconds (default 0.5), then "slept"
@@ -77,7 +78,9 @@ def _slow_read(environ: WSGIEnvironment, start_response: StartResponse) -> list[
 
 
 def _trailers(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
-    length = len(environ["wsgi.input"].read())
+    length = 0
+    while piece := environ["wsgi.input"].read(65536):
+        length += len(piece)
     trailers = environ.get("wsgiserve.request_trailers")
     return _json(start_response, {"length": length, "trailers": trailers})
 
@@ -143,6 +146,8 @@ _validated = validator(_router)
 
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     handler = _UNVALIDATED.get(environ["PATH_INFO"])
+    if environ["REQUEST_METHOD"] == "CONNECT" or environ["PATH_INFO"] == "*":
+        handler = fallback  # the validator refuses both; the fallback answers 404
     if handler is not None:
         return handler(environ, start_response)
     return _validated(environ, start_response)

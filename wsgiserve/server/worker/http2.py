@@ -264,7 +264,8 @@ class Http2:
                 assert isinstance(event, TrailersReceived)
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream.trailers = event.headers
+                    stream.trailers.extend([(name.decode("latin-1"), value.decode("latin-1"))
+                                            for name, value in event.headers])
             elif kind is StreamReset:
                 assert isinstance(event, StreamReset)
                 stream = streams.get(event.stream_id)
@@ -448,7 +449,7 @@ class Http2:
                 self.core.send_trailers(stream_id, fields)
             except (StreamClosedError, ConnectionClosedError) as exc:
                 raise StreamGone(str(exc)) from exc
-            self._send_queued()
+            self._send_soon(True)
 
     def send(self, stream_id: int, head: Fields | None, data: bytes, *,
              end_stream: bool) -> None:

@@ -9,6 +9,12 @@ through the connection, which reads for them when no other thread does. The same
 rules as HTTP/1.1: ``start_response`` with ``exc_info``, ``write()``, the iterable's
 ``close()``, connection-specific headers the app sets are dropped, and a body that breaks
 its Content-Length is cut at what was declared (the stream is then reset).
+
+Beyond PEP 3333: ``wsgi.early_hints`` (gunicorn 27's name) sends 103 Early Hints;
+``wsgiserve.request_trailers`` is the list of the request's trailer fields, as (name,
+value) str pairs, complete once ``wsgi.input`` was read to its end; calling
+``wsgiserve.response_trailers(headers)`` before the response body ends sends those
+fields as the response's trailers.
 """
 from __future__ import annotations
 
@@ -121,7 +127,8 @@ class Http2Stream:
 
     __slots__ = ("stream_id", "output", "context", "event", "environ", "body", "status",
                  "headers", "template", "is_head", "is_head_sent", "status_code", "sent_bytes",
-                 "started", "trailers", "is_reset", "has_sent", "_remaining", "_base_environ")
+                 "started", "trailers", "response_trailers", "is_reset", "has_sent",
+                 "_remaining", "_base_environ")
 
     def __init__(self, event: RequestReceived, output: StreamOutput, context: ServerContext,
                  base_environ: dict[str, Any]) -> None:
@@ -141,7 +148,10 @@ class Http2Stream:
         self.status_code = 0
         self.sent_bytes = 0
         self.started = time.monotonic()
-        self.trailers: Fields = []  # the request's, once its body ended
+        # The request's trailers (the environ's list, filled when they come) and those the
+        # app gave for the response.
+        self.trailers: list[tuple[str, str]] = []
+        self.response_trailers: Fields = []
         self.is_reset = False
         self.has_sent = False  # the connection's count: this stream has written (or ended)
         self._remaining: int | None = None  # body bytes owed to a declared Content-Length
@@ -191,6 +201,8 @@ class Http2Stream:
         environ = context.environs.build(request, self._base_environ, context.script_name)
         environ["wsgi.input"] = self.body if self.body is not None else _EMPTY_INPUT
         environ["wsgi.early_hints"] = self.send_early_hints
+        environ["wsgiserve.request_trailers"] = self.trailers
+        environ["wsgiserve.response_trailers"] = self.set_response_trailers
         return environ
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -226,6 +238,17 @@ class Http2Stream:
         fields = [(b":status", b"103")] + [(name.lower().encode("latin-1"),
                                            value.encode("latin-1")) for name, value in kept]
         self.output.send_informational(self.stream_id, fields)
+
+    def set_response_trailers(self, headers: Sequence[tuple[str, str]]) -> None:
+        """``environ["wsgiserve.response_trailers"]``: fields sent after the body, e.g.
+        ``[("X-Checksum", "...")]``; called before the body ends (later calls replace
+        earlier ones). Connection-specific fields are dropped; nothing is sent for a
+        response without content (HEAD, 204, 304)."""
+        kept = [(name, value) for name, value in headers
+                if name.lower() not in CONNECTION_SPECIFIC]
+        check_fields(kept)
+        self.response_trailers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                  for name, value in kept]
 
     def _head(self) -> Http2HeadTemplate:
         template = self.template
@@ -283,7 +306,12 @@ class Http2Stream:
             self._note_broken_length()
             output.reset(self.stream_id, ErrorCode.INTERNAL_ERROR)
             return
-        if head is not None or data or end_stream:
+        if end_stream and self.response_trailers and not self.is_head \
+                and self.status_code not in (204, 304):
+            output.send(self.stream_id, head, data, end_stream=False)
+            self.sent_bytes += len(data)
+            output.send_trailers(self.stream_id, self.response_trailers)
+        elif head is not None or data or end_stream:
             output.send(self.stream_id, head, data, end_stream=end_stream)
             self.sent_bytes += len(data)
 
