@@ -4,22 +4,11 @@ certificate, and a check after every test that the server logged no unexpected e
 """
 from __future__ import annotations
 
-import ssl
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-
-from serving import Server  # noqa: E402
-
-APP = "tests.http2_server.h2_apps:app"
-
-
-def start_server(directory: Path, *args: str, app: str = APP) -> Server:
-    return Server(directory, app, "--threads", "4", "--access-logfile", "-", *args).start()
+from h2servers import Certificates, start_server
+from serving import Server
 
 
 @pytest.fixture(scope="module")
@@ -43,30 +32,6 @@ def no_unexpected_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     logged = server.log()[start:]
     assert "Unexpected error" not in logged, logged[-3000:]
-
-
-class Certificates:
-    """A trustme CA and a server certificate for localhost and 127.0.0.1, in files."""
-
-    def __init__(self, directory: Path) -> None:
-        import trustme
-
-        self.ca = trustme.CA()
-        certificate = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.cert_path = directory / "server.pem"
-        self.key_path = directory / "server.key"
-        self.ca_path = directory / "ca.pem"
-        certificate.private_key_pem.write_to_path(str(self.key_path))
-        certificate.cert_chain_pems[0].write_to_path(str(self.cert_path))
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-
-    def server_args(self) -> tuple[str, ...]:
-        return ("--certfile", str(self.cert_path), "--keyfile", str(self.key_path))
-
-    def client_context(self, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca_path))
-        context.set_alpn_protocols(list(alpn))
-        return context
 
 
 @pytest.fixture(scope="module")
