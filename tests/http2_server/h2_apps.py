@@ -19,6 +19,9 @@ Routes (query arguments in brackets):
                            the validator refuses them, the server must drop them)
   /cookie-echo             JSON: HTTP_COOKIE
   /large-header [size]     a response with an X-Large header of size bytes
+  /gauge [s]               sleeps s seconds (default 0.3) counted as "in the app"; JSON:
+                           the most calls in the app at once since /gauge-reset
+  /gauge-reset             forgets that most
   /response-trailers       a streamed body, then trailers through
                            wsgiserve.response_trailers
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qs
@@ -109,6 +113,27 @@ def _large_header(environ: WSGIEnvironment, start_response: StartResponse) -> li
     return [b"ok"]
 
 
+_gauge_lock = threading.Lock()
+_gauge_now_and_most = [0, 0]
+
+
+def _gauge(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    with _gauge_lock:
+        _gauge_now_and_most[0] += 1
+        _gauge_now_and_most[1] = max(_gauge_now_and_most)
+    time.sleep(float(_query(environ, "s", "0.3")))
+    with _gauge_lock:
+        _gauge_now_and_most[0] -= 1
+        most = _gauge_now_and_most[1]
+    return _json(start_response, {"most": most})
+
+
+def _gauge_reset(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    with _gauge_lock:
+        _gauge_now_and_most[1] = _gauge_now_and_most[0]
+    return _json(start_response, {"most": _gauge_now_and_most[1]})
+
+
 def _cookie_echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"cookie": environ.get("HTTP_COOKIE")})
 
@@ -129,6 +154,8 @@ ROUTES: dict[str, _Handler] = {
     "/early-hints": _early_hints,
     "/cookie-echo": _cookie_echo,
     "/large-header": _large_header,
+    "/gauge": _gauge,
+    "/gauge-reset": _gauge_reset,
     "/response-trailers": _response_trailers,
 }
 _UNVALIDATED: dict[str, _Handler] = {
