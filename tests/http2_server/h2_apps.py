@@ -19,6 +19,7 @@ Routes (query arguments in brackets):
                            the validator refuses them, the server must drop them)
   /cookie-echo             JSON: HTTP_COOKIE
   /large-header [size]     a response with an X-Large header of size bytes
+  /late-big [s, size]      sleeps s seconds, then size bytes (Content-Length)
   /gauge [s]               sleeps s seconds (default 0.3) counted as "in the app"; JSON:
                            the most calls in the app at once since /gauge-reset
   /gauge-reset             forgets that most
@@ -134,6 +135,14 @@ def _gauge_reset(environ: WSGIEnvironment, start_response: StartResponse) -> lis
     return _json(start_response, {"most": _gauge_now_and_most[1]})
 
 
+def _late_big(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    time.sleep(float(_query(environ, "s", "1")))
+    size = int(_query(environ, "size", "100000"))
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(size))])
+    return [b"x" * size]
+
+
 def _cookie_echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"cookie": environ.get("HTTP_COOKIE")})
 
@@ -154,6 +163,7 @@ ROUTES: dict[str, _Handler] = {
     "/early-hints": _early_hints,
     "/cookie-echo": _cookie_echo,
     "/large-header": _large_header,
+    "/late-big": _late_big,
     "/gauge": _gauge,
     "/gauge-reset": _gauge_reset,
     "/response-trailers": _response_trailers,

@@ -156,8 +156,12 @@ class H2Connection:
 
     def __init__(self, port: int, *, timeout_s: float = 5.0,
                  tls: ssl.SSLContext | None = None, server_hostname: str = "localhost",
-                 auto_window: bool = True) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+                 auto_window: bool = True, receive_buffer_bytes: int = 0) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer_bytes:   # set before connecting: it bounds the TCP window
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+        sock.settimeout(timeout_s)
+        sock.connect(("127.0.0.1", port))
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=server_hostname)
         self.sock = sock

@@ -22,11 +22,13 @@ flight finish.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Final
 
 from wsgiserve.http2 import (
@@ -487,32 +489,48 @@ class Http2:
 
     def _send_waiting(self, stream_id: int, view: memoryview, end_stream: bool) -> None:
         """Send ``view`` as flow-control credit and the socket allow, waiting for both
-        with the body timeout."""
+        with the body timeout; when it passes, the stream is reset (CANCEL)."""
         core = self.core
         deadline = time.monotonic() + self.context.body_timeout_s
-        while True:
-            if len(self._out) > OUTPUT_HIGH_WATER_BYTES:
-                self._send_queued()
-                self._wait(deadline, "the client to read the response")
-                self._check(stream_id)
-                continue
-            window = core.local_flow_control_window(stream_id)
-            if len(view) <= window:
-                core.send_data(stream_id, bytes(view), end_stream=end_stream)
-                self._send_queued()
-                return
-            if window:
-                core.send_data(stream_id, bytes(view[:window]))
-                view = view[window:]
-                continue
-            self._send_queued()
+        with self._waiting_for_the_client(stream_id):
             try:
-                self._wait(deadline, "flow-control credit from the client")
+                while True:
+                    if len(self._out) > OUTPUT_HIGH_WATER_BYTES:
+                        self._send_queued()
+                        self._wait(deadline, "the client to read the response")
+                        self._check(stream_id)
+                        continue
+                    window = core.local_flow_control_window(stream_id)
+                    if len(view) <= window:
+                        core.send_data(stream_id, bytes(view), end_stream=end_stream)
+                        self._send_queued()
+                        return
+                    if window:
+                        core.send_data(stream_id, bytes(view[:window]))
+                        view = view[window:]
+                        continue
+                    self._send_queued()
+                    self._wait(deadline, "flow-control credit from the client")
+                    self._check(stream_id)
             except TimeoutError:
                 self._guard(core.reset_stream, stream_id, ErrorCode.CANCEL)
                 self._send_queued()
                 raise
-            self._check(stream_id)
+
+    @contextlib.contextmanager
+    def _waiting_for_the_client(self, stream_id: int) -> Iterator[None]:
+        """Time a stream waits for its client is not app time: its start in
+        ``context.in_app`` (the heartbeat withholds beats for an app running past the
+        timeout) moves on by the time waited."""
+        stream = self._streams.get(stream_id)
+        in_app = self.context.in_app
+        started = in_app.pop(stream, None) if stream is not None else None
+        since = time.monotonic()
+        try:
+            yield
+        finally:
+            if started is not None:
+                in_app[stream] = started + (time.monotonic() - since)
 
     def _flush_deferred(self) -> None:
         with self._lock:
@@ -527,8 +545,10 @@ class Http2:
     def read_body(self, stream_id: int, body: StreamBody, timeout_s: float) -> bytes:
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while (piece := body.take()) is None:
-                self._wait(deadline, "the request body")
+            if (piece := body.take()) is None:
+                with self._waiting_for_the_client(stream_id):
+                    while (piece := body.take()) is None:
+                        self._wait(deadline, "the request body")
             if piece and not self._is_broken:
                 self._guard(self.core.acknowledge_received_data, len(piece), stream_id)
                 self._send_queued()

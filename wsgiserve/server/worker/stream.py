@@ -170,7 +170,7 @@ class Http2Stream:
         try:
             environ = self.environ = self._build_environ()
             hooks = context.hooks
-            context.in_app[self] = self.started
+            context.in_app[self] = time.monotonic()  # not its time in the queue
             if "pre_request" in hooks:
                 hooks["pre_request"](context.worker, environ)
             result = context.app(environ, self.start_response)
