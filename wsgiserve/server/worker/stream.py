@@ -199,6 +199,8 @@ class Http2Stream:
             context.http2_requests.put(key, request,
                                        sum(len(name) + len(value) for name, value in event.headers))
         environ = context.environs.build(request, self._base_environ, context.script_name)
+        if context.proxy is not None:  # as for HTTP/1.1: trusted X-Forwarded-*, Forwarded
+            context.proxy.apply(environ, request, self._base_environ["REMOTE_ADDR"])
         environ["wsgi.input"] = self.body if self.body is not None else _EMPTY_INPUT
         environ["wsgi.early_hints"] = self.send_early_hints
         environ["wsgiserve.request_trailers"] = self.trailers
