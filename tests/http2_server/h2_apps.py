@@ -23,6 +23,7 @@ Routes (query arguments in brackets):
   /gauge [s]               sleeps s seconds (default 0.3) counted as "in the app"; JSON:
                            the most calls in the app at once since /gauge-reset
   /gauge-reset             forgets that most
+  /calls [name]            counts a call under name; JSON: every count so far
   /response-trailers       a streamed body, then trailers through
                            wsgiserve.response_trailers
 """
@@ -143,6 +144,18 @@ def _late_big(environ: WSGIEnvironment, start_response: StartResponse) -> list[b
     return [b"x" * size]
 
 
+_calls: dict[str, int] = {}
+
+
+def _count_calls(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    name = _query(environ, "name", "")
+    with _gauge_lock:
+        if name:
+            _calls[name] = _calls.get(name, 0) + 1
+        counts = dict(_calls)
+    return _json(start_response, counts)
+
+
 def _cookie_echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"cookie": environ.get("HTTP_COOKIE")})
 
@@ -164,6 +177,7 @@ ROUTES: dict[str, _Handler] = {
     "/cookie-echo": _cookie_echo,
     "/large-header": _large_header,
     "/late-big": _late_big,
+    "/calls": _count_calls,
     "/gauge": _gauge,
     "/gauge-reset": _gauge_reset,
     "/response-trailers": _response_trailers,

@@ -160,6 +160,7 @@ class H2Connection:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if receive_buffer_bytes:   # set before connecting: it bounds the TCP window
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no Nagle delays
         sock.settimeout(timeout_s)
         sock.connect(("127.0.0.1", port))
         if tls is not None:

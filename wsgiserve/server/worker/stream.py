@@ -166,6 +166,11 @@ class Http2Stream:
     # -- the WSGI call (a serving thread) ----------------------------------------------------
     def run(self) -> None:
         context = self.context
+        if self.is_reset:
+            # Reset before it ran (rapid reset, CVE-2023-44487, or the connection went):
+            # no app call, no log line, not counted towards max_requests.
+            self.output.stream_done(self)
+            return
         result: Any = None
         try:
             environ = self.environ = self._build_environ()
