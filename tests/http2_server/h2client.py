@@ -4,8 +4,8 @@ package, over a real socket (cleartext, or TLS with ALPN h2). It shares no code 
 ``wsgiserve.http2``: a bug in the core cannot hide behind the same bug here.
 
 Every read has a deadline. ``expect_*`` read frames until what they expect comes (or
-fail with what came instead), answering the server's SETTINGS and, unless told not to,
-returning flow-control credit for the DATA received.
+fail with what came instead), answering the server's SETTINGS and PINGs and, unless told
+not to, returning flow-control credit for the DATA received.
 """
 from __future__ import annotations
 
@@ -168,6 +168,7 @@ class H2Connection:
         self.sock = sock
         self.timeout_s = timeout_s
         self.auto_window = auto_window
+        self.answers_pings = True   # the server's PINGs (a graceful stop sends one)
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
         self.buffer = b""
@@ -347,6 +348,8 @@ class H2Connection:
                     self.window_update(received.stream_id, len(received.payload))
         elif kind == RST_STREAM:
             self._response(received.stream_id).reset_code = received.code()
+        elif kind == PING and not received.flags & ACK and self.answers_pings:
+            self.send_frame(PING, ACK, 0, received.payload)
 
     def _on_header_fragment(self, received: Frame) -> None:
         payload = received.payload

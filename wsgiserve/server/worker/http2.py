@@ -82,6 +82,7 @@ STOP_PING_WAIT_S: Final = 1.0
 # A stream's thread reading for the connection (``_wait``) looks up at least this often:
 # what it waits for may have come another way (a reset, the connection's close).
 READER_POLL_MAX_S: Final = 0.5
+_NEVER: Final = float("inf")
 
 
 def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
@@ -100,6 +101,7 @@ class Http2:
     """An HTTP/2 connection (server role), its streams and their shared output."""
 
     __slots__ = ("transport", "context", "core", "state", "deadline", "idle_since",
+                 "_idle_deadline", "_header_deadline",
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
                  "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
@@ -112,7 +114,12 @@ class Http2:
         self.core = Connection(is_client=False, limits=context.http2_limits)
         self.state = IDLE
         self.idle_since = now = time.monotonic()
-        self.deadline = now + context.header_timeout_s  # the client's preface and SETTINGS
+        # The deadline is the earlier of two: while IDLE, the keep-alive timeout (at first
+        # the header timeout, for the client's preface and SETTINGS); while a header block
+        # is unfinished, the header timeout from its HEADERS frame.
+        self._idle_deadline = now + (context.header_timeout_s or context.keepalive_s)
+        self._header_deadline = _NEVER
+        self.deadline = self._idle_deadline
         self.next_protocol: Protocol | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # windows grew, output drained
@@ -174,17 +181,22 @@ class Http2:
         with self._lock:
             if self.state is CLOSING:
                 return CLOSE
-            if self.state is IDLE:
-                _log.debug("HTTP/2 connection from %s idle: closing", self.transport.remote_addr)
-                self._goaway(ErrorCode.NO_ERROR)
-                return self._shut()
-            if self.core.has_partial_header_block:
+            now = time.monotonic()
+            if now >= self._header_deadline:
                 _log.debug("HTTP/2 header block from %s timed out", self.transport.remote_addr)
                 self._goaway(ErrorCode.PROTOCOL_ERROR)
                 self._end_streams(StreamGone("header timeout"))
                 return self._shut()
-            self.deadline = time.monotonic() + self.context.header_timeout_s
+            if now >= self._idle_deadline:
+                _log.debug("HTTP/2 connection from %s idle: closing", self.transport.remote_addr)
+                self._goaway(ErrorCode.NO_ERROR)
+                return self._shut()
+            self._set_deadline()
             return self._outcome()
+
+    def _set_deadline(self) -> None:
+        if self.state is not CLOSING:
+            self.deadline = min(self._idle_deadline, self._header_deadline)
 
     def start_graceful_close(self, quiet_since: float) -> Outcome | None:
         with self._lock:
@@ -228,6 +240,14 @@ class Http2:
             return self._shut()
         self._dispatch(events, starting)
         self._send_queued()
+        if self.core.has_partial_header_block:
+            # Slowloris over HTTP/2: a header block must end within the header timeout.
+            if self._header_deadline == _NEVER and self.context.header_timeout_s > 0:
+                self._header_deadline = time.monotonic() + self.context.header_timeout_s
+                self._set_deadline()
+        elif self._header_deadline != _NEVER:
+            self._header_deadline = _NEVER
+            self._set_deadline()
         return self._outcome()
 
     def _dispatch(self, events: list[Event], starting: list[Http2Stream]) -> None:
@@ -241,7 +261,8 @@ class Http2:
                 streams[event.stream_id] = stream
                 if self.state is IDLE:
                     self.set_state(IN_APP)
-                    self.deadline = float("inf")
+                    self._idle_deadline = _NEVER
+                    self._set_deadline()
                 self._queued += 1
                 if self._in_app < self._max_in_app:
                     self._in_app += 1
@@ -580,4 +601,5 @@ class Http2:
         if not self._streams and self.state is IN_APP:
             self.set_state(IDLE)
             self.idle_since = now = time.monotonic()
-            self.deadline = now + self.context.keepalive_s
+            self._idle_deadline = now + self.context.keepalive_s
+            self._set_deadline()
