@@ -17,6 +17,8 @@ Routes (query arguments in brackets):
   /early-hints             two 103 Early Hints heads, then 200
   /connection-headers      a response with connection-specific fields (not validated:
                            the validator refuses them, the server must drop them)
+  /one-piece [size]        size bytes as a one-item list (not validated: the validator
+                           would wrap the list)
   /cookie-echo             JSON: HTTP_COOKIE
   /large-header [size]     a response with an X-Large header of size bytes
   /late-big [s, size]      sleeps s seconds, then size bytes (Content-Length)
@@ -168,6 +170,13 @@ def _response_trailers(environ: WSGIEnvironment,
     environ["wsgiserve.response_trailers"]([("X-Checksum", "abc123")])
 
 
+def _one_piece(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    size = int(_query(environ, "size", "100000"))
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(size))])
+    return [b"o" * size]
+
+
 ROUTES: dict[str, _Handler] = {
     "/sleep": _sleep,
     "/environ-h2": _environ,
@@ -184,6 +193,7 @@ ROUTES: dict[str, _Handler] = {
 }
 _UNVALIDATED: dict[str, _Handler] = {
     "/connection-headers": _connection_headers,
+    "/one-piece": _one_piece,
 }
 
 

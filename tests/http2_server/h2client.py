@@ -146,6 +146,10 @@ class Response:
         return ", ".join(values) if values else None
 
 
+def _last(frames: list[Frame], count: int = 12) -> str:
+    return f"{len(frames)} other frames, the last: {frames[-count:]}"
+
+
 class ConnectionClosed(AssertionError):
     """The server closed the connection while a test expected something else."""
 
@@ -392,9 +396,9 @@ class H2Connection:
             try:
                 received = self.read_frame(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise AssertionError(f"no {what} in time; frames: {seen}") from None
+                raise AssertionError(f"no {what} in time; {_last(seen)}") from None
             if received is None:
-                raise ConnectionClosed(f"the server closed before {what}; frames: {seen}")
+                raise ConnectionClosed(f"the server closed before {what}; {_last(seen)}")
             if predicate(received):
                 return received
             seen.append(received)

@@ -98,7 +98,7 @@ def test_alpn_selects_h2_when_offered(server: Server, certificates: Certificates
 
 def test_h2_over_tls_environ(server: Server, certificates: Certificates) -> None:
     with H2Connection(server.port, tls=certificates.client_context()) as conn:
-        response = conn.handshake().get("/environ-h2", extra=[("x-forwarded-proto", "http")])
+        response = conn.handshake().get("/environ-h2")
     environ = json.loads(response.body)
     assert environ["wsgi.url_scheme"] == "https"
     assert environ["SERVER_PROTOCOL"] == "HTTP/2"

@@ -105,7 +105,7 @@ class Http2:
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
                  "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
-                 "_has_reader")
+                 "_has_reader", "_is_write_shut")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"") -> None:
@@ -139,6 +139,7 @@ class Http2:
         self._queued = 0
         self._flush_later = self._flush_deferred  # one bound method: a set member
         self._has_reader = False  # a stream's thread reads for the connection (_wait)
+        self._is_write_shut = False  # our FIN went
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -152,6 +153,8 @@ class Http2:
     # -- the loop's side --------------------------------------------------------------------
     def on_readable(self) -> Outcome:
         if self.state is CLOSING:
+            if not self._is_write_shut:
+                return self.on_writable()  # the output first, then the FIN
             return CLOSE if self.transport.discard_input() else WAIT_READABLE
         starting: list[Http2Stream] = []
         with self._lock:
@@ -175,6 +178,10 @@ class Http2:
         with self._lock:
             self._flush()
             self._changed.notify_all()
+            if self.state is CLOSING:
+                if self._out and not self._is_broken:
+                    return WAIT_WRITABLE
+                return WAIT_READABLE if self._is_write_shut else self._send_fin()
             return self._outcome()
 
     def on_timeout(self) -> Outcome:
@@ -319,10 +326,19 @@ class Http2:
         return WAIT_WRITABLE if self._out else WAIT_READABLE
 
     def _shut(self) -> Outcome:
-        """Send what is queued (a GOAWAY), then our FIN; linger for the client's."""
+        """Send what is queued (a GOAWAY), then our FIN once all of it is sent: a
+        response still on its way is not cut (the output waits up to the body timeout
+        for the client to take it); then linger for the client's FIN."""
         self._send_queued()
         if self.state is not CLOSING:
             self.set_state(CLOSING)
+        if self._out and not self._is_broken:
+            self.deadline = time.monotonic() + self.context.body_timeout_s
+            return WAIT_WRITABLE  # on_writable sends the FIN after the rest
+        return self._send_fin()
+
+    def _send_fin(self) -> Outcome:
+        self._is_write_shut = True
         self.deadline = time.monotonic() + LINGER_S
         if not self.transport.shutdown_write():
             return CLOSE
