@@ -14,6 +14,8 @@ keep-alive timeout runs, and the header timeout starts with the next request's f
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Callable
@@ -67,7 +69,7 @@ __all__ = ["Http1"]
 
 _log = logging.getLogger(__name__)
 
-_LENGTH, _UNTIL_CLOSE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE  # Enum members: see states.py
+_LENGTH, _UNTIL_CLOSE, _NONE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE, BodyKind.NONE  # see states.py
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
@@ -82,13 +84,17 @@ class Http1:
 
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
                  "exchange", "next_protocol", "_pending_request", "_base_environ",
-                 "_start_http2", "_held")
+                 "_start_http2", "_held", "_upgrade_http2")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any],
-                 start_http2: Callable[[bytes], Protocol] | None = None) -> None:
+                 start_http2: Callable[[bytes], Protocol] | None = None,
+                 upgrade_http2: Callable[[bytes, bytes, Request], Protocol] | None = None
+                 ) -> None:
         """``start_http2``: makes the HTTP/2 protocol for a connection that opens with the
-        HTTP/2 preface (cleartext with prior knowledge); None when that is off."""
+        HTTP/2 preface (cleartext with prior knowledge); None when that is off.
+        ``upgrade_http2``: makes it for a request that upgrades to h2c (the bytes read
+        after the request, its HTTP2-Settings, the request); None when that is off."""
         self.transport = transport
         self.context = context
         self.parser = RequestParser(context.limits, head_cache=context.request_heads)
@@ -101,6 +107,7 @@ class Http1:
         self._base_environ = base_environ
         self._start_http2 = start_http2
         self._held = b""  # the start of what may be an HTTP/2 preface
+        self._upgrade_http2 = upgrade_http2
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -226,6 +233,15 @@ class Http1:
                     return CLOSE if event is not PAUSED else self._start_closing()
                 request = event
                 framing = request.framing
+                if self._upgrade_http2 is not None and framing.kind is _NONE \
+                        and b"upgrade" in request.headers:
+                    settings = h2c_upgrade_settings(request)
+                    if settings is not None:
+                        self.parser.skip_empty_body()
+                        self.set_state(SWITCHED)
+                        self.next_protocol = self._upgrade_http2(self.parser.trailing_data,
+                                                                 settings, request)
+                        return SWITCH
                 if framing.kind is _LENGTH and framing.length <= PREBUFFER_MAX_BYTES \
                         and not request.expects_continue \
                         and parser.buffered_bytes < framing.length:
@@ -476,3 +492,26 @@ class Http1:
         return CLOSE if self.transport.discard_input() else WAIT_READABLE
 
 
+def h2c_upgrade_settings(request: Request) -> bytes | None:
+    """The decoded HTTP2-Settings of a request that asks to upgrade to h2c (RFC 7540
+    §3.2), or None: the request is then answered in HTTP/1.1, its Upgrade ignored.
+
+    It asks when it is an HTTP/1.1 request with an origin-form target, "h2c" among its
+    Upgrade tokens, "upgrade" and "http2-settings" among its Connection options, and one
+    HTTP2-Settings field holding base64url SETTINGS entries (RFC 7540 §3.2.1). The caller
+    takes bodiless requests only (a body would have to be read in HTTP/1.1 first)."""
+    headers = request.headers
+    if request.http_version != b"1.1" or request.target[:1] != b"/" \
+            or b"h2c" not in headers.tokens(b"upgrade"):
+        return None
+    options = headers.tokens(b"connection")
+    values = headers.get_all(b"http2-settings")
+    if b"upgrade" not in options or b"http2-settings" not in options or len(values) != 1:
+        return None
+    value = values[0]
+    try:
+        settings = base64.b64decode(value + b"=" * (-len(value) % 4), altchars=b"-_",
+                                    validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return None if len(settings) % 6 else settings

@@ -14,6 +14,10 @@ the loop's reads stand aside meanwhile): every serving thread may be in the app,
 then no thread would be left to run the loop's reads. Nothing a slow client does holds a
 thread for longer than the body timeout.
 
+A cleartext connection may also arrive by HTTP/1.1's ``Upgrade: h2c`` (RFC 7540 §3.2, a
+bodiless request only): the 101 goes out with our preface, and once the client's preface
+has come, the upgraded request is stream 1 (see ``_start_upgraded``).
+
 The connection's states (``ConnState``): IDLE (no stream open: the keep-alive timeout
 runs), IN_APP (streams open), CLOSING (our GOAWAY and FIN went: lingering), CLOSED. A
 stopping worker sends GOAWAY twice (RFC 9113 §6.8: first with the highest stream id, then
@@ -50,7 +54,11 @@ from wsgiserve.http2 import (
     TrailersReceived,
     WindowUpdated,
 )
+from wsgiserve.http import Request
 from wsgiserve.http2.events import Event
+from wsgiserve.http2.frames import CLIENT_PREFACE, FrameType, frame_header, headers_frames
+from wsgiserve.http2.hpack import encode_integer
+from wsgiserve.http2.settings import DEFAULT_MAX_FRAME_SIZE
 from wsgiserve.server.worker.context import LINGER_S, ServerContext
 from wsgiserve.server.worker.protocol import Protocol
 from wsgiserve.server.worker.states import (
@@ -83,6 +91,15 @@ STOP_PING_WAIT_S: Final = 1.0
 # what it waits for may have come another way (a reset, the connection's close).
 READER_POLL_MAX_S: Final = 0.5
 _NEVER: Final = float("inf")
+# RFC 7540 §3.2: the answer to an HTTP/1.1 request that upgrades to h2c.
+SWITCHING_PROTOCOLS: Final = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                              b"Upgrade: h2c\r\n\r\n")
+# What an upgraded request's fields leave behind: hop-by-hop (RFC 9113 §8.2.2), the
+# upgrade's own, and Host (its :authority).
+_NOT_UPGRADED: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+                                  b"transfer-encoding", b"upgrade", b"http2-settings",
+                                  b"host", b"te"})
+_SETTINGS_ACK: Final = frame_header(0, FrameType.SETTINGS, 0x1, 0)
 
 
 def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
@@ -105,10 +122,13 @@ class Http2:
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
                  "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
-                 "_has_reader", "_is_write_shut")
+                 "_has_reader", "_is_write_shut", "_upgrade", "_held")
 
     def __init__(self, transport: Transport, context: ServerContext,
-                 base_environ: dict[str, Any], initial: bytes = b"") -> None:
+                 base_environ: dict[str, Any], initial: bytes = b"",
+                 upgrade: tuple[bytes, Request] | None = None) -> None:
+        """``initial``: bytes already read from the client. ``upgrade``: the decoded
+        HTTP2-Settings and the request of an ``Upgrade: h2c`` (its 101 is sent here)."""
         self.transport = transport
         self.context = context
         self.core = Connection(is_client=False, limits=context.http2_limits)
@@ -124,6 +144,10 @@ class Http2:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # windows grew, output drained
         self._out = bytearray(self.core.data_to_send())  # our preface: SETTINGS first
+        if upgrade is not None:
+            self._out[:0] = SWITCHING_PROTOCOLS
+        self._upgrade = upgrade
+        self._held = b""  # the start of the client's preface, after a 101
         self._streams: dict[int, Http2Stream] = {}
         self._waiting: deque[Http2Stream] = deque()  # streams waiting for an app slot
         self._in_app = 0
@@ -168,6 +192,7 @@ class Http2:
                 data = self._initial + (data or b"")
                 self._initial = b""
             if data is None:
+                self._flush()  # our preface (and a 101) go before any byte of the client's
                 return WAIT_WRITABLE if self._out else WAIT_READABLE
             outcome = self._receive(data, starting)
         for stream in starting:
@@ -240,6 +265,8 @@ class Http2:
             self._end_streams(StreamGone("the client closed the connection"))
             return CLOSE
         try:
+            if self._upgrade is not None:
+                data = self._start_upgraded(data, starting)
             events = self.core.receive_data(data)
         except Http2ConnectionError as exc:
             _log.debug("HTTP/2 connection error from %s: %s", self.transport.remote_addr, exc)
@@ -256,6 +283,38 @@ class Http2:
             self._header_deadline = _NEVER
             self._set_deadline()
         return self._outcome()
+
+    def _start_upgraded(self, data: bytes, starting: list[Http2Stream]) -> bytes:
+        """After a 101: hold the client's bytes until its preface has come, then give the
+        core the preface, the HTTP2-Settings as the client's first SETTINGS and the
+        upgraded request as stream 1 (RFC 7540 §3.2), and return what followed the
+        preface. Bytes that are not a preface go to the core, which refuses them.
+
+        The core has no call for an upgrade: the request's fields are written as a
+        header block of literals never indexed, which leaves the decoder's table as the
+        client's encoder expects it (empty).
+        """
+        held = self._held + data
+        if len(held) < len(CLIENT_PREFACE) and CLIENT_PREFACE.startswith(held):
+            self._held = held
+            return b""
+        assert self._upgrade is not None
+        settings, request = self._upgrade
+        self._upgrade = None
+        self._held = b""
+        if not held.startswith(CLIENT_PREFACE):
+            return held
+        block = b"".join(b"\x10" + encode_integer(len(name), 7) + name +
+                         encode_integer(len(value), 7) + value
+                         for name, value in _upgraded_fields(request))
+        events = self.core.receive_data(
+            CLIENT_PREFACE + frame_header(len(settings), FrameType.SETTINGS, 0, 0) + settings +
+            headers_frames(1, block, True, DEFAULT_MAX_FRAME_SIZE))
+        # RFC 7540 §3.2.1: the 101 acknowledged the HTTP2-Settings; no SETTINGS ACK.
+        out = self.core.data_to_send()
+        self._out += out[len(_SETTINGS_ACK):] if out.startswith(_SETTINGS_ACK) else out
+        self._dispatch(events, starting)
+        return held[len(CLIENT_PREFACE):]
 
     def _dispatch(self, events: list[Event], starting: list[Http2Stream]) -> None:
         streams = self._streams
@@ -619,3 +678,17 @@ class Http2:
             self.idle_since = now = time.monotonic()
             self._idle_deadline = now + self.context.keepalive_s
             self._set_deadline()
+
+
+def _upgraded_fields(request: Request) -> list[tuple[bytes, bytes]]:
+    """An HTTP/1.1 request's fields as the HTTP/2 request of stream 1 after its upgrade:
+    pseudo-header fields first, Host as :authority, no connection-specific field."""
+    headers = request.headers
+    fields = [(b":method", request.method), (b":scheme", b"http"), (b":path", request.target)]
+    host = headers.get(b"host")
+    if host is not None:
+        fields.append((b":authority", host))
+    for name, (_, value) in zip(headers.names, headers.fields):
+        if name not in _NOT_UPGRADED or (name == b"te" and value.lower() == b"trailers"):
+            fields.append((name, value))
+    return fields
