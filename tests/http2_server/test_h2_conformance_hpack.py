@@ -7,6 +7,7 @@ SETTINGS_HEADER_TABLE_SIZE.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 
 import hpack
@@ -141,6 +142,29 @@ def test_4_2_server_signals_our_smaller_table_size_and_keeps_to_it(server: Serve
             assert response.status == 200 and response.header("server") is not None
         first = next(f for f in conn.frames if f.type == HEADERS)
         assert first.payload[:1] == b"\x20"   # RFC 7541 §4.2: an update to 0 comes first
+
+
+def test_4_2_server_follows_a_table_size_change_mid_connection(server: Server) -> None:
+    with H2Connection(server.port) as conn:
+        conn.handshake()
+        assert conn.get("/hello").status == 200
+        conn.decoder.max_allowed_table_size = 100
+        conn.send_frame(0x4, 0, 0, struct.pack(">HL", HEADER_TABLE_SIZE, 100))
+        conn.expect(lambda f: f.type == 0x4 and f.flags & 1, "SETTINGS ACK")
+        start = len(conn.frames)
+        for _ in range(3):
+            assert conn.get("/hello").status == 200
+        first = next(f for f in conn.frames[start:] if f.type == HEADERS)
+        assert first.payload[0] & 0xE0 == 0x20   # a size update first (RFC 7541 §4.2)
+        value, shift, pos = first.payload[0] & 0x1F, 0, 1
+        if value == 0x1F:   # §5.1: the prefix is full, 7-bit groups follow
+            while True:
+                value += (first.payload[pos] & 0x7F) << shift
+                shift += 7
+                pos += 1
+                if not first.payload[pos - 1] & 0x80:
+                    break
+        assert value <= 100
 
 
 # -- §5.1 integers ----------------------------------------------------------------------------

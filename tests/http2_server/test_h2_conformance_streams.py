@@ -287,6 +287,11 @@ def test_5_1_1_unused_lower_ids_are_closed_by_a_higher_one(conn: H2Connection) -
     assert conn.response(9).status == 200
 
 
+def test_5_1_1_the_largest_stream_id_is_served(conn: H2Connection) -> None:
+    conn.send_headers(2**31 - 1, GET_HELLO)
+    assert conn.response(2**31 - 1).status == 200
+
+
 # -- §5.1.2 stream concurrency ------------------------------------------------------------
 
 
@@ -298,6 +303,8 @@ def test_5_1_2_streams_over_max_concurrent_streams_are_refused(conn: H2Connectio
     refused = conn.expect(lambda f: f.type in (RST_STREAM, GOAWAY), "RST_STREAM")
     assert refused.type == RST_STREAM and refused.stream_id == 2 * limit + 1
     assert refused.code() == REFUSED_STREAM
+    # The body the client sent before it saw the reset is ignored, not an error.
+    conn.send_data(2 * limit + 1, b"in flight", end_stream=True)
     conn.expect_alive()
 
 
