@@ -160,6 +160,8 @@ class Http2:
         self._is_broken = False  # the socket failed: streams' output is dropped
         # Streams handed to the pool that have sent nothing yet: while there are some, a
         # finished response waits for them (or the housekeeping tick) to share a write.
+        # Streams waiting for an app slot are not counted: they answer after a thread
+        # is free, however long that takes.
         self._queued = 0
         self._flush_later = self._flush_deferred  # one bound method: a set member
         self._has_reader = False  # a stream's thread reads for the connection (_wait)
@@ -329,9 +331,9 @@ class Http2:
                     self.set_state(IN_APP)
                     self._idle_deadline = _NEVER
                     self._set_deadline()
-                self._queued += 1
                 if self._in_app < self._max_in_app:
                     self._in_app += 1
+                    self._queued += 1
                     starting.append(stream)
                 else:
                     self._waiting.append(stream)
@@ -362,7 +364,6 @@ class Http2:
                     stream.on_reset(StreamGone(f"stream reset ({event.error_code})"))
                     if stream in self._waiting:
                         self._waiting.remove(stream)
-                        self._queued -= 1
                         self._forget(stream)
                 self._changed.notify_all()
             elif kind is WindowUpdated or kind is SettingsChanged:
@@ -422,7 +423,6 @@ class Http2:
             stream.on_reset(error)
         for stream in self._waiting:
             self._streams.pop(stream.stream_id, None)
-            self._queued -= 1
         self._waiting.clear()
         self._changed.notify_all()
 
@@ -658,14 +658,16 @@ class Http2:
                 self._queued -= 1
             self._forget(stream)
             self._in_app -= 1
-            if self._waiting and not self._is_broken:
-                starting = self._waiting.popleft()
-                self._in_app += 1
             if not self._is_broken and stream.body is not None and not stream.is_reset:
                 # RFC 9113 §8.1: the response is complete but the client may still be
                 # sending its body: tell it to stop (a stream already closed is left).
                 self._guard(self.core.reset_stream, stream.stream_id, ErrorCode.NO_ERROR)
             self._send_soon(True)
+            if self._waiting and not self._is_broken:
+                # Its turn comes now; it was not waited for above (it may be slow).
+                starting = self._waiting.popleft()
+                self._in_app += 1
+                self._queued += 1
             if self.state is not CLOSED:
                 self._outcome()  # the last stream of a closing connection: GOAWAY, FIN
         if starting is not None:
