@@ -103,16 +103,17 @@ class Frame:
 
     def code(self) -> int:
         """The error code of a RST_STREAM or GOAWAY."""
-        return struct.unpack_from(">L", self.payload, 4 if self.type == GOAWAY else 0)[0]
+        return int.from_bytes(self.payload[4:8] if self.type == GOAWAY else self.payload[:4],
+                              "big")
 
     def last_stream_id(self) -> int:
-        return struct.unpack_from(">L", self.payload)[0] & MAX_WINDOW
+        return int.from_bytes(self.payload[:4], "big") & MAX_WINDOW
 
     def settings(self) -> dict[int, int]:
         return dict(struct.iter_unpack(">HL", self.payload))
 
     def increment(self) -> int:
-        return struct.unpack(">L", self.payload)[0] & MAX_WINDOW
+        return int.from_bytes(self.payload[:4], "big") & MAX_WINDOW
 
     def __repr__(self) -> str:
         detail = ""

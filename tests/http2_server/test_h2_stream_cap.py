@@ -18,7 +18,7 @@ SERVER_ARGS = ("--threads", "8", "--http2-max-streams-in-app", "2")
 def most_in_app(conn: H2Connection, streams: list[int]) -> int:
     responses = [conn.response(stream_id) for stream_id in streams]
     assert [response.status for response in responses] == [200] * len(streams)
-    return max(json.loads(response.body)["most"] for response in responses)
+    return max(int(json.loads(response.body)["most"]) for response in responses)
 
 
 def test_excess_streams_wait_their_turn(server: Server) -> None:
