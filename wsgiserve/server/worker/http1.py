@@ -14,8 +14,6 @@ keep-alive timeout runs, and the header timeout starts with the next request's f
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from wsgiserve.server.worker.context import (
     ServerContext,
 )
 from wsgiserve.server.worker.exchange import PUMP_FAILED, WAITING, Exchange
+from wsgiserve.server.worker.h2c import h2c_settings
 from wsgiserve.server.worker.heads import error_response
 from wsgiserve.server.worker.states import (
     CLOSE,
@@ -235,7 +234,7 @@ class Http1:
                 framing = request.framing
                 if self._upgrade_http2 is not None and framing.kind is _NONE \
                         and b"upgrade" in request.headers:
-                    settings = h2c_upgrade_settings(request)
+                    settings = h2c_settings(request)
                     if settings is not None:
                         self.parser.skip_empty_body()
                         self.set_state(SWITCHED)
@@ -490,28 +489,3 @@ class Http1:
 
     def _linger(self) -> Outcome:
         return CLOSE if self.transport.discard_input() else WAIT_READABLE
-
-
-def h2c_upgrade_settings(request: Request) -> bytes | None:
-    """The decoded HTTP2-Settings of a request that asks to upgrade to h2c (RFC 7540
-    §3.2), or None: the request is then answered in HTTP/1.1, its Upgrade ignored.
-
-    It asks when it is an HTTP/1.1 request with an origin-form target, "h2c" among its
-    Upgrade tokens, "upgrade" and "http2-settings" among its Connection options, and one
-    HTTP2-Settings field holding base64url SETTINGS entries (RFC 7540 §3.2.1). The caller
-    takes bodiless requests only (a body would have to be read in HTTP/1.1 first)."""
-    headers = request.headers
-    if request.http_version != b"1.1" or request.target[:1] != b"/" \
-            or b"h2c" not in headers.tokens(b"upgrade"):
-        return None
-    options = headers.tokens(b"connection")
-    values = headers.get_all(b"http2-settings")
-    if b"upgrade" not in options or b"http2-settings" not in options or len(values) != 1:
-        return None
-    value = values[0]
-    try:
-        settings = base64.b64decode(value + b"=" * (-len(value) % 4), altchars=b"-_",
-                                    validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return None if len(settings) % 6 else settings

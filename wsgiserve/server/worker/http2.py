@@ -15,11 +15,12 @@ then no thread would be left to run the loop's reads. Nothing a slow client does
 thread for longer than the body timeout.
 
 A cleartext connection may also arrive by HTTP/1.1's ``Upgrade: h2c`` (RFC 7540 §3.2, a
-bodiless request only): the 101 goes out with our preface, and once the client's preface
-has come, the upgraded request is stream 1 (see ``_start_upgraded``).
+bodiless request only, see ``h2c``): the 101 goes out with our preface, and once the
+client's preface has come, the upgraded request is stream 1 (``_start_upgraded``).
 
 The connection's states (``ConnState``): IDLE (no stream open: the keep-alive timeout
-runs), IN_APP (streams open), CLOSING (our GOAWAY and FIN went: lingering), CLOSED. A
+runs), IN_APP (streams open), CLOSING (our GOAWAY went; the rest of the output, then our
+FIN, then lingering), CLOSED. A
 stopping worker sends GOAWAY twice (RFC 9113 §6.8: first with the highest stream id, then
 with the last one it took, once a PING has made the round trip) and lets the streams in
 flight finish.
@@ -56,10 +57,9 @@ from wsgiserve.http2 import (
 )
 from wsgiserve.http import Request
 from wsgiserve.http2.events import Event
-from wsgiserve.http2.frames import CLIENT_PREFACE, FrameType, frame_header, headers_frames
-from wsgiserve.http2.hpack import encode_integer
-from wsgiserve.http2.settings import DEFAULT_MAX_FRAME_SIZE
+from wsgiserve.http2.frames import CLIENT_PREFACE
 from wsgiserve.server.worker.context import LINGER_S, ServerContext
+from wsgiserve.server.worker.h2c import SETTINGS_ACK, SWITCHING_PROTOCOLS, upgraded_preface
 from wsgiserve.server.worker.protocol import Protocol
 from wsgiserve.server.worker.states import (
     CLOSE,
@@ -91,15 +91,6 @@ STOP_PING_WAIT_S: Final = 1.0
 # what it waits for may have come another way (a reset, the connection's close).
 READER_POLL_MAX_S: Final = 0.5
 _NEVER: Final = float("inf")
-# RFC 7540 §3.2: the answer to an HTTP/1.1 request that upgrades to h2c.
-SWITCHING_PROTOCOLS: Final = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                              b"Upgrade: h2c\r\n\r\n")
-# What an upgraded request's fields leave behind: hop-by-hop (RFC 9113 §8.2.2), the
-# upgrade's own, and Host (its :authority).
-_NOT_UPGRADED: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection",
-                                  b"transfer-encoding", b"upgrade", b"http2-settings",
-                                  b"host", b"te"})
-_SETTINGS_ACK: Final = frame_header(0, FrameType.SETTINGS, 0x1, 0)
 
 
 def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_frame_size: int,
@@ -288,14 +279,9 @@ class Http2:
 
     def _start_upgraded(self, data: bytes, starting: list[Http2Stream]) -> bytes:
         """After a 101: hold the client's bytes until its preface has come, then give the
-        core the preface, the HTTP2-Settings as the client's first SETTINGS and the
-        upgraded request as stream 1 (RFC 7540 §3.2), and return what followed the
-        preface. Bytes that are not a preface go to the core, which refuses them.
-
-        The core has no call for an upgrade: the request's fields are written as a
-        header block of literals never indexed, which leaves the decoder's table as the
-        client's encoder expects it (empty).
-        """
+        core the upgraded request (``h2c.upgraded_preface``: the core has no call for an
+        upgrade) and return what followed the preface. Bytes that are not a preface go
+        to the core, which refuses them."""
         held = self._held + data
         if len(held) < len(CLIENT_PREFACE) and CLIENT_PREFACE.startswith(held):
             self._held = held
@@ -306,15 +292,9 @@ class Http2:
         self._held = b""
         if not held.startswith(CLIENT_PREFACE):
             return held
-        block = b"".join(b"\x10" + encode_integer(len(name), 7) + name +
-                         encode_integer(len(value), 7) + value
-                         for name, value in _upgraded_fields(request))
-        events = self.core.receive_data(
-            CLIENT_PREFACE + frame_header(len(settings), FrameType.SETTINGS, 0, 0) + settings +
-            headers_frames(1, block, True, DEFAULT_MAX_FRAME_SIZE))
-        # RFC 7540 §3.2.1: the 101 acknowledged the HTTP2-Settings; no SETTINGS ACK.
+        events = self.core.receive_data(upgraded_preface(settings, request))
         out = self.core.data_to_send()
-        self._out += out[len(_SETTINGS_ACK):] if out.startswith(_SETTINGS_ACK) else out
+        self._out += out[len(SETTINGS_ACK):] if out.startswith(SETTINGS_ACK) else out
         self._dispatch(events, starting)
         return held[len(CLIENT_PREFACE):]
 
@@ -680,17 +660,3 @@ class Http2:
             self.idle_since = now = time.monotonic()
             self._idle_deadline = now + self.context.keepalive_s
             self._set_deadline()
-
-
-def _upgraded_fields(request: Request) -> list[tuple[bytes, bytes]]:
-    """An HTTP/1.1 request's fields as the HTTP/2 request of stream 1 after its upgrade:
-    pseudo-header fields first, Host as :authority, no connection-specific field."""
-    headers = request.headers
-    fields = [(b":method", request.method), (b":scheme", b"http"), (b":path", request.target)]
-    host = headers.get(b"host")
-    if host is not None:
-        fields.append((b":authority", host))
-    for name, (_, value) in zip(headers.names, headers.fields):
-        if name not in _NOT_UPGRADED or (name == b"te" and value.lower() == b"trailers"):
-            fields.append((name, value))
-    return fields
