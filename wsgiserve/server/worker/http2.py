@@ -20,10 +20,9 @@ client's preface has come, the upgraded request is stream 1 (``_start_upgraded``
 
 The connection's states (``ConnState``): IDLE (no stream open: the keep-alive timeout
 runs), IN_APP (streams open), CLOSING (our GOAWAY went; the rest of the output, then our
-FIN, then lingering), CLOSED. A
-stopping worker sends GOAWAY twice (RFC 9113 §6.8: first with the highest stream id, then
-with the last one it took, once a PING has made the round trip) and lets the streams in
-flight finish.
+FIN, then lingering), CLOSED. A stopping worker sends GOAWAY twice (RFC 9113 §6.8: first
+with the highest stream id, then with the last one it took, once a PING has made the
+round trip) and lets the streams in flight finish.
 """
 from __future__ import annotations
 
