@@ -2,12 +2,14 @@
 ``h2_apps`` (see ``serving.Server``), and trustme certificates for the TLS ones."""
 from __future__ import annotations
 
+import re
 import ssl
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
+from processes import wait_for_log  # noqa: E402
 from serving import Server  # noqa: E402
 
 APP = "tests.http2_server.h2_apps:app"
@@ -16,6 +18,12 @@ APP = "tests.http2_server.h2_apps:app"
 def start_server(directory: Path, *args: str, app: str = APP) -> Server:
     """A started server with four threads and the access log on its output."""
     return Server(directory, app, "--threads", "4", "--access-logfile", "-", *args).start()
+
+
+def wait_for_line(server: Server, text: str, timeout_s: float = 10.0) -> None:
+    """Wait until ``text`` is in the server's log: an access log line is written after
+    its response went, so a client may read the response first."""
+    wait_for_log(server.log, server.process, re.escape(text), timeout_s)
 
 
 class Certificates:

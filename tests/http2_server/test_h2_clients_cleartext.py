@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from h2servers import wait_for_line
 from serving import Server
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,7 +45,7 @@ def test_curl_prior_knowledge_reports_version_2(server: Server) -> None:
                   f"{server.url}/hello")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"Hello, World!\n2"
-    assert '"GET /hello HTTP/2.0" 200 13' in server.log()
+    wait_for_line(server, '"GET /hello HTTP/2.0" 200 13')
 
 
 def test_http11_on_the_same_port(server: Server) -> None:

@@ -19,7 +19,7 @@ from browser import Browser
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from h2client import PREFACE, PROTOCOL_ERROR, H2Connection, frame
-from h2servers import Certificates, start_server
+from h2servers import Certificates, start_server, wait_for_line
 from processes import REPO_ROOT
 from serving import Server
 
@@ -56,7 +56,7 @@ def test_curl_http2_over_tls_reports_version_2(server: Server,
                   "\n%{http_version}", url(server))
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"Hello, World!\n2"
-    assert '"GET /hello HTTP/2.0" 200 13' in server.log()
+    wait_for_line(server, '"GET /hello HTTP/2.0" 200 13')
 
 
 def test_curl_http11_on_the_same_tls_port(server: Server, certificates: Certificates) -> None:
@@ -167,7 +167,8 @@ def test_chromium_loads_the_flask_example_over_h2(flask_tls_server: Server,
     names = {name.replace(base, "") for name, _ in entries}
     assert {"/", "/static/style.css", "/static/app.js"} <= names, entries
     assert all(protocol == "h2" for _, protocol in entries), entries
+    wait_for_line(flask_tls_server, '"POST /messages HTTP/2.0" 303')
+    wait_for_line(flask_tls_server, '"GET /static/app.js HTTP/2.0" 200')
     log = flask_tls_server.log()
     browser_lines = [line for line in log.splitlines() if "HeadlessChrome" in line]
     assert any('"POST /messages HTTP/2.0" 303' in line for line in browser_lines), log
-    assert any('"GET /static/app.js HTTP/2.0" 200' in line for line in browser_lines), log

@@ -23,7 +23,7 @@ from h2client import (
     frame,
     settings_payload,
 )
-from h2servers import start_server
+from h2servers import start_server, wait_for_line
 from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,7 +79,7 @@ def test_upgraded_request_is_stream_1(upgraded: H2Connection, server: Server) ->
     assert "HTTP_HTTP2_SETTINGS" not in echoed["headers"]
     assert upgraded.frames[0].type == SETTINGS   # our preface, right after the 101
     assert upgraded.get().status == 200           # the connection goes on in HTTP/2
-    assert '"GET /echo HTTP/2.0" 200' in server.log()
+    wait_for_line(server, '"GET /echo HTTP/2.0" 200')
 
 
 def test_the_http2_settings_are_acknowledged_by_the_101_only(upgraded: H2Connection) -> None:

@@ -19,6 +19,7 @@ from h2client import (
     H2Connection,
     Response,
 )
+from h2servers import wait_for_line
 from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,4 +206,4 @@ def test_early_hints_come_before_the_response(conn: H2Connection) -> None:
 
 def test_access_log_says_http_2(conn: H2Connection, server: Server) -> None:
     conn.get("/echo?logged=1", "POST", body=b"abc")
-    assert '"POST /echo?logged=1 HTTP/2.0" 200' in server.log()
+    wait_for_line(server, '"POST /echo?logged=1 HTTP/2.0" 200')
