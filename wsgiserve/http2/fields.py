@@ -45,8 +45,9 @@ _PSEUDO_VALUE_RES: Final = {
     b":scheme": re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*"),
     # RFC 3986 §3.2: host (reg-name, IP literal) and port; no userinfo (RFC 9113 §8.3.1).
     b":authority": re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]+"),
-    # RFC 9113 §8.3.1, RFC 3986: a request target is visible ASCII.
-    b":path": re.compile(rb"[\x21-\x7e]+"),
+    # RFC 9113 §8.3.1, RFC 3986: a request target is visible ASCII, with no fragment
+    # ('#' ends the target in a URI; HTTP/1.1's parser answers it 400 too).
+    b":path": re.compile(rb"[\x21\x22\x24-\x7e]+"),
 }
 # RFC 9110 §15: three digits; RFC 9113 §8.6: no 101 in HTTP/2.
 _STATUSES: Final = {b"%d" % code: code for code in range(100, 600) if code != 101}

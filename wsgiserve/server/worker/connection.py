@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from wsgiserve.http import Request
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import SERVER_HEADER
 from wsgiserve.server.worker.http1 import Http1
@@ -58,7 +59,8 @@ class Connection:
         self.protocol: Protocol
         if preamble is None:
             self.protocol = Http1(transport, context, base_environ,
-                                  _prior_knowledge(transport, context, base_environ))
+                                  _prior_knowledge(transport, context, base_environ),
+                                  _h2c_upgrade(transport, context, base_environ))
         else:
             self.protocol = Preamble(transport, context, base_environ, preamble,
                                      functools.partial(_start_http, transport, context,
@@ -151,6 +153,19 @@ def _prior_knowledge(transport: Transport, context: ServerContext,
     return functools.partial(Http2, transport, context, base_environ)
 
 
+def _h2c_upgrade(transport: Transport, context: ServerContext, base_environ: dict[str, Any]
+                 ) -> Callable[[bytes, bytes, Request], Protocol] | None:
+    """How HTTP/1.1 hands over a cleartext connection whose request asks for
+    ``Upgrade: h2c`` (None: it does not: HTTP/2 off, or cleartext HTTP/2 by prior
+    knowledge only)."""
+    if context.http2_limits is None or context.http2_cleartext not in ("upgrade", "both"):
+        return None
+
+    def upgrade(initial: bytes, settings: bytes, request: Request) -> Protocol:
+        return Http2(transport, context, base_environ, initial, upgrade=(settings, request))
+    return upgrade
+
+
 def _start_http(transport: Transport, context: ServerContext,
                 base_environ: dict[str, Any]) -> Protocol:
     """The protocol after the preamble: HTTP/2 when TLS's ALPN chose h2, else HTTP/1.1."""
@@ -159,7 +174,8 @@ def _start_http(transport: Transport, context: ServerContext,
             return Http2(transport, context, base_environ)
         return Http1(transport, context, base_environ)
     return Http1(transport, context, base_environ,
-                 _prior_knowledge(transport, context, base_environ))
+                 _prior_knowledge(transport, context, base_environ),
+                 _h2c_upgrade(transport, context, base_environ))
 
 
 def make_base_environ(server_name: str, server_port: str, url_scheme: str, *,

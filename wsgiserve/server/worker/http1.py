@@ -40,6 +40,7 @@ from wsgiserve.server.worker.context import (
     ServerContext,
 )
 from wsgiserve.server.worker.exchange import PUMP_FAILED, WAITING, Exchange
+from wsgiserve.server.worker.h2c import h2c_settings
 from wsgiserve.server.worker.heads import error_response
 from wsgiserve.server.worker.states import (
     CLOSE,
@@ -69,7 +70,7 @@ __all__ = ["Http1"]
 
 _log = logging.getLogger(__name__)
 
-_LENGTH, _UNTIL_CLOSE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE  # Enum members: see states.py
+_LENGTH, _UNTIL_CLOSE, _NONE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE, BodyKind.NONE  # see states.py
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
@@ -84,14 +85,18 @@ class Http1:
 
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
                  "exchange", "next_protocol", "_pending_request", "_base_environ",
-                 "_start_http2", "_held", "_is_shedding")
+                 "_start_http2", "_held", "_is_shedding", "_upgrade_http2")
     protocol_name = "http/1.1"  # the connection gauges' label (server.counters)
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any],
-                 start_http2: Callable[[bytes], Protocol] | None = None) -> None:
+                 start_http2: Callable[[bytes], Protocol] | None = None,
+                 upgrade_http2: Callable[[bytes, bytes, Request], Protocol] | None = None
+                 ) -> None:
         """``start_http2``: makes the HTTP/2 protocol for a connection that opens with the
-        HTTP/2 preface (cleartext with prior knowledge); None when that is off."""
+        HTTP/2 preface (cleartext with prior knowledge); None when that is off.
+        ``upgrade_http2``: makes it for a request that upgrades to h2c (the bytes read
+        after the request, its HTTP2-Settings, the request); None when that is off."""
         self.transport = transport
         self.context = context
         self.parser = RequestParser(context.limits, head_cache=context.request_heads,
@@ -106,6 +111,7 @@ class Http1:
         self._start_http2 = start_http2
         self._held = b""  # the start of what may be an HTTP/2 preface
         self._is_shedding = False  # shed(): answer the next request 503, do not serve it
+        self._upgrade_http2 = upgrade_http2
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -244,6 +250,15 @@ class Http1:
                     return CLOSE if event is not PAUSED else self._start_closing()
                 request = event
                 framing = request.framing
+                if self._upgrade_http2 is not None and framing.kind is _NONE \
+                        and b"upgrade" in request.headers:
+                    settings = h2c_settings(request)
+                    if settings is not None:
+                        self.parser.skip_empty_body()
+                        self.set_state(SWITCHED)
+                        self.next_protocol = self._upgrade_http2(self.parser.trailing_data,
+                                                                 settings, request)
+                        return SWITCH
                 if framing.kind is _LENGTH and framing.length <= PREBUFFER_MAX_BYTES \
                         and not request.expects_continue \
                         and parser.buffered_bytes < framing.length:
@@ -556,5 +571,3 @@ class Http1:
 
     def _linger(self) -> Outcome:
         return CLOSE if self.transport.discard_input() else WAIT_READABLE
-
-

@@ -4,10 +4,17 @@
 ``StreamOutput`` (the HTTP/2 protocol of the connection, which owns the shared HTTP/2
 state, the flow-control windows and the socket). The request body arrives from the
 connection's reading thread into a bounded ``StreamBody`` (bounded by the stream's
-receive window: credit goes back as the app reads, not on receipt). The same PEP 3333
+receive window: credit goes back as the app reads, not on receipt); the app's reads wait
+through the connection, which reads for them when no other thread does. The same PEP 3333
 rules as HTTP/1.1: ``start_response`` with ``exc_info``, ``write()``, the iterable's
 ``close()``, connection-specific headers the app sets are dropped, and a body that breaks
 its Content-Length is cut at what was declared (the stream is then reset).
+
+Beyond PEP 3333: ``wsgi.early_hints`` (gunicorn 27's name) sends 103 Early Hints;
+``wsgiserve.request_trailers`` is the list of the request's trailer fields, as (name,
+value) str pairs, complete once ``wsgi.input`` was read to its end; calling
+``wsgiserve.response_trailers(headers)`` before the response body ends sends those
+fields as the response's trailers.
 """
 from __future__ import annotations
 
@@ -57,13 +64,9 @@ class StreamOutput(Protocol):
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM (nothing if the stream is already closed)."""
 
-    def credit(self, stream_id: int, size: int) -> None:
-        """The app read ``size`` bytes of the stream's body: give the window back."""
-
-    def wait_for(self, is_ready: Callable[[], bool], deadline: float, what: str) -> None:
-        """Block until ``is_ready()`` (checked whenever the connection's state changes),
-        reading the connection meanwhile if nobody else does. Raises TimeoutError past
-        ``deadline`` (monotonic)."""
+    def read_body(self, stream_id: int, body: StreamBody, timeout_s: float) -> bytes:
+        """The next piece of ``body`` (b"" at its end), its window given back; waits for
+        the client up to ``timeout_s``. Raises TimeoutError, or the body's error."""
 
     def stream_done(self, stream: Http2Stream) -> None:
         """The WSGI call ended (whatever happened)."""
@@ -82,9 +85,9 @@ def _request_of(event: RequestReceived) -> Request:
 
 
 class StreamBody(RequestBody):
-    """``wsgi.input`` of a stream: the bytes the connection's reader hands over (``feed``,
-    under the connection's lock), read by the app's thread; each read gives the window back
-    (``StreamOutput.credit``)."""
+    """``wsgi.input`` of a stream: the bytes the connection hands over, read by the app's
+    thread through ``StreamOutput.read_body`` (which gives the window back). ``feed``,
+    ``end``, ``fail`` and ``take`` are called under the connection's lock."""
 
     def __init__(self, stream_id: int, output: StreamOutput, timeout_s: float) -> None:
         super().__init__(self._next_piece)
@@ -96,7 +99,7 @@ class StreamBody(RequestBody):
         self._is_ended = False
         self._error: BaseException | None = None
 
-    # -- the connection's side (under its lock) ------------------------------------------
+    # -- the connection's side -------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         self._pieces.append(data)
         self.bytes_received += len(data)
@@ -107,21 +110,19 @@ class StreamBody(RequestBody):
     def fail(self, error: BaseException) -> None:
         self._error = error
 
-    def _has_news(self) -> bool:
-        return bool(self._pieces) or self._is_ended or self._error is not None
+    def take(self) -> bytes | None:
+        """The next piece, b"" at the end, None while there is none yet.
+
+        Raises: the error the body failed with."""
+        if self._pieces:
+            return self._pieces.popleft()
+        if self._error is not None:
+            raise self._error
+        return b"" if self._is_ended else None
 
     # -- the app's side -------------------------------------------------------------------
     def _next_piece(self) -> bytes:
-        if not self._pieces:
-            self._output.wait_for(self._has_news, time.monotonic() + self._timeout_s,
-                                  "the request body")
-        if self._pieces:
-            piece = self._pieces.popleft()
-            self._output.credit(self._stream_id, len(piece))
-            return piece
-        if self._error is not None:
-            raise self._error
-        return b""
+        return self._output.read_body(self._stream_id, self, self._timeout_s)
 
 
 class Http2Stream:
@@ -131,7 +132,8 @@ class Http2Stream:
 
     __slots__ = ("stream_id", "output", "context", "event", "environ", "body", "status",
                  "headers", "template", "is_head", "is_head_sent", "status_code", "sent_bytes",
-                 "started", "trailers", "is_reset", "has_sent", "_remaining", "_base_environ")
+                 "started", "trailers", "response_trailers", "is_reset", "has_sent",
+                 "_remaining", "_base_environ")
 
     def __init__(self, event: RequestReceived, output: StreamOutput, context: ServerContext,
                  base_environ: dict[str, Any]) -> None:
@@ -151,7 +153,10 @@ class Http2Stream:
         self.status_code = 0
         self.sent_bytes = 0
         self.started = time.monotonic()
-        self.trailers: Fields = []  # the request's, once its body ended
+        # The request's trailers (the environ's list, filled when they come) and those the
+        # app gave for the response.
+        self.trailers: list[tuple[str, str]] = []
+        self.response_trailers: Fields = []
         self.is_reset = False
         self.has_sent = False  # the connection's count: this stream has written (or ended)
         self._remaining: int | None = None  # body bytes owed to a declared Content-Length
@@ -166,11 +171,16 @@ class Http2Stream:
     # -- the WSGI call (a serving thread) ----------------------------------------------------
     def run(self) -> None:
         context = self.context
+        if self.is_reset:
+            # Reset before it ran (rapid reset, CVE-2023-44487, or the connection went):
+            # no app call, no log line, not counted towards max_requests.
+            self.output.stream_done(self)
+            return
         result: Any = None
         try:
             environ = self.environ = self._build_environ()
             hooks = context.hooks
-            context.in_app[self] = self.started
+            context.in_app[self] = time.monotonic()  # not its time in the queue
             if "pre_request" in hooks:
                 hooks["pre_request"](context.worker, environ)
             result = context.app(environ, self.start_response)
@@ -199,8 +209,12 @@ class Http2Stream:
             context.http2_requests.put(key, request,
                                        sum(len(name) + len(value) for name, value in event.headers))
         environ = context.environs.build(request, self._base_environ, context.script_name)
+        if context.proxy is not None:  # as for HTTP/1.1: trusted X-Forwarded-*, Forwarded
+            context.proxy.apply(environ, request, self._base_environ["REMOTE_ADDR"])
         environ["wsgi.input"] = self.body if self.body is not None else _EMPTY_INPUT
         environ["wsgi.early_hints"] = self.send_early_hints
+        environ["wsgiserve.request_trailers"] = self.trailers
+        environ["wsgiserve.response_trailers"] = self.set_response_trailers
         return environ
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -236,6 +250,17 @@ class Http2Stream:
         fields = [(b":status", b"103")] + [(name.lower().encode("latin-1"),
                                            value.encode("latin-1")) for name, value in kept]
         self.output.send_informational(self.stream_id, fields)
+
+    def set_response_trailers(self, headers: Sequence[tuple[str, str]]) -> None:
+        """``environ["wsgiserve.response_trailers"]``: fields sent after the body, e.g.
+        ``[("X-Checksum", "...")]``; called before the body ends (later calls replace
+        earlier ones). Connection-specific fields are dropped; nothing is sent for a
+        response without content (HEAD, 204, 304)."""
+        kept = [(name, value) for name, value in headers
+                if name.lower() not in CONNECTION_SPECIFIC]
+        check_fields(kept)
+        self.response_trailers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                  for name, value in kept]
 
     def _head(self) -> Http2HeadTemplate:
         template = self.template
@@ -293,7 +318,12 @@ class Http2Stream:
             self._note_broken_length()
             output.reset(self.stream_id, ErrorCode.INTERNAL_ERROR)
             return
-        if head is not None or data or end_stream:
+        if end_stream and self.response_trailers and not self.is_head \
+                and self.status_code not in (204, 304):
+            output.send(self.stream_id, head, data, end_stream=False)
+            self.sent_bytes += len(data)
+            output.send_trailers(self.stream_id, self.response_trailers)
+        elif head is not None or data or end_stream:
             output.send(self.stream_id, head, data, end_stream=end_stream)
             self.sent_bytes += len(data)
 

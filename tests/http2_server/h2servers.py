@@ -1,0 +1,50 @@
+"""Starting the HTTP/2 test servers: ``python -m wsgiserve`` on 127.0.0.1:0 serving
+``h2_apps`` (see ``serving.Server``), and trustme certificates for the TLS ones."""
+from __future__ import annotations
+
+import re
+import ssl
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from processes import wait_for_log  # noqa: E402
+from serving import Server  # noqa: E402
+
+APP = "tests.http2_server.h2_apps:app"
+
+
+def start_server(directory: Path, *args: str, app: str = APP) -> Server:
+    """A started server with four threads and the access log on its output."""
+    return Server(directory, app, "--threads", "4", "--access-logfile", "-", *args).start()
+
+
+def wait_for_line(server: Server, text: str, timeout_s: float = 10.0) -> None:
+    """Wait until ``text`` is in the server's log: an access log line is written after
+    its response went, so a client may read the response first."""
+    wait_for_log(server.log, server.process, re.escape(text), timeout_s)
+
+
+class Certificates:
+    """A trustme CA and a server certificate for localhost and 127.0.0.1, in files."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        certificate = self.ca.issue_cert("localhost", "127.0.0.1")
+        self.cert_path = directory / "server.pem"
+        self.key_path = directory / "server.key"
+        self.ca_path = directory / "ca.pem"
+        certificate.private_key_pem.write_to_path(str(self.key_path))
+        certificate.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        self.ca.cert_pem.write_to_path(str(self.ca_path))
+
+    def server_args(self) -> tuple[str, ...]:
+        return ("--certfile", str(self.cert_path), "--keyfile", str(self.key_path))
+
+    def client_context(self, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.set_alpn_protocols(list(alpn))
+        return context
