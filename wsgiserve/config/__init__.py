@@ -52,6 +52,7 @@ from wsgiserve.config.settings import (
     Server,
     Setting,
     TLSSettings,
+    WebSocketSettings,
     Workers,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "Setting",
     "TLSSettings",
     "UsageError",
+    "WebSocketSettings",
     "Workers",
     "build_parser",
     "dump_toml",

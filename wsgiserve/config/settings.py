@@ -298,6 +298,37 @@ class Hooks:
 
 
 @dataclass(frozen=True)
+class WebSocket:
+    """WebSockets served by the server itself (environ["wsgiserve.websocket"]) and upgrades
+    handed to libraries (environ["gunicorn.socket"])."""
+
+    # websockets (the Python library) defaults to 1 MiB, as we do.
+    max_message_bytes: int = _setting(1 << 20, "largest WebSocket message accepted, in "
+                                      "bytes after decompression (else close 1009)",
+                                      flag="--websocket-max-message-bytes", metavar="BYTES",
+                                      check=_at_least(1))
+    max_connections: int = _setting(1000, "open WebSockets per worker at most, native and "
+                                    "hijacked; more upgrades get 503",
+                                    flag="--websocket-max-connections", metavar="N",
+                                    check=_at_least(1))
+    # websockets pings every 20 s and waits 20 s for the pong; nginx's proxy_read_timeout
+    # (60 s) and most load balancers' idle timeouts are longer.
+    ping_interval: float = _setting(20.0, "seconds between pings on a native WebSocket (keeps "
+                                    "proxies from closing it); 0 disables",
+                                    flag="--websocket-ping-interval", metavar="SECONDS",
+                                    check=_at_least(0))
+    ping_timeout: float = _setting(20.0, "seconds to wait for the pong before closing (1011)",
+                                   flag="--websocket-ping-timeout", metavar="SECONDS",
+                                   check=_above(0))
+    deflate: bool = _setting(True, "compress messages (permessage-deflate) when the client "
+                             "offers it", flag="--websocket-deflate")
+
+
+# The name other packages import (the worker has its own WebSocket class).
+WebSocketSettings = WebSocket
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration; ``config_path`` is the file loaded, if any."""
 
@@ -308,6 +339,7 @@ class Config:
     proxy: Proxy = field(default_factory=Proxy)
     logging: Logging = field(default_factory=Logging)
     hooks: Hooks = field(default_factory=Hooks)
+    websocket: WebSocket = field(default_factory=WebSocket)
     config_path: str = ""
 
 
@@ -320,6 +352,7 @@ SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
     "proxy": (Proxy, "proxies"),
     "logging": (Logging, "logging"),
     "hooks": (Hooks, "server hooks (each a dotted path module:callable, as in gunicorn)"),
+    "websocket": (WebSocket, "WebSockets"),
 }
 
 _KINDS: Final[Mapping[object, str]] = {

@@ -47,6 +47,8 @@ from wsgiserve.server.worker.states import (
     NEW,
     READING_BODY,
     READING_HEAD,
+    SWITCH,
+    SWITCHED,
     TRANSITIONS,
     WAIT_READABLE,
     WAIT_WRITABLE,
@@ -55,6 +57,9 @@ from wsgiserve.server.worker.states import (
     Outcome,
 )
 from wsgiserve.server.worker.transport import Transport
+from wsgiserve.server.worker.upgrade import ANSWERED, HIJACKED, WebSocketUpgrade, offer_upgrade
+from wsgiserve.server.worker.websocket_api import WebSocketClosed
+from wsgiserve.websocket import HandshakeError
 from wsgiserve.wsgi import EmptyInput, RequestBody
 
 if TYPE_CHECKING:
@@ -254,6 +259,8 @@ class Http1:
             self.parser.skip_empty_body()
             exchange.body = _EMPTY_INPUT
         environ["wsgi.input"] = exchange.body
+        if "HTTP_UPGRADE" in environ:
+            return self._serve_upgrade(exchange)
         hooks = context.hooks
         context.in_app[self] = exchange.started
         try:
@@ -361,6 +368,69 @@ class Http1:
                         reason: str = "") -> bytes:
         return error_response(status, reason or _REASONS[status], message, method=method,
                               date_line=self.context.dates.line())
+
+    # -- upgrades (a request with an Upgrade field; see upgrade.py) ---------------------------
+    def _serve_upgrade(self, exchange: Exchange) -> Outcome | None:
+        """Run the app for a request that asks to upgrade. For WebSocket it finds the
+        native API and (a valid upgrade) gunicorn.socket in its environ; then the
+        connection switches to WebSocket, is given away, or the answer is sent as usual
+        (and the connection closes: bytes after the head are never parsed as a request)."""
+        context = self.context
+        environ = exchange.environ
+        upgrade = offer_upgrade(exchange, self.transport, context, self._early_data,
+                                self._leave_app_accounting)
+        if upgrade is not None and upgrade.result is not None:
+            return self._end_upgrade(exchange, upgrade)  # refused before the app (503)
+        hooks = context.hooks
+        context.in_app[self] = exchange.started
+        try:
+            if "pre_request" in hooks:
+                hooks["pre_request"](context.worker, environ)
+            exchange.result = context.app(
+                environ, exchange.start_response if upgrade is None else upgrade.start_response)
+        except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
+            if upgrade is None or upgrade.result is None:
+                return self._settle(exchange, exchange.fail(exc))
+            # StopIteration: how simple-websocket ends a call whose socket it took.
+            if not isinstance(exc, (StopIteration, HandshakeError, WebSocketClosed)):
+                _log.error("Error in the WebSocket app of %s", self.transport.remote_addr,
+                           exc_info=exc)
+        if upgrade is None or upgrade.result is None:
+            if upgrade is not None:
+                exchange.should_close = True
+            return self._settle(exchange, exchange.pump())
+        return self._end_upgrade(exchange, upgrade)
+
+    def _end_upgrade(self, exchange: Exchange, upgrade: WebSocketUpgrade) -> Outcome:
+        """The app answered through the upgrade: what it returned is not sent."""
+        context = self.context
+        context.in_app.pop(self, None)
+        self.exchange = None
+        exchange.close_result()
+        result = upgrade.result
+        if result is HIJACKED:
+            context.hijacked.discard(upgrade.hijacked)
+            self.set_state(SWITCHED)
+            return CLOSE  # the transport no longer holds the socket: nothing is closed
+        if result is ANSWERED:
+            exchange.status_code = upgrade.status
+            if context.access_log is not None:
+                exchange.log_access()
+            self.set_state(CLOSING)
+            return self._start_lingering()
+        factory = context.websocket_protocol
+        assert factory is not None and upgrade.websocket is not None
+        self.next_protocol = factory(upgrade.websocket, self.transport, context)
+        self.set_state(SWITCHED)
+        return SWITCH
+
+    def _early_data(self) -> bytes:
+        """Bytes read after the upgrade request's head (frames sent with the handshake)."""
+        return self.parser.trailing_data  # no longer parsed: the connection ends after
+
+    def _leave_app_accounting(self) -> None:
+        """A WebSocket's WSGI call may last as long as the socket: no hung-worker timer."""
+        self.context.in_app.pop(self, None)
 
     # -- request body (called from the app's thread) -----------------------------------------
     def _read_body(self) -> bytes:

@@ -41,6 +41,7 @@ from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.states import CLOSE
 from wsgiserve.server.worker.forwarded import ProxySettings
 from wsgiserve.server.worker.preamble import preamble_settings
+from wsgiserve.server.worker.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -110,6 +111,7 @@ class Worker:
                                        config.server.proxy_protocol))
         self.context.on_request_done = self._count_request
         self.context.submit = self.submit
+        self._add_websocket_services(config)
         self._epoll = select.epoll()
         # Every open connection by descriptor; ``_registered`` those in the epoll set.
         self._connections: dict[int, Connection] = {}
@@ -154,6 +156,7 @@ class Worker:
             code = self._housekeep_forever()
         finally:
             self._is_done = True
+            self.context.end_hijacked()
             for conn in list(self._connections.values()):
                 conn.close()
             if "worker_exit" in self.hooks:
@@ -302,6 +305,7 @@ class Worker:
                 listener.close()
             self._listener_by_fd.clear()
         self._close_idle()
+        context.close_websockets()  # Close 1001 to each; their peers answer, then they end
 
     def _count_request(self) -> None:
         self._served += 1
@@ -309,6 +313,24 @@ class Worker:
                 and not self.context.is_stopping:
             _log.info("Worker %d reached max_requests (%d)", self.pid, self.max_requests)
             self._signals.push(signal.SIGTERM)
+
+    # -- WebSockets ---------------------------------------------------------------------------
+    def _add_websocket_services(self, config: Config) -> None:
+        """What WebSocket connections need from the loop (see context.py)."""
+        context = self.context
+        context.websocket = config.websocket
+        context.websocket_protocol = WebSocketProtocol
+        context.resume_reading = self._resume_reading
+        context.release = self._release
+
+    def _resume_reading(self, fileno: int) -> None:
+        """Queue a readable event for a connection (a WebSocket whose callbacks are done)."""
+        self._ready.append((fileno, select.EPOLLIN))
+
+    def _release(self, fileno: int) -> None:
+        """Take a descriptor out of the epoll set: its socket now belongs to the app."""
+        self._unregister(fileno)
+        self._registered.discard(fileno)
 
     # -- serving (server threads) ----------------------------------------------------------
     def _serve_forever(self) -> None:
