@@ -530,4 +530,4 @@ class WebSocket:
 def _wait(fileno: int, wants_write: bool, timeout_s: float) -> None:
     poller = select.poll()
     poller.register(fileno, select.POLLIN | (select.POLLOUT if wants_write else 0))
-    poller.poll(max(0.0, timeout_s) * 1000)
+    poller.poll(None if timeout_s == math.inf else max(0.0, timeout_s) * 1000)
