@@ -410,6 +410,9 @@ class Http1:
         result = upgrade.result
         if result is HIJACKED:
             context.hijacked.discard(upgrade.hijacked)
+            exchange.status_code = 101  # what the library answered, as far as we know
+            if context.access_log is not None:
+                exchange.log_access()
             self.set_state(SWITCHED)
             return CLOSE  # the transport no longer holds the socket: nothing is closed
         if result is ANSWERED:
