@@ -299,29 +299,25 @@ class Hooks:
 
 @dataclass(frozen=True)
 class WebSocket:
-    """WebSockets served by the server itself (environ["wsgiserve.websocket"]) and upgrades
-    handed to libraries (environ["gunicorn.socket"])."""
+    """WebSockets: the server's own (docs/websockets.md) and those libraries take over."""
 
     # websockets (the Python library) defaults to 1 MiB, as we do.
-    max_message_bytes: int = _setting(1 << 20, "largest WebSocket message accepted, in "
-                                      "bytes after decompression (else close 1009)",
-                                      flag="--websocket-max-message-bytes", metavar="BYTES",
-                                      check=_at_least(1))
-    max_connections: int = _setting(1000, "open WebSockets per worker at most, native and "
-                                    "hijacked; more upgrades get 503",
-                                    flag="--websocket-max-connections", metavar="N",
-                                    check=_at_least(1))
+    websocket_max_message_bytes: int = _setting(
+        1 << 20, "largest WebSocket message accepted, in bytes after decompression (else "
+        "close 1009)", metavar="BYTES", check=_at_least(1))
+    websocket_max_connections: int = _setting(
+        1000, "open WebSockets per worker at most, native and hijacked; more upgrades get "
+        "503", metavar="N", check=_at_least(1))
     # websockets pings every 20 s and waits 20 s for the pong; nginx's proxy_read_timeout
     # (60 s) and most load balancers' idle timeouts are longer.
-    ping_interval: float = _setting(20.0, "seconds between pings on a native WebSocket (keeps "
-                                    "proxies from closing it); 0 disables",
-                                    flag="--websocket-ping-interval", metavar="SECONDS",
-                                    check=_at_least(0))
-    ping_timeout: float = _setting(20.0, "seconds to wait for the pong before closing (1011)",
-                                   flag="--websocket-ping-timeout", metavar="SECONDS",
-                                   check=_above(0))
-    deflate: bool = _setting(True, "compress messages (permessage-deflate) when the client "
-                             "offers it", flag="--websocket-deflate")
+    websocket_ping_interval: float = _setting(
+        20.0, "seconds between pings on a native WebSocket (keeps proxies from closing "
+        "it); 0 disables", metavar="SECONDS", check=_at_least(0))
+    websocket_ping_timeout: float = _setting(
+        20.0, "seconds to wait for the pong before closing (1011)", metavar="SECONDS",
+        check=_above(0))
+    websocket_deflate: bool = _setting(
+        True, "compress messages (permessage-deflate) when the client offers it")
 
 
 # The name other packages import (the worker has its own WebSocket class).

@@ -119,7 +119,7 @@ class ServerContext:
 
     @property
     def open_websockets(self) -> int:
-        """Native and hijacked WebSockets open now (against ``websocket.max_connections``)."""
+        """Native and hijacked WebSockets open now (against ``websocket.websocket_max_connections``)."""
         return len(self.websockets) + len(self.hijacked)
 
     def close_websockets(self) -> None:

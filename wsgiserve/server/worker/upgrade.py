@@ -115,12 +115,12 @@ class WebSocketUpgrade:
         settings = context.websocket
         try:
             acceptance = accept_upgrade(parsed, subprotocol=subprotocol,
-                                        deflate=DeflateOptions() if settings.deflate else None,
+                                        deflate=DeflateOptions() if settings.websocket_deflate else None,
                                         extra_headers=extra)
         except LocalProtocolError as exc:
             raise ValueError(str(exc)) from None
         core = WebSocketConnection(Role.SERVER, deflate=acceptance.deflate,
-                                   max_message_bytes=settings.max_message_bytes)
+                                   max_message_bytes=settings.websocket_max_message_bytes)
         early = self._early_data()
         if early:
             core.receive_data(early)  # frames that came with the handshake are not lost
@@ -265,7 +265,7 @@ def offer_upgrade(exchange: Exchange, transport: Transport, context: ServerConte
 
     Returns:
         The upgrade, or None when Upgrade does not name websocket. A valid upgrade that
-        would pass ``websocket.max_connections`` is answered 503 at once (``result`` is
+        would pass ``websocket_max_connections`` is answered 503 at once (``result`` is
         ANSWERED: the app is not called).
     """
     request = exchange.request
@@ -276,7 +276,7 @@ def offer_upgrade(exchange: Exchange, transport: Transport, context: ServerConte
     environ = exchange.environ
     environ["wsgiserve.websocket"] = upgrade
     if _is_valid_syntax(request):
-        if context.open_websockets >= context.websocket.max_connections:
+        if context.open_websockets >= context.websocket.websocket_max_connections:
             upgrade._answer(503, _REASONS[503], [("Retry-After", "5")],
                             b"too many WebSockets on this worker\n")
             return upgrade

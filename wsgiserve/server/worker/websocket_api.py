@@ -115,8 +115,8 @@ class WebSocket:
         self._is_close_notified = False
         self._has_ended = False
         settings = context.websocket
-        self._ping_interval = settings.ping_interval
-        self._ping_timeout = settings.ping_timeout
+        self._ping_interval = settings.websocket_ping_interval
+        self._ping_timeout = settings.websocket_ping_timeout
         self._next_ping_at = self.started + self._ping_interval if self._ping_interval else math.inf
         self._pong_due = math.inf
         self._close_due = math.inf
