@@ -12,6 +12,8 @@
   /idle              event mode, sends nothing: a socket that waits
   /fail              event mode; on_message raises (the server closes 1011)
   /gunicorn-socket   "yes" or "no": whether environ has gunicorn.socket (never accepts)
+  /flood             event mode; the first message makes on_message send 64 MiB with a
+                     1 s send timeout; "flood CODE" goes to /closes when send gives up
 ``flask_sock`` is a Flask-Sock echo at /echo (and "hello" at /); ``flask_socketio`` a
 Flask-SocketIO (threading mode) app echoing "echo" events.
 """
@@ -43,6 +45,16 @@ def _record_close(ws: Any, code: int, reason: str) -> None:
 
 def _fail(ws: Any, message: str | bytes) -> None:
     raise RuntimeError("this callback fails on purpose")
+
+
+def _flood(ws: Any, message: str | bytes) -> None:
+    from wsgiserve.server.worker.websocket_api import WebSocketClosed
+    try:
+        for _ in range(1024):
+            ws.send(b"x" * 65536, timeout=1.0)
+    except WebSocketClosed as exc:
+        with _closes_lock:
+            _closes.append(f"flood {exc.code}")
 
 
 def native(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -79,6 +91,8 @@ def native(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
         ws.on_close = _record_close
     elif path == "/fail":
         ws.on_message = _fail
+    elif path == "/flood":
+        ws.on_message = _flood
     return []
 
 

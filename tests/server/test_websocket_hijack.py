@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,21 @@ def test_n_threads_serve_n_hijacked_sockets(tmp_path: Path) -> None:
             assert conn.read_response().body == b"hello"  # answered once one is free
         first.close()
         second.close()
+
+
+def test_a_stopping_worker_ends_hijacked_sockets_when_it_exits(tmp_path: Path) -> None:
+    """A graceful stop lets a library's WebSocket run until graceful_timeout, then the
+    worker shuts it down as it exits: the client sees the connection end."""
+    with Server(tmp_path, "tests.ws_apps:flask_sock", "--threads", "2",
+                "--graceful-timeout", "2") as server:
+        with RawWebSocket(server.port) as ws:
+            ws.send(upgrade_request("/echo"))
+            assert ws.read_head()[0] == 101
+            ws.send(frame(TEXT, b"before"))
+            assert ws.read_frame().payload == b"before"
+            os.kill(server.pid, signal.SIGTERM)
+            ws.send(frame(TEXT, b"during"))  # still served while the worker drains
+            assert ws.read_frame().payload == b"during"
+            assert ws.is_closed(15)
+        assert server.process is not None
+        assert server.process.wait(15) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -230,6 +231,22 @@ def test_a_deflate_bomb_is_refused_with_flat_memory(server: Server, path: str) -
         assert ws.read_until_close().close_code == 1009
     # 256 MiB inflated would show; the limit is 1 MiB, so growth stays far below.
     assert peak_rss_kib(server.worker_pid) - before < 64 * 1024
+
+
+def test_a_peer_that_does_not_read_is_dropped_with_bounded_memory(server: Server) -> None:
+    before = peak_rss_kib(server.worker_pid)
+    with connect(server.port, "/flood") as ws:
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws.send(frame(TEXT, b"go"))  # then never read: 64 MiB would pile up
+
+        def dropped() -> bool:
+            with server.connect() as conn:
+                conn.send(b"GET /closes HTTP/1.1\r\nHost: x\r\n\r\n")
+                return b"flood 1008" in conn.read_response().body
+        wait_until(dropped, 30, message="the slow reader dropped")
+        assert ws.is_closed(15)  # the server closed the connection
+    # The send buffer stopped at its bound (1 MiB), far below what the app sent.
+    assert peak_rss_kib(server.worker_pid) - before < 32 * 1024
 
 
 # -- pings ------------------------------------------------------------------------------------

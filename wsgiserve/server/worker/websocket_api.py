@@ -30,6 +30,7 @@ from wsgiserve.websocket import (
     CloseReceived,
     ConnectionClosed,
     ConnectionState,
+    LocalProtocolError,
     Pong,
     ProtocolViolation,
     TextMessage,
@@ -225,7 +226,6 @@ class WebSocket:
         with self._lock:
             if self._core.state is not _OPEN or self._is_finished:
                 return
-            from wsgiserve.websocket import LocalProtocolError
             try:
                 self._core.close(code, reason)
             except LocalProtocolError as exc:
@@ -356,11 +356,10 @@ class WebSocket:
         deadline = time.monotonic() + timeout_s
         while True:
             with self._lock:
+                if self._is_aborted:  # dropped, or the socket failed: it was not sent
+                    raise WebSocketClosed(self.close_code or _ABNORMAL, self.close_reason)
                 out = len(self._out)
-                if self._is_aborted and self.close_code == _POLICY:
-                    raise WebSocketClosed(_POLICY, self.close_reason)
-                if not out or self._is_aborted or (self._is_in_loop
-                                                   and out <= MAX_SEND_BUFFER_BYTES):
+                if not out or (self._is_in_loop and out <= MAX_SEND_BUFFER_BYTES):
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
