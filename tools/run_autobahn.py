@@ -13,7 +13,7 @@ known deviations).
     tools/run_autobahn.py URL ...                       # an already running server
 
 Messages up to 16 MiB (cases 9.1.6 and 9.2.6) need the server's limit raised, which
-the apps here get. The full run takes about 10 minutes on 2 cores, most of it in
+the apps here get. The full run takes about 12 minutes on 2 cores, most of it in
 sections 12 and 13 (kosoku compresses in Python).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A bounded part of the Autobahn WebSocket suite (kosoku) against a real worker, both
 native styles and Flask-Sock: every case OK (or NON-STRICT / INFORMATIONAL), no UNCLEAN
-close. The whole suite (``tools/run_autobahn.py``, about 10 minutes) is in the README.
+close. The whole suite (``tools/run_autobahn.py``, about 12 minutes) is in the README.
 """
 from __future__ import annotations
 
