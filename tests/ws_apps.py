@@ -11,6 +11,7 @@
   /returns           accepts and returns at once (the server closes 1000)
   /idle              event mode, sends nothing: a socket that waits
   /fail              event mode; on_message raises (the server closes 1011)
+  /raises            accepts, then the WSGI call raises (the server closes 1011)
   /gunicorn-socket   "yes" or "no": whether environ has gunicorn.socket (never accepts)
   /flood             event mode; the first message makes on_message send 64 MiB with a
                      1 s send timeout; "flood CODE" goes to /closes when send gives up
@@ -91,6 +92,8 @@ def native(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
         ws.on_close = _record_close
     elif path == "/fail":
         ws.on_message = _fail
+    elif path == "/raises":
+        raise RuntimeError("this app fails on purpose after accept()")
     elif path == "/flood":
         ws.on_message = _flood
     return []

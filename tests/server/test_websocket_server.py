@@ -157,7 +157,7 @@ def test_subprotocol_is_negotiated(server: Server) -> None:
 # -- the close ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "code"), [("/app-closes", 4000), ("/returns", 1000),
-                                            ("/fail", 1011)])
+                                            ("/fail", 1011), ("/raises", 1011)])
 def test_the_server_closes_with_the_apps_code(server: Server, path: str, code: int) -> None:
     with ws_connect(_url(server, path), open_timeout=10) as ws:
         if path == "/fail":

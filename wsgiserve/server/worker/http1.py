@@ -395,6 +395,8 @@ class Http1:
             if not isinstance(exc, (StopIteration, HandshakeError, WebSocketClosed)):
                 _log.error("Error in the WebSocket app of %s", self.transport.remote_addr,
                            exc_info=exc)
+                if upgrade.websocket is not None:
+                    upgrade.websocket.close(1011)  # RFC 6455 §7.4.1: an unexpected condition
         if upgrade is None or upgrade.result is None:
             if upgrade is not None:
                 exchange.should_close = True
