@@ -289,3 +289,25 @@ def test_a_stopping_worker_sends_1001(tmp_path: Path, signum: int) -> None:
             with ws_connect(_url(server, "/event"), open_timeout=10) as client:
                 client.send("after")
                 assert client.recv(timeout=10) == "after"
+
+
+def test_the_worker_holds_at_most_max_connections_websockets(tmp_path: Path) -> None:
+    with Server(tmp_path, APP, "--threads", "2", "--websocket-max-connections", "2") as server:
+        first, second = connect(server.port, "/idle"), connect(server.port, "/event")
+        try:
+            with RawWebSocket(server.port) as third:
+                third.send(upgrade_request("/event"))
+                status, fields = third.read_head()
+                assert (status, fields["retry-after"]) == (503, "5")
+            first.send(close_frame(1000))
+            assert first.read_frame().close_code == 1000
+            assert first.is_closed()
+
+            def accepted() -> bool:
+                with RawWebSocket(server.port) as again:
+                    again.send(upgrade_request("/event"))
+                    return again.read_head()[0] == 101
+            wait_until(accepted, 10, message="room for another WebSocket")
+        finally:
+            first.close()
+            second.close()

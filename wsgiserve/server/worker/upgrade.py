@@ -265,8 +265,8 @@ def offer_upgrade(exchange: Exchange, transport: Transport, context: ServerConte
 
     Returns:
         The upgrade, or None when Upgrade does not name websocket. A valid upgrade that
-        would pass ``websocket_max_connections`` is answered 503 at once (``result`` is
-        ANSWERED: the app is not called).
+        would pass ``websocket_max_connections``, or comes while the worker stops, is
+        answered 503 at once (``result`` is ANSWERED: the app is not called).
     """
     request = exchange.request
     headers = request.headers
@@ -276,9 +276,11 @@ def offer_upgrade(exchange: Exchange, transport: Transport, context: ServerConte
     environ = exchange.environ
     environ["wsgiserve.websocket"] = upgrade
     if _is_valid_syntax(request):
-        if context.open_websockets >= context.websocket.websocket_max_connections:
+        if context.is_stopping \
+                or context.open_websockets >= context.websocket.websocket_max_connections:
+            # A stopping worker has sent its WebSockets their 1001 already: no new ones.
             upgrade._answer(503, _REASONS[503], [("Retry-After", "5")],
-                            b"too many WebSockets on this worker\n")
+                            b"no more WebSockets on this worker now\n")
             return upgrade
         environ["gunicorn.socket"] = HijackedSocket(upgrade)
     return upgrade
