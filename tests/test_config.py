@@ -275,7 +275,8 @@ BAD_ARGV = [
                  'unix:PATH or fd://N, got "nowhere"', id="bind"),
     pytest.param(["--log-level", "loud"], 'argument --log-level: must be one of debug, info, '
                  'warning, error, critical, got "loud"', id="choice"),
-    pytest.param(["--no-such-flag"], "unrecognized option --no-such-flag", id="unknown"),
+    # (Not close to any flag: --no-such-flag would get "did you mean --no-websocket-deflate?")
+    pytest.param(["--xyzzy"], "unrecognized option --xyzzy", id="unknown"),
     pytest.param(["--workerz", "2", "app:app"], "unrecognized option --workerz (did you mean "
                  "--workers?)", id="typo-before-a-value"),
     pytest.param(["--work=2"], "unrecognized option --work (did you mean --workers?)",

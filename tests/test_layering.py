@@ -144,8 +144,10 @@ WORKER_RANKS = {
     "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0, "h2c": 0,
     "context": 1, "protocol": 1, "metrics": 1,
     "transport": 2,
-    "exchange": 3, "stream": 3,
-    "http1": 4, "http2": 4, "preamble": 4,
+    "exchange": 3, "stream": 3, "websocket_api": 3,
+    # Between the exchange it answers and the protocols that offer it.
+    "upgrade": 3.5,
+    "http1": 4, "http2": 4, "preamble": 4, "websocket": 4,
     "connection": 5,
     "loop": 6,
     "__init__": 7,

@@ -80,6 +80,9 @@ class AccessRecord:
     response_headers: Sequence[tuple[str, str]]
     pid: int
     remote_user: str = "-"
+    # A WebSocket's line (written when it closes): bytes received, and its close code.
+    received_bytes: int = 0
+    close_code: int = 0
 
 
 def _escape(text: str) -> str:
@@ -236,6 +239,25 @@ class AccessLog:
     def log(self, record: AccessRecord) -> None:
         if self._logger.isEnabledFor(logging.INFO):
             self._logger.info("%s", self.formatter.format(record))
+        if self.statsd is not None:
+            self.statsd.request(record.status, record.duration_s)
+
+    def log_websocket(self, record: AccessRecord) -> None:
+        """The line of a WebSocket that closed: the format's line for its upgrade request
+        (status 101, ``response_bytes`` the bytes sent, the duration its whole life), then
+        its close code and the bytes received and sent (JSON: extra keys)."""
+        if self._logger.isEnabledFor(logging.INFO):
+            line = self.formatter.format(record)
+            if self.formatter.is_json:
+                fields = json.loads(line)
+                fields.update(ws_close_code=record.close_code,
+                              ws_bytes_received=record.received_bytes,
+                              ws_bytes_sent=record.response_bytes)
+                line = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+            else:
+                line += (f" ws_close={record.close_code} ws_in={record.received_bytes}"
+                         f" ws_out={record.response_bytes} ws_seconds={record.duration_s:.3f}")
+            self._logger.info("%s", line)
         if self.statsd is not None:
             self.statsd.request(record.status, record.duration_s)
 

@@ -60,8 +60,17 @@ APP_SOURCE = textwrap.dedent('''\
     VERSION = "v1"
 
 
+    def echo(ws, message):
+        ws.send(message)
+
+
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path.startswith("/ws/") and "wsgiserve.websocket" in environ:
+            ws = environ["wsgiserve.websocket"].accept()
+            ws.send(environ["REMOTE_ADDR"])
+            ws.on_message = echo
+            return []
         query = environ.get("QUERY_STRING", "")
         if query.startswith("sleep="):
             time.sleep(float(query[len("sleep="):]))

@@ -235,3 +235,20 @@ def test_tcp_upstream_of_the_same_site(tmp_path: Path) -> None:
     finally:
         tcp_stack.nginx.stop()
         tcp_stack.server.stop()
+
+
+def test_websockets_through_nginx(stack: Stack) -> None:
+    """deploy/nginx.conf's /ws/ location passes the upgrade on; the native WebSocket sees
+    the client's address (X-Forwarded-For) and echoes over TLS; plain requests on the
+    same site still reuse their upstream connections (Connection is empty for them)."""
+    from websockets.sync.client import connect as ws_connect
+    url = f"wss://localhost:{stack.nginx.https_port}/ws/echo"
+    with ws_connect(url, ssl=stack.certificate.client_context(), open_timeout=10) as ws:
+        assert ws.recv(timeout=10) == "127.0.0.1"
+        for message in ["through nginx", b"\x00" * 70_000, "é" * 10_000]:
+            ws.send(message)
+            assert ws.recv(timeout=10) == message
+        ws.close()
+        assert ws.close_code == 1000
+    reply = request(stack, "GET", "/after-websocket")
+    assert reply.status == 200 and reply.json()["PATH_INFO"] == "/after-websocket"

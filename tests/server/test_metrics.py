@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import ssl
 import threading
 import time
@@ -33,6 +34,7 @@ from arbiter_processes import (
 from processes import is_alive, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from tls_servers import pem_files
+from websockets.sync.client import connect as ws_connect
 
 from wsgiserve.exitcodes import EXIT_OK
 
@@ -319,6 +321,32 @@ def test_gauges_show_a_request_in_the_app_and_an_idle_connection(
         idle.close()
     wait_for_value(port, "wsgiserve_requests_in_app", 0)
     wait_for_value(port, "wsgiserve_connections", 0)
+
+
+# --- HTTP/2 and WebSocket -------------------------------------------------------------------
+
+
+def test_http2_streams_and_websockets_are_counted_under_their_protocol(
+        start_server: StartServer) -> None:
+    server = start_server("--threads", "4", "--metrics-bind", "127.0.0.1:0",
+                          app="tests.ws_apps:native")
+    port = metrics_port(server)
+    url = f"http://127.0.0.1:{server.port}/"
+    for _ in range(3):  # (curl 7.88 fails reusing a prior-knowledge connection: exit 16)
+        done = subprocess.run(["curl", "-s", "--http2-prior-knowledge", url],
+                              capture_output=True, timeout=30, check=True)
+        assert done.stdout == b"hello"
+    with ws_connect(f"ws://127.0.0.1:{server.port}/event", open_timeout=10) as ws:
+        ws.send("one")
+        assert ws.recv(timeout=10) == "one"
+        samples = wait_for_value(port, "wsgiserve_connections", 1, protocol="websocket")
+        assert value(samples, "wsgiserve_requests_total", protocol="h2", method="GET",
+                     status="2xx") == 3
+        assert value(samples, "wsgiserve_requests_total", protocol="websocket",
+                     status="1xx") == 1
+        assert value(samples, "wsgiserve_requests_total", protocol="http/1.1") == 0
+        wait_for_value(port, "wsgiserve_sent_bytes_total", 15, protocol="h2")
+    wait_for_value(port, "wsgiserve_connections", 0, protocol="websocket")
 
 
 # --- health and readiness -------------------------------------------------------------------

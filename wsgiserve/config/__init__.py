@@ -53,6 +53,7 @@ from wsgiserve.config.settings import (
     Proxy,
     Server,
     Setting,
+    WebSocketSettings,
     Workers,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "Server",
     "Setting",
     "UsageError",
+    "WebSocketSettings",
     "Workers",
     "build_parser",
     "dump_toml",

@@ -351,6 +351,33 @@ class Hooks:
 
 
 @dataclass(frozen=True)
+class WebSocket:
+    """WebSockets: the server's own (docs/websockets.md) and those libraries take over."""
+
+    # websockets (the Python library) defaults to 1 MiB, as we do.
+    websocket_max_message_bytes: int = _setting(
+        1 << 20, "largest WebSocket message accepted, in bytes after decompression (else "
+        "close 1009)", metavar="BYTES", check=_at_least(1))
+    websocket_max_connections: int = _setting(
+        1000, "open WebSockets per worker at most, native and hijacked; more upgrades get "
+        "503", metavar="N", check=_at_least(1))
+    # websockets pings every 20 s and waits 20 s for the pong; nginx's proxy_read_timeout
+    # (60 s) and most load balancers' idle timeouts are longer.
+    websocket_ping_interval: float = _setting(
+        20.0, "seconds between pings on a native WebSocket (keeps proxies from closing "
+        "it); 0 disables", metavar="SECONDS", check=_at_least(0))
+    websocket_ping_timeout: float = _setting(
+        20.0, "seconds to wait for the pong before closing (1011)", metavar="SECONDS",
+        check=_above(0))
+    websocket_deflate: bool = _setting(
+        True, "compress messages (permessage-deflate) when the client offers it")
+
+
+# The name other packages import (the worker has its own WebSocket class).
+WebSocketSettings = WebSocket
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration; ``config_path`` is the file loaded, if any."""
 
@@ -363,6 +390,7 @@ class Config:
     logging: Logging = field(default_factory=Logging)
     metrics: Metrics = field(default_factory=Metrics)
     hooks: Hooks = field(default_factory=Hooks)
+    websocket: WebSocket = field(default_factory=WebSocket)
     config_path: str = ""
 
 
@@ -377,6 +405,7 @@ SECTIONS: Final[Mapping[str, tuple[type[Any], str]]] = {
     "logging": (Logging, "logging"),
     "metrics": (Metrics, "metrics and health checks"),
     "hooks": (Hooks, "server hooks (each a dotted path module:callable, as in gunicorn)"),
+    "websocket": (WebSocket, "WebSockets"),
 }
 
 _KINDS: Final[Mapping[object, str]] = {

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from wsgiserve.config import WebSocketSettings
 from wsgiserve.http import HttpLimits
 from wsgiserve.http.caches import FieldListCache, FieldNameCache, RequestHeadCache
 from wsgiserve.log import AccessLog
@@ -114,9 +115,36 @@ class ServerContext:
     metrics: Recorder | None = None
     _noted_bugs: set[str] = field(default_factory=set)
     shed_requests: int = 0  # answered 503 by load shedding
+    # -- WebSockets (see websocket_api.py); nothing here is read by plain HTTP requests --
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    # Native WebSockets open now, and sockets handed to a library (environ["gunicorn.socket"]).
+    websockets: set[Any] = field(default_factory=set)
+    hijacked: set[Any] = field(default_factory=set)
+    # Builds the protocol a connection switches to after a 101 (the loop sets it).
+    websocket_protocol: Callable[..., Any] | None = None
+    # Loop services: queue a readable event for a descriptor (a protocol that stopped
+    # reading while a callback ran resumes so), and take a descriptor out of the epoll set
+    # (a socket given away). Tests without a loop: nothing to do.
+    resume_reading: Callable[[int], None] = field(default=lambda fileno: None)
+    release: Callable[[int], None] = field(default=lambda fileno: None)
 
     def note_app_bug(self, message: str, *args: object) -> None:
         """Log an app bug the server works around, once per worker for each message."""
         if message not in self._noted_bugs:
             self._noted_bugs.add(message)
             _log.warning(message + " (logged once per worker)", *args)
+
+    @property
+    def open_websockets(self) -> int:
+        """Native and hijacked WebSockets open now (against ``websocket.websocket_max_connections``)."""
+        return len(self.websockets) + len(self.hijacked)
+
+    def close_websockets(self) -> None:
+        """The worker is stopping: send every native WebSocket a Close 1001 (going away)."""
+        for websocket in list(self.websockets):
+            websocket.close_for_stop()
+
+    def end_hijacked(self) -> None:
+        """The worker exits: shut down the sockets apps still hold (their readers wake)."""
+        for hijacked in list(self.hijacked):
+            hijacked.shut_down()

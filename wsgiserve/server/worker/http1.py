@@ -32,7 +32,7 @@ from wsgiserve.http import (
 )
 from wsgiserve.http.framing import NO_BODY
 from wsgiserve.http.parser import ParserState
-from wsgiserve.server.counters import HTTP1
+from wsgiserve.server.counters import HTTP1, WEBSOCKET
 from wsgiserve.server.worker.context import (
     DRAIN_MAX_BYTES,
     LINGER_S,
@@ -61,6 +61,9 @@ from wsgiserve.server.worker.states import (
     Outcome,
 )
 from wsgiserve.server.worker.transport import Transport
+from wsgiserve.server.worker.upgrade import ANSWERED, HIJACKED, WebSocketUpgrade, offer_upgrade
+from wsgiserve.server.worker.websocket_api import WebSocketClosed
+from wsgiserve.websocket import HandshakeError
 from wsgiserve.wsgi import EmptyInput, RequestBody
 
 if TYPE_CHECKING:
@@ -322,6 +325,8 @@ class Http1:
         # Bound to the protocol, not the exchange: the environ would then reference its own
         # exchange, a cycle only the garbage collector frees (~5,000 instructions a request).
         environ["wsgi.early_hints"] = self._early_hints
+        if "HTTP_UPGRADE" in environ:
+            return self._serve_upgrade(exchange)
         hooks = context.hooks
         context.in_app[self] = exchange.started
         try:
@@ -488,6 +493,83 @@ class Http1:
         exchange = self.exchange
         if exchange is not None:
             exchange.early_hints(headers)
+
+    # -- upgrades (a request with an Upgrade field; see upgrade.py) ---------------------------
+    def _serve_upgrade(self, exchange: Exchange) -> Outcome | None:
+        """Run the app for a request that asks to upgrade. For WebSocket it finds the
+        native API and (a valid upgrade) gunicorn.socket in its environ; then the
+        connection switches to WebSocket, is given away, or the answer is sent as usual
+        (and the connection closes: bytes after the head are never parsed as a request)."""
+        context = self.context
+        environ = exchange.environ
+        upgrade = offer_upgrade(exchange, self.transport, context, self._early_data,
+                                self._leave_app_accounting)
+        if upgrade is not None and upgrade.result is not None:
+            return self._end_upgrade(exchange, upgrade)  # refused before the app (503)
+        hooks = context.hooks
+        context.in_app[self] = exchange.started
+        try:
+            if "pre_request" in hooks:
+                hooks["pre_request"](context.worker, environ)
+            exchange.result = context.app(
+                environ, exchange.start_response if upgrade is None else upgrade.start_response)
+        except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
+            if upgrade is None or upgrade.result is None:
+                return self._settle(exchange, exchange.fail(exc))
+            # StopIteration: how simple-websocket ends a call whose socket it took.
+            if not isinstance(exc, (StopIteration, HandshakeError, WebSocketClosed)):
+                _log.error("Error in the WebSocket app of %s", self.transport.remote_addr,
+                           exc_info=exc)
+                if upgrade.websocket is not None:
+                    upgrade.websocket.close(1011)  # RFC 6455 §7.4.1: an unexpected condition
+        if upgrade is None or upgrade.result is None:
+            if upgrade is not None:
+                exchange.should_close = True
+            return self._settle(exchange, exchange.pump())
+        return self._end_upgrade(exchange, upgrade)
+
+    def _end_upgrade(self, exchange: Exchange, upgrade: WebSocketUpgrade) -> Outcome:
+        """The app answered through the upgrade: what it returned is not sent."""
+        context = self.context
+        context.in_app.pop(self, None)
+        self.exchange = None
+        exchange.close_result()
+        result = upgrade.result
+        metrics = context.metrics
+        if result is HIJACKED:
+            context.hijacked.discard(upgrade.hijacked)
+            exchange.status_code = 101  # what the library answered, as far as we know
+            if context.access_log is not None:
+                exchange.log_access()
+            if metrics is not None:  # the handshake is the request; its call, the socket's life
+                metrics.request_done(WEBSOCKET, exchange.request.method,
+                                     time.monotonic() - exchange.started, 101, 0, 0)
+            self.set_state(SWITCHED)
+            return CLOSE  # the transport no longer holds the socket: nothing is closed
+        if result is ANSWERED:
+            exchange.status_code = upgrade.status
+            if context.access_log is not None:
+                exchange.log_access()
+            if metrics is not None:
+                self._count(exchange, upgrade.status)
+            self.set_state(CLOSING)
+            return self._start_lingering()
+        if metrics is not None:  # the 101 went: the handshake is the WebSocket's request
+            metrics.request_done(WEBSOCKET, exchange.request.method,
+                                 time.monotonic() - exchange.started, 101, 0, 0)
+        factory = context.websocket_protocol
+        assert factory is not None and upgrade.websocket is not None
+        self.next_protocol = factory(upgrade.websocket, self.transport, context)
+        self.set_state(SWITCHED)
+        return SWITCH
+
+    def _early_data(self) -> bytes:
+        """Bytes read after the upgrade request's head (frames sent with the handshake)."""
+        return self.parser.trailing_data  # no longer parsed: the connection ends after
+
+    def _leave_app_accounting(self) -> None:
+        """A WebSocket's WSGI call may last as long as the socket: no hung-worker timer."""
+        self.context.in_app.pop(self, None)
 
     # -- request body (called from the app's thread) -----------------------------------------
     def _read_body(self) -> bytes:

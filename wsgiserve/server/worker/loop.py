@@ -44,6 +44,8 @@ from wsgiserve.server.worker.forwarded import ProxySettings
 from wsgiserve.server.worker.http2 import http2_limits
 from wsgiserve.server.worker.metrics import sample_gauges
 from wsgiserve.server.worker.preamble import preamble_settings
+from wsgiserve.server.worker.protocol import Protocol
+from wsgiserve.server.worker.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -128,6 +130,7 @@ class Worker:
         self.context.submit = self.submit
         if counters is not None:
             self.context.metrics = Recorder(counters)
+        self._add_websocket_services(config)
         self._epoll = select.epoll()
         # Every open connection by descriptor; ``_registered`` those in the epoll set.
         self._connections: dict[int, Connection] = {}
@@ -177,6 +180,7 @@ class Worker:
             code = self._housekeep_forever()
         finally:
             self._is_done = True
+            self.context.end_hijacked()
             for conn in list(self._connections.values()):
                 conn.close()
             if self.context.metrics is not None:
@@ -338,6 +342,7 @@ class Worker:
                 listener.close()
             self._listener_by_fd.clear()
         self._close_idle()
+        context.close_websockets()  # Close 1001 to each; their peers answer, then they end
 
     def _count_request(self) -> None:
         self._served += 1
@@ -345,6 +350,25 @@ class Worker:
                 and not self.context.is_stopping:
             _log.info("Worker %d reached max_requests (%d)", self.pid, self.max_requests)
             self._signals.push(signal.SIGTERM)
+
+    # -- WebSockets ---------------------------------------------------------------------------
+    def _add_websocket_services(self, config: Config) -> None:
+        """What WebSocket connections need from the loop (see context.py)."""
+        context = self.context
+        context.websocket = config.websocket
+        make_protocol: Callable[..., Protocol] = WebSocketProtocol  # checked by mypy
+        context.websocket_protocol = make_protocol
+        context.resume_reading = self._resume_reading
+        context.release = self._release
+
+    def _resume_reading(self, fileno: int) -> None:
+        """Queue a readable event for a connection (a WebSocket whose callbacks are done)."""
+        self._ready.append((fileno, select.EPOLLIN))
+
+    def _release(self, fileno: int) -> None:
+        """Take a descriptor out of the epoll set: its socket now belongs to the app."""
+        self._unregister(fileno)
+        self._registered.discard(fileno)
 
     # -- serving (server threads) ----------------------------------------------------------
     def _serve_forever(self) -> None:
