@@ -4,12 +4,14 @@ in the app finish; with shedding off it waits its turn instead."""
 from __future__ import annotations
 
 import http.client
+import re
 import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 from processes import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,3 +74,39 @@ def test_a_request_waiting_past_the_queue_time_gets_503_at_once(
         after: dict[str, object] = {}
         _get(server.port, "/", after, "after")
         assert after["after"] == (200, None, b"ok")
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
+def test_shed_requests_are_counted_in_the_metrics(tmp_path: Path) -> None:
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--max-queue-time", "0.3",
+                "--metrics-bind", "127.0.0.1:0", pythonpath=[tmp_path]) as server:
+        found = re.search(r"Serving metrics at: http://127\.0\.0\.1:(\d+)/", server.log())
+        assert found is not None, server.log()
+        metrics_port = int(found.group(1))
+        held = threading.Thread(target=_get, args=(server.port, "/hold", results, "held"))
+        held.start()
+        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        for key in ("first", "second"):
+            _get(server.port, "/", results, key)
+            assert results[key][0] == 503  # type: ignore[index]
+        wait_until(lambda: _metric(metrics_port, "wsgiserve_shed_requests_total") == 2, 10,
+                   message="two shed requests counted")
+        assert _metric(metrics_port, "wsgiserve_requests_total", status="5xx") == 2
+        (tmp_path / "release").touch()
+        held.join(15)
+        wait_until(lambda: _metric(metrics_port, "wsgiserve_requests_total", status="2xx")
+                   == 1, 10, message="the held request counted")
+        assert _metric(metrics_port, "wsgiserve_shed_requests_total") == 2

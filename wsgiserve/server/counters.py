@@ -104,7 +104,8 @@ class Layout:
     protocol_errors: int = sent_bytes + len(PROTOCOLS)  # [protocol][status or other]
     tls_handshakes: int = protocol_errors + len(PROTOCOLS) * (len(PROTOCOL_ERROR_STATUSES) + 1)
     accepted: int = tls_handshakes + len(TLS_RESULTS)
-    region_slots: int = accepted + 1
+    shed: int = accepted + 1  # requests answered 503 by load shedding
+    region_slots: int = shed + 1
     # The gauge block (after the regions): [connection protocol][state], then in-app
     # requests [protocol].
     connections: int = 0
@@ -328,6 +329,14 @@ class Recorder:
         except AttributeError:
             ints, _ = self._claim()
         ints[LAYOUT.accepted] += count
+
+    def request_shed(self) -> None:
+        """A request was answered 503 by load shedding (also counted by ``request_done``)."""
+        try:
+            ints, _ = self._local.views
+        except AttributeError:
+            ints, _ = self._claim()
+        ints[LAYOUT.shed] += 1
 
     def set_gauges(self, values: Sequence[int]) -> None:
         """Store the gauge block (``LAYOUT.gauge_slots`` values); main thread only."""

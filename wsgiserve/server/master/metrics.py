@@ -136,7 +136,11 @@ class MasterMetrics:
         accepted = Family("wsgiserve_connections_accepted_total", "counter",
                           "Client connections accepted by the workers")
         accepted.add(counters[LAYOUT.accepted])
-        return [requests, durations, received, sent, errors, tls, accepted]
+        shed = Family("wsgiserve_shed_requests_total", "counter",
+                      "Requests answered 503 with Retry-After because none could start "
+                      "within max_queue_time (load shedding)")
+        shed.add(counters[LAYOUT.shed])
+        return [requests, durations, received, sent, errors, tls, accepted, shed]
 
     def _connection_families(self, values: CounterValues) -> list[Family]:
         gauges = values.gauges

@@ -114,7 +114,6 @@ class ServerContext:
     # Counts requests, errors and handshakes for the master's /metrics (None: off).
     metrics: Recorder | None = None
     _noted_bugs: set[str] = field(default_factory=set)
-    shed_requests: int = 0  # answered 503 by load shedding
     # -- WebSockets (see websocket_api.py); nothing here is read by plain HTTP requests --
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     # Native WebSockets open now, and sockets handed to a library (environ["gunicorn.socket"]).

@@ -437,7 +437,10 @@ class Http1:
 
     def _shed(self, request: Request) -> Outcome:
         _log.debug("request from %s shed: every thread busy", self.transport.remote_addr)
-        self.context.shed_requests += 1
+        metrics = self.context.metrics
+        if metrics is not None:
+            metrics.request_shed()
+            metrics.request_done(HTTP1, request.method, 0.0, 503, 0, 0)
         self.set_state(CLOSING)
         return self._send_final(error_response(
             503, "Service Unavailable", "the server is busy: retry later",
