@@ -21,7 +21,7 @@ from wsgiserve.wsgi import (
     EmptyInput,
     ErrorStream,
     FileWrapper,
-    RequestBody,
+    InputStream,
     EnvironBuilder,
     build_environ,
     check_response_headers,
@@ -45,8 +45,8 @@ def environ_for(raw: bytes, script_name: str = "") -> dict[str, Any]:
     return build_environ(request, base, script_name)
 
 
-def body_of(raw: bytes) -> RequestBody:
-    """A RequestBody reading through the parser, as the connection does (no socket)."""
+def body_of(raw: bytes) -> InputStream:
+    """A InputStream reading through the parser, as the connection does (no socket)."""
     _, parser = parse(raw)
 
     def read_body() -> bytes:
@@ -55,7 +55,7 @@ def body_of(raw: bytes) -> RequestBody:
             return event.data
         assert type(event) is EndOfMessage or event is NEED_DATA, event
         return b""
-    return RequestBody(read_body)
+    return InputStream(read_body)
 
 
 # --- environ ------------------------------------------------------------------------------

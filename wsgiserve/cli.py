@@ -49,7 +49,7 @@ from wsgiserve.statsd import StatsdClient
 
 __all__ = ["check_app_and_files", "configure_logging", "main", "prepare_process"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Handler names mark what configure_logging installed, so a second call replaces them.
 _ERROR_HANDLER: Final = "wsgiserve-error-log"
@@ -264,7 +264,7 @@ def _log_gunicorn_notices(command_line: CommandLine) -> None:
         setting = COMPAT_FLAGS[flag]
         level = logging.WARNING if setting.is_warning else logging.INFO
         shown = flag if value is None else f"{flag} {value}"
-        logger.log(level, "%s: %s", shown, setting.note)
+        _log.log(level, "%s: %s", shown, setting.note)
 
 
 def _check_runtime(config: Config) -> None:
@@ -283,7 +283,7 @@ def _run_arbiter(config: Config) -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in (_ARBITER_MODULE, "wsgiserve.server.master", "wsgiserve.server"):
             raise
-        logger.error("cannot serve: %s is not available in this installation", _ARBITER_MODULE)
+        _log.error("cannot serve: %s is not available in this installation", _ARBITER_MODULE)
         return EXIT_USAGE
     return Arbiter(config).run()
 
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         sys.stderr.write(f"wsgiserve: error: [logging] log config: {exc}\n")
         return EXIT_USAGE
     for name in unknown_environment(environ):
-        logger.warning("ignoring %s: it names no setting", name)
+        _log.warning("ignoring %s: it names no setting", name)
     _log_gunicorn_notices(command_line)
     if config.server.daemon:
         daemonize(keep_stdio=config.server.enable_stdio_inheritance)

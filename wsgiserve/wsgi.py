@@ -248,7 +248,7 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str,
     return (builder or EnvironBuilder()).build(request, base, script_name)
 
 
-class RequestBody(io.RawIOBase):
+class InputStream(io.RawIOBase):
     """``wsgi.input``: reads the request body and never past it.
 
     ``read_body()`` returns the next piece of body, or ``b""`` at its end; it may block
@@ -343,7 +343,7 @@ class RequestBody(io.RawIOBase):
 
 
 class EmptyInput:
-    """``wsgi.input`` for a request without a body: cheaper to build than RequestBody."""
+    """``wsgi.input`` for a request without a body: cheaper to build than InputStream."""
 
     __slots__ = ()
     is_finished: Final = True

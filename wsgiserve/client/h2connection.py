@@ -51,7 +51,7 @@ from wsgiserve.http.errors import LocalProtocolError
 from wsgiserve.http.events import InformationalResponse
 from wsgiserve.http.writer import encode_request_head
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # The client's windows: Go's HTTP/2 transport gives each stream 4 MiB and the connection
 # 1 GiB; we bound what one connection can buffer for slow readers to 16 MiB and one
@@ -484,7 +484,7 @@ class Http2Connection:
         name = code.name if isinstance(code, http2.ErrorCode) else f"{code:#x}"
         debug = event.debug_data[:100].decode("utf-8", "replace")
         self._goaway = f" (GOAWAY {name}{': ' + debug if debug else ''})"
-        log.debug("%s: GOAWAY %s, last stream %d", self.where, name, event.last_stream_id)
+        _log.debug("%s: GOAWAY %s, last stream %d", self.where, name, event.last_stream_id)
         if self._state is not Http2State.DRAINING:
             self._set_state_locked(Http2State.DRAINING)
         self._ready.notify_all()

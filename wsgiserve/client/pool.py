@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from wsgiserve.client.h2connection import Http2Connection
     from wsgiserve.http2 import Http2Limits
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # RFC 9110 §9.2.2: the methods a client may repeat without asking (POST and PATCH not).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -212,7 +212,7 @@ class Pool:
             step = next_request(method, response.url, fields, response.status,
                                 response.header("location") or "")
             if step.keeps_body and request_body is not None and not request_body.is_replayable:
-                log.debug("not following %s: the body cannot be sent again", response.status)
+                _log.debug("not following %s: the body cannot be sent again", response.status)
                 break
             self._discard(response)
             history.append(response)
@@ -474,7 +474,7 @@ class Pool:
                 return
 
     def _note(self, message: str) -> None:
-        log.debug("%s", message)
+        _log.debug("%s", message)
         if self.trace is not None:
             self.trace(message)
 

@@ -54,7 +54,7 @@ from wsgiserve.websocket import (
     WebSocketConnection,
 )
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Bytes handed to one send() call: a few TLS records (16 KiB each, RFC 8446 §5.1), so
 # that the lock a reader also needs is held briefly.
@@ -513,6 +513,6 @@ class WebSocket:
             self._close_deadline = time.monotonic()
 
     def _note(self, message: str) -> None:
-        log.debug("%s: %s", self.url, message)
+        _log.debug("%s: %s", self.url, message)
         if self.trace is not None:
             self.trace(message)

@@ -53,7 +53,7 @@ from wsgiserve.statsd import WORKERS
 
 __all__ = ["Arbiter", "WorkerProcess"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # INT/QUIT: workers stop at once; this is how long we wait before SIGKILL (the probes
 # require the master gone within 3 s).
@@ -109,7 +109,7 @@ class Arbiter:
         try:
             hook(*args)
         except Exception:
-            logger.exception("hook %s raised", name)
+            _log.exception("hook %s raised", name)
             return False
         return True
 
@@ -130,23 +130,23 @@ class Arbiter:
             hooks = load_hooks(config.hooks)
             check_tls(config)  # TLSConfigError is a ConfigError naming the file
         except ConfigError as exc:
-            logger.error("%s", exc)
+            _log.error("%s", exc)
             return EXIT_USAGE
         except AppLoadError as exc:
-            logger.error("cannot load a hook: %s", exc)
+            _log.error("cannot load a hook: %s", exc)
             return EXIT_APP_LOAD
         self._signals.install()
         try:
             listeners = self._listeners.open(config, ids=self._ids)
         except (ListenerError, ValueError) as exc:
-            logger.error("cannot listen: %s", exc)
+            _log.error("cannot listen: %s", exc)
             return EXIT_ERROR
         app = None
         if config.server.preload:
             try:
                 app = load_app(config.server.app)
             except AppLoadError as exc:
-                logger.error("cannot load the app: %s", exc)
+                _log.error("cannot load the app: %s", exc)
                 self._listeners.close_after_failed_start(listeners)
                 return EXIT_APP_LOAD
         self._serving = Generation(1, config, hooks, listeners, app, reason="start")
@@ -155,7 +155,7 @@ class Arbiter:
             try:
                 self._start_monitor().serve(config.metrics.metrics_bind)
             except ListenerError as exc:
-                logger.error("cannot serve metrics: %s", exc)
+                _log.error("cannot serve metrics: %s", exc)
                 self._listeners.close_after_failed_start(listeners)
                 return EXIT_ERROR
         if config.server.pid:
@@ -163,12 +163,12 @@ class Arbiter:
             try:
                 self._pidfile.write()
             except OSError as exc:
-                logger.error("cannot write the pid file %s: %s", self._pidfile.path, exc.strerror)
+                _log.error("cannot write the pid file %s: %s", self._pidfile.path, exc.strerror)
                 self._listeners.close_after_failed_start(listeners)
                 return EXIT_ERROR
         if config.server.reload:
             self._code_watcher = CodeWatcher(config)
-        logger.info("master %d starting %d worker(s) for %s", self.pid, self.num_workers,
+        _log.info("master %d starting %d worker(s) for %s", self.pid, self.num_workers,
                     app_label(config))
         self._call_hook(hooks, "on_starting", self)
         return None
@@ -195,7 +195,7 @@ class Arbiter:
                 return self._stop(graceful=is_graceful)
             self._reap_workers()
             if self._boot_failure is not None:
-                logger.error("%s; stopping", self._boot_failure)
+                _log.error("%s; stopping", self._boot_failure)
                 self._stop(graceful=False)
                 return EXIT_APP_LOAD
             self._check_heartbeats()
@@ -228,24 +228,24 @@ class Arbiter:
             if signum in (signal.SIGINT, signal.SIGQUIT):
                 return False
             if signum == signal.SIGHUP:
-                logger.info("SIGHUP: reloading")
+                _log.info("SIGHUP: reloading")
                 self._reload(reread=True, reason="HUP")
             elif signum == signal.SIGTTIN:
                 self.num_workers += 1
-                logger.info("SIGTTIN: %d worker(s)", self.num_workers)
+                _log.info("SIGTTIN: %d worker(s)", self.num_workers)
             elif signum == signal.SIGTTOU:
                 self.num_workers = max(1, self.num_workers - 1)
-                logger.info("SIGTTOU: %d worker(s)", self.num_workers)
+                _log.info("SIGTTOU: %d worker(s)", self.num_workers)
             elif signum == signal.SIGUSR1:
                 count = reopen_log_files()
-                logger.info("SIGUSR1: reopened %d log file(s)", count)
+                _log.info("SIGUSR1: reopened %d log file(s)", count)
                 self._signal_workers(signal.SIGUSR1, retire=False)
             elif signum == signal.SIGUSR2:
                 self._upgrade.start(self._serving.listeners if self._serving else [],
                                     self._pidfile, self._signals,
                                     self._monitor.listener if self._monitor else None)
             elif signum == signal.SIGWINCH:
-                logger.info("SIGWINCH: stopping all workers gracefully (the master stays)")
+                _log.info("SIGWINCH: stopping all workers gracefully (the master stays)")
                 self.num_workers = 0
                 self._signal_workers(signal.SIGTERM, retire=True)
         return None
@@ -278,7 +278,7 @@ class Arbiter:
         try:
             pid = os.fork()
         except OSError as exc:
-            logger.error("cannot fork a worker: %s", exc.strerror)
+            _log.error("cannot fork a worker: %s", exc.strerror)
             _release(record)
             self._backoff.delay()
             return
@@ -286,7 +286,7 @@ class Arbiter:
             self._run_worker(record, generation)
         record.pid = pid
         self.workers.add(record)
-        logger.info("booting worker %d (pid %d, generation %d)", record.worker_id, pid,
+        _log.info("booting worker %d (pid %d, generation %d)", record.worker_id, pid,
                     generation.number)
 
     def _run_worker(self, record: WorkerProcess, generation: Generation) -> NoReturn:
@@ -361,7 +361,7 @@ class Arbiter:
         pending = self._pending
         if pending is not None and record.generation == pending.number:
             serving = self._serving.number if self._serving else 0
-            logger.error("reload (%s) failed: a new worker %s before it booted; the %d "
+            _log.error("reload (%s) failed: a new worker %s before it booted; the %d "
                          "worker(s) of generation %d keep serving", pending.reason,
                          description, self.workers.count_active(serving), serving)
             self._abandon_pending()
@@ -383,7 +383,7 @@ class Arbiter:
             active = self.workers.active(generation.number)
             while len(active) > self.num_workers:
                 oldest = active.pop(0)
-                logger.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
+                _log.info("retiring worker %d (pid %d)", oldest.worker_id, oldest.pid)
                 oldest.retire("scale")
             missing = self.num_workers - len(active)
             while missing > 0 and time.monotonic() >= self._backoff.next_spawn_at:
@@ -416,7 +416,7 @@ class Arbiter:
                 hooks = load_hooks(config.hooks)
                 check_tls(config)
             except (ConfigError, AppLoadError) as exc:
-                logger.error("reload (%s) failed, keeping the running configuration: %s",
+                _log.error("reload (%s) failed, keeping the running configuration: %s",
                              reason, exc)
                 self._notifier.notify("READY=1")
                 return
@@ -425,7 +425,7 @@ class Arbiter:
         try:
             listeners = self._listeners.for_reload(config, base.listeners)
         except ListenerError as exc:
-            logger.error("reload (%s) failed, keeping the running listeners: %s", reason, exc)
+            _log.error("reload (%s) failed, keeping the running listeners: %s", reason, exc)
             self._notifier.notify("READY=1")
             return
         if self._pending is not None:
@@ -459,19 +459,19 @@ class Arbiter:
             try:
                 self._start_monitor().serve(pending.config.metrics.metrics_bind)
             except ListenerError as exc:
-                logger.error("reload: cannot serve metrics: %s", exc)
+                _log.error("reload: cannot serve metrics: %s", exc)
         self._listeners.mark_serving(pending.config)
         retired = self.workers.retire_generation(pending.number, keep=True)
         if old is not None:
             self._listeners.close_unused(old.listeners, in_use=self._all_listeners())
-        logger.info("reload (%s) done: %d new worker(s) serving, %d old one(s) retiring",
+        _log.info("reload (%s) done: %d new worker(s) serving, %d old one(s) retiring",
                     pending.reason, booted, retired)
         self._notifier.notify("READY=1")
 
     def _poll_reloader(self) -> None:
         changed = self._code_watcher.changed() if self._code_watcher else []
         if changed:
-            logger.info("changed: %s; restarting workers", ", ".join(changed[:5]))
+            _log.info("changed: %s; restarting workers", ", ".join(changed[:5]))
             self._reload(reread=False, reason="--reload")
 
     # --- systemd -----------------------------------------------------------------------
@@ -481,7 +481,7 @@ class Arbiter:
         booted = self.workers.count_booted(serving)
         if not self._is_ready and booted >= self.num_workers and self._pending is None:
             self._is_ready = True
-            logger.info("ready: %d worker(s) serving", booted)
+            _log.info("ready: %d worker(s) serving", booted)
             fields = ["READY=1"]
             if self._listeners.is_from_old_master:
                 fields.insert(0, f"MAINPID={self.pid}")
@@ -509,7 +509,7 @@ class Arbiter:
             self._monitor.close(unlink=False)
         if not handed_over:
             self._notifier.notify("STOPPING=1")
-        logger.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
+        _log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
         self._close_listeners_for_stop(unlink=not handed_over)
         signum = signal.SIGTERM if graceful else signal.SIGQUIT
         for record in self.workers:
@@ -526,7 +526,7 @@ class Arbiter:
             self._wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
             while (pending_signal := self._signals.pop()) is not None:
                 if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
-                    logger.info("fast stop requested during graceful stop")
+                    _log.info("fast stop requested during graceful stop")
                     graceful = False
                     for record in self.workers:
                         record.send(signal.SIGQUIT)
@@ -537,7 +537,7 @@ class Arbiter:
         self._call_hook(self.hooks, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.remove()
-        logger.info("master %d exiting", self.pid)
+        _log.info("master %d exiting", self.pid)
         return EXIT_OK
 
     def _close_listeners_for_stop(self, *, unlink: bool) -> None:
@@ -549,7 +549,7 @@ class Arbiter:
 
     def _kill_remaining(self) -> None:
         for record in self.workers:
-            logger.warning("worker %d (pid %d) did not stop in time: SIGKILL",
+            _log.warning("worker %d (pid %d) did not stop in time: SIGKILL",
                            record.worker_id, record.pid)
             record.send(signal.SIGKILL)
         deadline = time.monotonic() + 2.0

@@ -19,7 +19,7 @@ from wsgiserve.server.master import sockets, systemd
 
 __all__ = ["ListenerSource", "Listeners"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class ListenerSource(enum.Enum):
@@ -78,13 +78,13 @@ class Listeners:
                 listeners = [sockets.adopt_fd(item.fd) for item in activated]
             else:
                 return self._bind_all(config, [])
-        logger.info("using %d inherited listener(s) from %s; --bind is not used",
+        _log.info("using %d inherited listener(s) from %s; --bind is not used",
                     len(listeners), "the old master" if inherited else "systemd")
         return listeners
 
     def log_listening(self, listeners: Sequence[socket.socket], config: Config) -> None:
         for sock in listeners:
-            logger.info("Listening at: %s (%d)", sockets.describe(sock, scheme=_scheme(config)),
+            _log.info("Listening at: %s (%d)", sockets.describe(sock, scheme=_scheme(config)),
                         self._master_pid)
 
     def close_after_failed_start(self, listeners: Sequence[socket.socket]) -> None:
@@ -100,7 +100,7 @@ class Listeners:
         """
         if self.source is not ListenerSource.BIND or config.server.bind == self.bound_for:
             return current
-        logger.info("bind changed: %s -> %s", ", ".join(self.bound_for),
+        _log.info("bind changed: %s -> %s", ", ".join(self.bound_for),
                     ", ".join(config.server.bind))
         listeners = self._bind_all(config, current)
         self.log_listening(listeners, config)

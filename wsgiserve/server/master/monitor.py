@@ -21,7 +21,7 @@ from wsgiserve.server.signals import SignalQueue
 
 __all__ = ["Monitor"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class Monitor:
@@ -65,7 +65,7 @@ class Monitor:
             self._server.close()
         self._server = server
         self.address = address
-        logger.info("Serving metrics at: %s/metrics (also /healthz, /readyz)", server.address)
+        _log.info("Serving metrics at: %s/metrics (also /healthz, /readyz)", server.address)
 
     def rebind(self, address: str) -> None:
         """A reload changed ``--metrics-bind`` to ``address``: move (or, for "", close) the
@@ -78,7 +78,7 @@ class Monitor:
         try:
             self.serve(address)
         except ListenerError as exc:
-            logger.error("reload: cannot serve metrics at %s, keeping %s: %s", address,
+            _log.error("reload: cannot serve metrics at %s, keeping %s: %s", address,
                          self.address or "none", exc)
 
     def wait(self, signals: SignalQueue, timeout_s: float) -> None:

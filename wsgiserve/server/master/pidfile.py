@@ -11,7 +11,7 @@ from typing import Final
 
 __all__ = ["OLDBIN_SUFFIX", "PidFile"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # nginx names the old master's pid file this way during a binary upgrade.
 OLDBIN_SUFFIX: Final = ".oldbin"
@@ -57,7 +57,7 @@ class PidFile:
                 self._write(self.original_path)
                 os.unlink(self.path)
             except OSError as exc:
-                logger.error("cannot restore the pid file: %s", exc.strerror)
+                _log.error("cannot restore the pid file: %s", exc.strerror)
             self.path = self.original_path
 
     def remove(self) -> None:

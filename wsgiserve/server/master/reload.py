@@ -21,7 +21,7 @@ from wsgiserve.config import Config
 
 __all__ = ["RELOAD_POLL_S", "CodeWatcher", "Reloader", "app_source_files", "reread_config"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # --reload polls file signatures this often (Reloader is stat-based).
 RELOAD_POLL_S: Final = 1.0
@@ -59,7 +59,7 @@ class CodeWatcher:
 
     def __init__(self, config: Config) -> None:
         if config.server.preload:
-            logger.warning("--reload with --preload restarts workers but cannot load "
+            _log.warning("--reload with --preload restarts workers but cannot load "
                            "new app code")
         extra = [*app_source_files(config.server.app), *config.server.reload_extra_files]
         self._reloader = Reloader(extra, watch_modules=config.server.preload)

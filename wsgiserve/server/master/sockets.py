@@ -31,7 +31,7 @@ __all__ = [
     "unix_path",
 ]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Set by a master for the master it execs on USR2: comma-separated listening fds.
 INHERITED_FDS_VARIABLE: Final = "WSGISERVE_FDS"
@@ -86,7 +86,7 @@ def _remove_stale_unix_socket(path: str) -> None:
     try:
         probe.connect(path)
     except ConnectionRefusedError:
-        logger.info("removing stale socket unix:%s", path)
+        _log.info("removing stale socket unix:%s", path)
         os.unlink(path)
         return
     except OSError as exc:
@@ -218,7 +218,7 @@ def close_listeners(listeners: Iterable[socket.socket], *, unlink: bool) -> None
                 os.unlink(path)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
-                    logger.warning("cannot remove unix:%s: %s", path, exc.strerror)
+                    _log.warning("cannot remove unix:%s: %s", path, exc.strerror)
 
 
 def export_for_exec(listeners: Sequence[socket.socket]) -> str:

@@ -24,7 +24,7 @@ from wsgiserve.server.worker.loop import Worker
 
 __all__ = ["boot_worker", "drop_privileges"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 _TITLE_WORKER: Final = "worker"
 
@@ -71,13 +71,13 @@ def boot_worker(record: WorkerProcess, generation: Generation, *,
                         counters=record.counters)
         code = worker.run()
     except AppLoadError as exc:
-        logger.error("worker %d cannot load the app: %s", os.getpid(), exc)
+        _log.error("worker %d cannot load the app: %s", os.getpid(), exc)
     except OSError as exc:
-        logger.error("worker %d failed to start: %s", os.getpid(), exc)
+        _log.error("worker %d failed to start: %s", os.getpid(), exc)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BaseException:
-        logger.exception("worker %d crashed", os.getpid())
+        _log.exception("worker %d crashed", os.getpid())
         if code == EXIT_OK:
             code = EXIT_ERROR
     finally:

@@ -35,7 +35,7 @@ from wsgiserve.server.master import sockets
 
 __all__ = ["MAX_CONNECTIONS", "Answer", "Route", "StatusServer", "open_listener"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Open scrape/probe connections at most: Prometheus, the kubelet's two probes and a few
 # load-balancer health checkers, with room to spare.
@@ -72,7 +72,7 @@ def open_listener(address: str) -> socket.socket:
         try:
             sock = sockets.adopt_fd(int(inherited))
         except sockets.ListenerError as exc:
-            logger.warning("ignoring $%s: %s", sockets.INHERITED_METRICS_FD_VARIABLE, exc)
+            _log.warning("ignoring $%s: %s", sockets.INHERITED_METRICS_FD_VARIABLE, exc)
         else:
             wanted = sockets.bind_key(address)  # None: port 0, any address will do
             if wanted is None or sockets.listener_key(sock) == wanted:
@@ -151,7 +151,7 @@ class StatusServer:
                 try:
                     self._step(client, now)
                 except OSError as exc:
-                    logger.debug("status connection failed: %s", exc)
+                    _log.debug("status connection failed: %s", exc)
                     self._close(client)
         for client in list(self._clients.values()):
             if now >= client.deadline:
@@ -180,7 +180,7 @@ class StatusServer:
             except _WOULD_BLOCK:
                 return
             except OSError as exc:  # ECONNABORTED, EMFILE: try again on the next wake-up
-                logger.debug("status listener accept failed: %s", exc)
+                _log.debug("status listener accept failed: %s", exc)
                 return
             sock.setblocking(False)
             self._clients[sock.fileno()] = _Client(sock, now + self._request_timeout_s)
@@ -230,7 +230,7 @@ class StatusServer:
         try:
             return route()
         except Exception:  # noqa: BLE001 - a metrics bug must not take the master down
-            logger.exception("the status page %s failed", target)
+            _log.exception("the status page %s failed", target)
             return 500, "text/plain; charset=utf-8", b"internal error: see the server log\n"
 
     def _answer(self, client: _Client, answer: Answer, *, head_only: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Final
 __all__ = ["ACTIVATION_VARIABLES", "LISTEN_FDS_START", "ListenFd", "Notifier", "Watchdog",
            "listen_fds", "watchdog_interval_s"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # sd_listen_fds(3): passed descriptors start at 3 (SD_LISTEN_FDS_START).
 LISTEN_FDS_START: Final = 3
@@ -102,7 +102,7 @@ class Notifier:
         self._address = _address(path)
         self._socket: socket.socket | None = None
         if path and self._address is None:
-            logger.warning("ignoring NOTIFY_SOCKET=%r: not an absolute path or @abstract", path)
+            _log.warning("ignoring NOTIFY_SOCKET=%r: not an absolute path or @abstract", path)
         if self._address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
@@ -120,7 +120,7 @@ class Notifier:
         try:
             self._socket.sendto(message, self._address)
         except OSError as exc:
-            logger.debug("sd_notify %r failed: %s", fields, exc)
+            _log.debug("sd_notify %r failed: %s", fields, exc)
             return False
         return True
 

@@ -24,7 +24,7 @@ from wsgiserve.server.signals import SignalQueue
 
 __all__ = ["BinaryUpgrade"]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class BinaryUpgrade:
@@ -47,27 +47,27 @@ class BinaryUpgrade:
         """Start the new master, or log why not (one is running, the pid file or the fork).
         ``status_listener`` (``--metrics-bind``'s) is handed over too."""
         if self.new_master_pid:
-            logger.warning("SIGUSR2 ignored: new master %d is still running",
+            _log.warning("SIGUSR2 ignored: new master %d is still running",
                            self.new_master_pid)
             return
         if pidfile is not None:
             try:
                 pidfile.move_aside()
             except OSError as exc:
-                logger.error("SIGUSR2 ignored: cannot rename %s: %s", pidfile.path, exc.strerror)
+                _log.error("SIGUSR2 ignored: cannot rename %s: %s", pidfile.path, exc.strerror)
                 return
         arguments = [sys.executable, "-m", "wsgiserve", *self._argv]
         try:
             pid = os.fork()
         except OSError as exc:
-            logger.error("SIGUSR2 failed: cannot fork: %s", exc.strerror)
+            _log.error("SIGUSR2 failed: cannot fork: %s", exc.strerror)
             if pidfile is not None:
                 pidfile.restore()
             return
         if pid == 0:
             self._exec_new_master(arguments, listeners, signals, status_listener)
         self.new_master_pid = pid
-        logger.info("SIGUSR2: started new master %d; TERM this one (%d) once it is ready",
+        _log.info("SIGUSR2: started new master %d; TERM this one (%d) once it is ready",
                     pid, self._master_pid)
 
     def _exec_new_master(self, arguments: list[str], listeners: Sequence[socket.socket],
@@ -90,7 +90,7 @@ class BinaryUpgrade:
     def new_master_exited(self, status: int, pidfile: PidFile | None) -> None:
         """The new master died (``status`` from ``waitpid``): this master carries on."""
         _, description = exit_description(status)
-        logger.error("new master %d %s; this master carries on", self.new_master_pid,
+        _log.error("new master %d %s; this master carries on", self.new_master_pid,
                      description)
         self.new_master_pid = 0
         if pidfile is not None:

@@ -33,7 +33,7 @@ __all__ = [
     "exit_description",
 ]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # After SIGABRT (stack dump) a stale worker gets this long to die before SIGKILL.
 ABORT_GRACE_S: Final = 2.0
@@ -128,16 +128,16 @@ class WorkerProcess:
         for or clean, error for a timeout, a crash or a kill."""
         name = f"worker {self.worker_id} (pid {self.pid})"
         if self.abort_sent_at is not None:
-            logger.error("%s %s after a timeout (its stack is in the log above)", name,
+            _log.error("%s %s after a timeout (its stack is in the log above)", name,
                          description)
         elif self.stop_sent_at is not None:
-            logger.info("%s %s", name, description)
+            _log.info("%s %s", name, description)
         elif code == EXIT_OK:
-            logger.info("%s exited (max requests reached or master changed)", name)
+            _log.info("%s exited (max requests reached or master changed)", name)
         elif code == signal.SIGKILL * -1:
-            logger.error("%s %s; perhaps out of memory?", name, description)
+            _log.error("%s %s; perhaps out of memory?", name, description)
         else:
-            logger.error("%s %s", name, description)
+            _log.error("%s %s", name, description)
 
     def enforce_timeouts(self, now: float) -> None:
         """SIGABRT a worker silent for longer than its timeout (it dumps its stacks), then
@@ -148,7 +148,7 @@ class WorkerProcess:
             return
         if self.abort_sent_at is not None:
             if now - self.abort_sent_at >= ABORT_GRACE_S:
-                logger.critical("worker %d (pid %d) did not die on SIGABRT: SIGKILL",
+                _log.critical("worker %d (pid %d) did not die on SIGABRT: SIGKILL",
                                 self.worker_id, self.pid)
                 self.kill_sent_at = now
                 self.send(signal.SIGKILL)
@@ -156,13 +156,13 @@ class WorkerProcess:
         # The graceful timeout; a worker that goes silent meanwhile is caught below.
         if self.stop_sent_at is not None and \
                 now - self.stop_sent_at >= self.config.workers.graceful_timeout + _STOP_GRACE_S:
-            logger.warning("worker %d (pid %d) still running %.0f s after TERM: SIGKILL",
+            _log.warning("worker %d (pid %d) still running %.0f s after TERM: SIGKILL",
                            self.worker_id, self.pid, now - self.stop_sent_at)
             self.kill_sent_at = now
             self.send(signal.SIGKILL)
             return
         if timeout_s > 0 and self.heartbeat.age() > timeout_s:
-            logger.critical("WORKER TIMEOUT: worker %d (pid %d) silent for %.1f s; "
+            _log.critical("WORKER TIMEOUT: worker %d (pid %d) silent for %.1f s; "
                             "SIGABRT dumps its stacks", self.worker_id, self.pid,
                             self.heartbeat.age())
             self.abort_sent_at = now
@@ -230,7 +230,7 @@ class WorkerTable:
             if limit_mib and record.has_booted and not record.is_leaving:
                 resident = record.resident_bytes()
                 if resident > limit_mib * _MIB:
-                    logger.warning("worker %d (pid %d) uses %d MiB, over max_worker_memory "
+                    _log.warning("worker %d (pid %d) uses %d MiB, over max_worker_memory "
                                    "(%d MiB): starting its replacement, then retiring it",
                                    record.worker_id, record.pid, resident // _MIB, limit_mib)
                     record.replace_requested_at = now

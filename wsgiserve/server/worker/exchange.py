@@ -32,7 +32,7 @@ from wsgiserve.http.writer import BodyWriter, encode_response_head
 from wsgiserve.log import AccessRecord
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.wsgi import HOP_BY_HOP, EmptyInput, FileWrapper, RequestBody
+from wsgiserve.wsgi import HOP_BY_HOP, EmptyInput, FileWrapper, InputStream
 
 __all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]  # and members
 
@@ -95,7 +95,7 @@ class Exchange:
         self.transport = transport
         self.context = context
         self.environ: dict[str, Any] = {}
-        self.body: RequestBody | EmptyInput | None = None
+        self.body: InputStream | EmptyInput | None = None
         self.status = ""
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []

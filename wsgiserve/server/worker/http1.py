@@ -64,7 +64,7 @@ from wsgiserve.server.worker.transport import Transport
 from wsgiserve.server.worker.upgrade import ANSWERED, HIJACKED, WebSocketUpgrade, offer_upgrade
 from wsgiserve.server.worker.websocket_api import WebSocketClosed
 from wsgiserve.websocket import HandshakeError
-from wsgiserve.wsgi import EmptyInput, RequestBody
+from wsgiserve.wsgi import EmptyInput, InputStream
 
 if TYPE_CHECKING:
     from wsgiserve.server.worker.protocol import Protocol
@@ -316,7 +316,7 @@ class Http1:
         if context.proxy is not None:
             context.proxy.apply(environ, request, self.transport.remote_addr)
         if request.framing.has_body:
-            exchange.body = RequestBody(self._read_body)
+            exchange.body = InputStream(self._read_body)
         else:
             # Consume the EndOfMessage now; the app gets an empty stream.
             self.parser.skip_empty_body()

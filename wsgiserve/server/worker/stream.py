@@ -32,7 +32,7 @@ from wsgiserve.log import AccessRecord
 from wsgiserve.server.counters import H2
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import CONNECTION_SPECIFIC, SERVER_HEADER, Http2HeadTemplate
-from wsgiserve.wsgi import EmptyInput, FileWrapper, RequestBody
+from wsgiserve.wsgi import EmptyInput, FileWrapper, InputStream
 
 __all__ = ["Http2Stream", "StreamBody", "StreamGone", "StreamOutput"]
 
@@ -84,7 +84,7 @@ def _request_of(event: RequestReceived) -> Request:
     return Request(event.method, event.path or b"/", b"2", Headers(fields), framing, True)
 
 
-class StreamBody(RequestBody):
+class StreamBody(InputStream):
     """``wsgi.input`` of a stream: the bytes the connection hands over, read by the app's
     thread through ``StreamOutput.read_body`` (which gives the window back). ``feed``,
     ``end``, ``fail`` and ``take`` are called under the connection's lock."""
