@@ -40,7 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "http2_server"))
 
-from bench_server import children_of, cpu_seconds, run_wrk  # noqa: E402
+from servers import children_of, cpu_seconds  # noqa: E402
+from wrk import run_wrk  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HELLO_APP = "tests.apps:hello"
@@ -186,10 +187,10 @@ def measure(server: Running, seconds: float, is_tls: bool) -> tuple[float, float
     ended against gunicorn's TLS listener)."""
     _, warm_rate, _ = h2load(server, "/hello", ["-n", "1000", "-c", "10", "-m", "10"], is_tls)
     count = max(1000, int(warm_rate * seconds))
-    user0, system0 = cpu_seconds(server.worker_pid)
+    user0, system0 = cpu_seconds([server.worker_pid])
     succeeded, rate, _ = h2load(server, "/hello", ["-n", str(count), "-c", "10", "-m", "10"],
                                 is_tls)
-    user1, system1 = cpu_seconds(server.worker_pid)
+    user1, system1 = cpu_seconds([server.worker_pid])
     cpu_us = 1e6 * (user1 - user0 + system1 - system0) / succeeded if succeeded else 0.0
     return rate, cpu_us
 
@@ -243,7 +244,7 @@ def http11_rates(seconds: float, directory: Path) -> tuple[float, float]:
     running = start("wsgiserve", HELLO_APP, 4, None, directory)
     try:
         run_wrk(running.port, 1, 50, False)
-        wrk_rate, _ = run_wrk(running.port, seconds, 50, False)
+        wrk_rate = run_wrk(running.port, seconds, 50, False).rate
         _, warm_rate, _ = h2load(running, "/hello", ["--h1", "-n", "1000", "-c", "10"], False)
         _, h1load_rate, _ = h2load(running, "/hello", [
             "--h1", "-n", str(max(1000, int(warm_rate * seconds))), "-c", "10"], False)

@@ -50,3 +50,19 @@ def test_every_test_requirement_is_pinned_in_the_constraints_file() -> None:
         if "==" in requirement:
             assert pins[_name(requirement)] == requirement.partition("==")[2], requirement
     assert "-c tools/test-constraints.txt" in (ROOT / "tools" / "install-test-deps.sh").read_text()
+
+
+# Scripts run by hand (benchmarks, tools): each must at least start. Modules imported by the
+# others are not scripts.
+_NOT_SCRIPTS = {"_parse_adapter.py", "servers.py", "wrk.py", "flask_hello.py", "worker_profile.py"}
+SCRIPTS = sorted(path.relative_to(ROOT).as_posix()
+                 for folder in ("benchmarks", "tools") for path in (ROOT / folder).glob("*.py")
+                 if path.name not in _NOT_SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_starts_and_explains_itself(script: str) -> None:
+    result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "usage:" in result.stdout, result.stdout
