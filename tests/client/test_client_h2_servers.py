@@ -1,5 +1,5 @@
-"""The HTTP/2 client against real servers over TLS (ALPN h2): nginx, hypercorn, granian and,
-once it speaks HTTP/2, wsgiserve. Each: a GET, a 50 MB streamed upload, a 200 MB download
+"""The HTTP/2 client against real servers over TLS (ALPN h2): nginx, hypercorn, granian and
+wsgiserve. Each: a GET, a 50 MB streamed upload, a 200 MB download
 in flat memory, 100 requests from 10 threads over one connection; with nginx, GOAWAYs in
 the middle of a run (``keepalive_requests``) fail no request.
 
@@ -245,22 +245,13 @@ def granian(tmp_path_factory: pytest.TempPathFactory,
         _stop(process)
 
 
-# -- wsgiserve, once it serves HTTP/2 ---------------------------------------------------------
-def _wsgiserve_speaks_h2() -> bool:
-    result = subprocess.run([sys.executable, "-m", "wsgiserve", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    return "--http-protocols" in result.stdout
-
-
+# -- wsgiserve ---------------------------------------------------------------------------------
 _LISTENING_RE = re.compile(rb"Listening at: https?://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture(scope="module")
 def wsgiserve_h2(tmp_path_factory: pytest.TempPathFactory,
                  tls_files: dict[str, str]) -> Iterator[Server]:
-    if not _wsgiserve_speaks_h2():
-        pytest.skip("wsgiserve does not serve HTTP/2 yet (no --http-protocols in "
-                    "wsgiserve --help)")
     process = subprocess.Popen(
         [sys.executable, "-m", "wsgiserve", "--bind", "127.0.0.1:0", "--workers", "1",
          "--certfile", tls_files["cert"], "--keyfile", tls_files["key"],

@@ -2,14 +2,9 @@
 test_deploy_kubernetes.py): ``deploy/Containerfile`` read as data, the config it copies in,
 and its ENTRYPOINT and CMD run as PID 1 of a new PID namespace (``unshare``), without an
 image or a registry.
-
-The metrics listener (``--metrics-bind``, the ``[metrics]`` table) may not be in this
-checkout yet: ``has_setting_flag`` asks ``wsgiserve --help``, and ``loadable_config``
-drops the ``[metrics]`` table from a copy of the config when wsgiserve would refuse it.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -47,8 +42,6 @@ CONTAINERFILE = DEPLOY / "Containerfile"
 CONTAINER_CONFIG = DEPLOY / "container.toml"
 KUBERNETES = DEPLOY / "kubernetes"
 METRICS_FLAG = "--metrics-bind"
-METRICS_SKIP = ("wsgiserve --help does not list --metrics-bind: the metrics listener "
-                "(/metrics, /healthz, /readyz) is not in this checkout yet")
 
 # The test app run in the "container": answers at once, or holds a request until a file
 # exists (FILE.entered says it is in the app; the test decides when it ends), or spawns
@@ -222,50 +215,6 @@ def option_value(command: Sequence[str], flag: str) -> str:
 # --- what this checkout of wsgiserve accepts ----------------------------------------------
 
 
-@functools.cache
-def _help_text() -> str:
-    result = subprocess.run([sys.executable, "-m", "wsgiserve", "--help"], capture_output=True,
-                            text=True, timeout=60, check=True, env=child_environment(),
-                            cwd=REPO_ROOT)
-    return result.stdout
-
-
-def has_setting_flag(flag: str) -> bool:
-    """Whether ``wsgiserve --help`` lists ``flag``."""
-    return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", _help_text()) is not None
-
-
-def requires_metrics() -> None:
-    """Skip the calling test unless this wsgiserve has the metrics listener."""
-    if not has_setting_flag(METRICS_FLAG):
-        pytest.skip(METRICS_SKIP)
-
-
-def drop_table(text: str, table: str) -> str:
-    """``text`` (TOML) without ``[table]`` and its keys; the table must be there."""
-    match = re.search(rf"^\[{re.escape(table)}\]\n(?:(?!\[).*\n?)*", text, re.M)
-    assert match, f"no [{table}] table"
-    # Comment lines just above the header belong to it too.
-    start = match.start()
-    while True:
-        previous = text.rfind("\n", 0, start - 1)
-        line = text[previous + 1:start]
-        if not line.startswith("#"):
-            break
-        start = previous + 1
-    return text[:start] + text[match.end():]
-
-
-def loadable_config(path: Path, directory: Path) -> Path:
-    """``path`` itself, or a copy in ``directory`` without the ``[metrics]`` table when
-    this wsgiserve has no metrics listener yet (it refuses unknown tables)."""
-    if has_setting_flag(METRICS_FLAG):
-        return path
-    copy = directory / path.name
-    copy.write_text(drop_table(path.read_text(), "metrics"))
-    return copy
-
-
 # --- /proc: a PID namespace seen from outside ----------------------------------------------
 
 
@@ -362,8 +311,7 @@ class Pid1:
         for word in command[1:]:
             source = spec.copied_from(word)
             if source is not None:
-                word = str(loadable_config(source, directory) if source.suffix == ".toml"
-                           else source)
+                word = str(source)
             args.append(word)
         self.directory = directory
         self.log_path = directory / f"pid1-{time.monotonic_ns()}.log"
@@ -444,10 +392,7 @@ def refuses_connections(port: int) -> bool:
 def loopback_args() -> list[str]:
     """Flags that move every listener of the container's config to 127.0.0.1:0 (tests
     listen on loopback only, and never on a port chosen in advance)."""
-    args = ["--bind", "127.0.0.1:0"]
-    if has_setting_flag(METRICS_FLAG):
-        args += [METRICS_FLAG, "127.0.0.1:0"]
-    return args
+    return ["--bind", "127.0.0.1:0", METRICS_FLAG, "127.0.0.1:0"]
 
 
 def container_toml() -> dict[str, Any]:

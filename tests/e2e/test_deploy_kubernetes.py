@@ -18,8 +18,6 @@ from container_helpers import (
     CONTAINER_CONFIG,
     KUBERNETES,
     container_toml,
-    has_setting_flag,
-    loadable_config,
     port_of,
     read_containerfile,
 )
@@ -36,7 +34,6 @@ KINDS = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
          "HorizontalPodAutoscaler"}
 # Settings the Deployment sets that are merged separately (the lead's branch): their
 # variable may name no setting yet while this flag is not in `wsgiserve --help`.
-PENDING_SETTINGS = {"WSGISERVE_MAX_WORKER_MEMORY": "--max-worker-memory"}
 # After graceful_timeout the master SIGKILLs what is left and waits up to 2 s to reap it;
 # a little more for the interpreter to exit.
 MASTER_EXIT_MARGIN_S = 5
@@ -206,13 +203,8 @@ def test_configmap_toml_loads_with_the_deployment_environment(tmp_path: Path) ->
     toml_file = tmp_path / "wsgiserve.toml"
     toml_file.write_text(_one("ConfigMap")["data"]["wsgiserve.toml"])
     environment = {**read_containerfile().env, **_environment()}
-    pending = [name for name in unknown_environment(environment)
-               if not (name in PENDING_SETTINGS and not has_setting_flag(PENDING_SETTINGS[name]))]
-    assert pending == [], "variables that name no setting"
-    known = {name: value for name, value in environment.items() if name not in
-             unknown_environment(environment)}
-    config = resolve(parse_command_line(["--config", str(loadable_config(toml_file, tmp_path))]),
-                     known)
+    assert unknown_environment(environment) == [], "variables that name no setting"
+    config = resolve(parse_command_line(["--config", str(toml_file)]), environment)
     assert config.workers.workers == int(_environment()["WSGISERVE_WORKERS"])
     assert config.workers.threads == int(_environment()["WSGISERVE_THREADS"])
 
