@@ -248,6 +248,21 @@ def build_environ(request: Request, base: dict[str, Any], script_name: str,
     return (builder or EnvironBuilder()).build(request, base, script_name)
 
 
+class AppError(Exception):
+    """The application broke the WSGI contract (raised to the server's own handler, which
+    logs it and answers 500 if the head has not gone)."""
+
+
+def reraise_if_head_sent(exc_info: Any, is_head_sent: bool) -> None:
+    """PEP 3333: ``start_response`` called with ``exc_info`` once the head has gone
+    re-raises the app's exception (too late to change the response)."""
+    try:
+        if is_head_sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+    finally:
+        exc_info = None
+
+
 class InputStream(io.RawIOBase):
     """``wsgi.input``: reads the request body and never past it.
 

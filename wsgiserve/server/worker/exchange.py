@@ -32,7 +32,14 @@ from wsgiserve.http.writer import BodyWriter, encode_response_head
 from wsgiserve.log import AccessRecord
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.wsgi import HOP_BY_HOP, EmptyInput, FileWrapper, InputStream
+from wsgiserve.wsgi import (
+    HOP_BY_HOP,
+    AppError,
+    EmptyInput,
+    FileWrapper,
+    InputStream,
+    reraise_if_head_sent,
+)
 
 __all__ = ["TRANSITIONS", "AppError", "Exchange", "ExchangeState", "Pump"]  # and members
 
@@ -40,10 +47,6 @@ _log = logging.getLogger(__name__)
 
 # sendfile() takes at most this much per call, so one response does not hog the thread.
 SENDFILE_BYTES: Final = 1 << 20
-
-
-class AppError(Exception):
-    """The application broke the WSGI contract (raised to our own handler, logged)."""
 
 
 class ExchangeState(Enum):
@@ -124,12 +127,7 @@ class Exchange:
                        exc_info: Any = None) -> Callable[[bytes], object]:
         """PEP 3333 start_response (a bound method: no closure per request)."""
         if exc_info is not None:
-            try:
-                if self.state is not AWAITING_HEAD:
-                    # PEP 3333: too late to change the response: re-raise.
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
+            reraise_if_head_sent(exc_info, self.state is not AWAITING_HEAD)
         elif self.status:
             raise AppError("start_response called twice without exc_info")
         # The types are checked when the head is built (heads.HeadCache: once per list).

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
-from wsgiserve.http import Headers, LocalProtocolError, Request
+from wsgiserve.http import Headers, Request
 from wsgiserve.http.framing import CHUNKED, NO_BODY, Framing
 from wsgiserve.http.writer import check_fields
 from wsgiserve.http2 import ErrorCode, RequestReceived
@@ -32,7 +32,7 @@ from wsgiserve.log import AccessRecord
 from wsgiserve.server.counters import H2
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import CONNECTION_SPECIFIC, SERVER_HEADER, Http2HeadTemplate
-from wsgiserve.wsgi import EmptyInput, FileWrapper, InputStream
+from wsgiserve.wsgi import AppError, EmptyInput, FileWrapper, InputStream, reraise_if_head_sent
 
 __all__ = ["Http2Stream", "StreamBody", "StreamGone", "StreamOutput"]
 
@@ -221,13 +221,9 @@ class Http2Stream:
                        exc_info: Any = None) -> Callable[[bytes], object]:
         """PEP 3333 start_response."""
         if exc_info is not None:
-            try:
-                if self.is_head_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
+            reraise_if_head_sent(exc_info, self.is_head_sent)
         elif self.status:
-            raise LocalProtocolError("start_response called twice without exc_info")
+            raise AppError("start_response called twice without exc_info")
         self.status = status
         self.headers = headers
         return self.write
@@ -235,7 +231,7 @@ class Http2Stream:
     def write(self, data: bytes) -> None:
         """The legacy write(): sent before it returns (waiting for flow control)."""
         if type(data) is not bytes:
-            raise LocalProtocolError(f"write() takes bytes, got {type(data).__name__}")
+            raise AppError(f"write() takes bytes, got {type(data).__name__}")
         if data:
             self._send(data, end_stream=False)
 
@@ -266,7 +262,7 @@ class Http2Stream:
         template = self.template
         if template is None:
             if not self.status:
-                raise LocalProtocolError("the application did not call start_response")
+                raise AppError("the application did not call start_response")
             template = self.template = self.context.http2_heads.get(self.status, self.headers)
             self.status_code = template.status_code
             if not self.is_head and template.status_code not in (204, 304):
@@ -288,7 +284,7 @@ class Http2Stream:
             return
         for data in result:
             if type(data) is not bytes:
-                raise LocalProtocolError(f"the app yielded {type(data).__name__}, not bytes")
+                raise AppError(f"the app yielded {type(data).__name__}, not bytes")
             if data:
                 self._send(data, end_stream=False)
         self._send(b"", end_stream=True)
