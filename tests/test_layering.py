@@ -141,7 +141,7 @@ def test_what_both_processes_share_imports_neither(name: str) -> None:
 
 # A worker module may import worker modules of lower rank only.
 WORKER_RANKS = {
-    "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0, "h2c": 0,
+    "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0, "h2c": 0, "shared_tls": 0,
     "context": 1, "protocol": 1, "metrics": 1,
     "transport": 2,
     "exchange": 3, "stream": 3, "websocket_api": 3,

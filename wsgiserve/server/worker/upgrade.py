@@ -23,6 +23,7 @@ from wsgiserve.log import AccessRecord
 from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.exchange import Exchange
 from wsgiserve.server.worker.heads import SERVER_HEADER, build_head
+from wsgiserve.server.worker.shared_tls import SharedTLSSocket
 from wsgiserve.server.worker.transport import Transport
 from wsgiserve.server.worker.websocket_api import WebSocket
 from wsgiserve.websocket import (
@@ -178,14 +179,16 @@ class WebSocketUpgrade:
             body = b""
         self._transport.send_blocking(head + body, self._context.body_timeout_s)
 
-    def hijack(self, wrapper: HijackedSocket) -> socket.socket:
+    def hijack(self, wrapper: HijackedSocket) -> socket.socket | SharedTLSSocket:
         """Hand the socket to the app (first use of environ["gunicorn.socket"])."""
         if self.result is not None and self.result is not HIJACKED:
             raise RuntimeError("this upgrade request was answered already")
         transport = self._transport
-        sock = transport.sock
+        sock: socket.socket | SharedTLSSocket = transport.sock
         self._context.release(transport.fileno)  # out of epoll before anyone reads it
         sock.settimeout(None)  # blocking, as a library's own thread expects
+        if transport.is_tls:  # its reader thread and the app's sends share it
+            sock = SharedTLSSocket(sock)  # type: ignore[arg-type]  # an ssl.SSLSocket
         wrapper.early = self._early_data()
         transport.sock = _DETACHED  # type: ignore[assignment]  # its close() is a no-op
         self.result = HIJACKED
@@ -206,10 +209,10 @@ class HijackedSocket:
 
     def __init__(self, upgrade: WebSocketUpgrade) -> None:
         self._upgrade = upgrade
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | SharedTLSSocket | None = None
         self.early = b""
 
-    def _take(self) -> socket.socket:
+    def _take(self) -> socket.socket | SharedTLSSocket:
         sock = self._sock
         if sock is None:
             sock = self._sock = self._upgrade.hijack(self)
