@@ -15,6 +15,8 @@
   /gunicorn-socket   "yes" or "no": whether environ has gunicorn.socket (never accepts)
   /flood             event mode; the first message makes on_message send 64 MiB with a
                      1 s send timeout; "flood CODE" goes to /closes when send gives up
+  /burst             event mode; a message "N" makes on_message send N binary messages of
+                     64 KiB (the default send timeout), then the text "done"
 ``flask_sock`` is a Flask-Sock echo at /echo (and "hello" at /); ``flask_socketio`` a
 Flask-SocketIO (threading mode) app echoing "echo" events.
 """
@@ -58,6 +60,13 @@ def _flood(ws: Any, message: str | bytes) -> None:
             _closes.append(f"flood {exc.code}")
 
 
+def _burst(ws: Any, message: str | bytes) -> None:
+    block = b"b" * 65536
+    for _ in range(int(message)):
+        ws.send(block)
+    ws.send("done")
+
+
 def native(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     if path == "/closes":
@@ -96,6 +105,8 @@ def native(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
         raise RuntimeError("this app fails on purpose after accept()")
     elif path == "/flood":
         ws.on_message = _flood
+    elif path == "/burst":
+        ws.on_message = _burst
     return []
 
 

@@ -247,6 +247,43 @@ def test_a_peer_that_does_not_read_is_dropped_with_bounded_memory(server: Server
     assert peak_rss_kib(server.worker_pid) - before < 32 * 1024
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_callbacks_sending_more_than_the_buffer_holds_to_a_reading_peer(
+        tmp_path: Path, threads: str) -> None:
+    # Each callback's send waits for room (32 MiB, past the 1 MiB send buffer): with every
+    # serving thread in such a callback, none is left to run the loop's writes, so a send
+    # must not wait for the loop to flush. Before the fix each waited out its timeout (10
+    # s) and dropped its peer, which was reading all along (1008).
+    count = 512
+    with Server(tmp_path, APP, "--threads", threads, "--websocket-ping-interval", "0") as server:
+        sockets = [connect(server.port, "/burst") for _ in range(int(threads))]
+        try:
+            for ws in sockets:
+                ws.send(frame(TEXT, str(count).encode()))
+            for ws in sockets:
+                received = [ws.read_frame() for _ in range(count + 1)]
+                assert [f.opcode for f in received] == [BINARY] * count + [TEXT], \
+                    [(f.opcode, f.payload[:20]) for f in received if f.opcode != BINARY]
+                assert received[-1].payload == b"done"
+        finally:
+            for ws in sockets:
+                ws.close()
+
+
+def test_a_frame_left_unread_behind_a_callback_does_not_stop_its_output(
+        server: Server) -> None:
+    # While a callback runs the loop leaves the client's next frames in the socket; every
+    # edge then reports readable and writable at once, and the output must still flow.
+    count = 512
+    with connect(server.port, "/burst") as ws:
+        ws.send(frame(TEXT, str(count).encode()))
+        received = [ws.read_frame()]
+        ws.send(frame(PING, b"still here"))  # unread until the callback returns
+        received += [ws.read_frame() for _ in range(count + 1)]
+        assert [f.opcode for f in received] == [BINARY] * count + [TEXT, PONG], \
+            [(f.opcode, f.payload[:20]) for f in received if f.opcode != BINARY]
+
+
 # -- pings ------------------------------------------------------------------------------------
 
 def test_pings_keep_a_live_peer_and_drop_a_silent_one(tmp_path: Path) -> None:

@@ -53,6 +53,9 @@ CLOSE_TIMEOUT_S: Final = 5.0
 MAX_SEND_BUFFER_BYTES: Final = 1 << 20
 # How long ``send`` waits for room without a timeout of its own.
 SEND_TIMEOUT_S: Final = 10.0
+# A sender waiting for room looks up at least this often: the WebSocket may have been
+# dropped or closed meanwhile (as an HTTP/2 stream's reader does: READER_POLL_MAX_S).
+ROOM_POLL_MAX_S: Final = 0.5
 # RFC 6455 §7.4.1: 1008 policy violation (the peer does not read what we send), 1011 an
 # unexpected condition (no pong, a callback failed), 1006 closed without a Close frame.
 _POLICY: Final = 1008
@@ -106,7 +109,6 @@ class WebSocket:
         self._core = core
         self._access_record = access_record
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # senders wait here for the loop
         self._out = bytearray()
         self._inbox: collections.deque[Message] = collections.deque()
         self._is_in_loop = False     # the WSGI call returned: the loop reads the socket
@@ -199,7 +201,8 @@ class WebSocket:
                 continue
             if now >= deadline:
                 return None
-            _wait(self._transport.fileno, wants_write, min(timer, deadline) - now)
+            _wait(self._transport.fileno, select.POLLIN | (select.POLLOUT if wants_write else 0),
+                  min(timer, deadline) - now)
             if wants_write:
                 with self._lock:
                     self._flush()
@@ -277,12 +280,11 @@ class WebSocket:
                 return None
 
     def _finish(self) -> None:
-        """No more frames will be read: wake the senders, drop unread input."""
+        """No more frames will be read (unread input is dropped)."""
         if not self._is_finished:
             self._is_finished = True
             if self.close_code is None:
                 self.close_code = _ABNORMAL
-            self._room.notify_all()
 
     def _abort(self, code: int, reason: str) -> None:
         """Give up on the peer: no close handshake, the transport is closed at once."""
@@ -325,7 +327,6 @@ class WebSocket:
                 self._lose()
                 return True
             del out[:sent]
-        self._room.notify_all()
         return True
 
     def _recv(self) -> bytes | None:
@@ -352,11 +353,17 @@ class WebSocket:
 
     def _wait_for_room(self, timeout_s: float) -> None:
         """Wait until the send buffer is within its bound (all sent, while the WSGI call
-        runs); past ``timeout_s`` drop the peer (1008)."""
+        runs), sending as the socket takes more; past ``timeout_s`` drop the peer (1008).
+
+        The waiting thread sends itself, in event mode too, rather than wait for the loop
+        to: every serving thread may be a callback waiting here, with none left to run the
+        loop's writes (they would all wait out their timeouts, then drop peers that read).
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             with self._lock:
-                if self._is_aborted:  # dropped, or the socket failed: it was not sent
+                if self._is_aborted or self._has_ended:
+                    # Dropped, the socket failed, or the connection closed: not all was sent.
                     raise WebSocketClosed(self.close_code or _ABNORMAL, self.close_reason)
                 out = len(self._out)
                 if not out or (self._is_in_loop and out <= MAX_SEND_BUFFER_BYTES):
@@ -366,10 +373,7 @@ class WebSocket:
                     self._abort(_POLICY, "the peer does not read")
                     self._context.resume_reading(self._transport.fileno)
                     raise WebSocketClosed(_POLICY, self.close_reason)
-                if self._is_in_loop:
-                    self._room.wait(remaining)  # the loop flushes and notifies
-                    continue
-            _wait(self._transport.fileno, True, remaining)
+            _wait(self._transport.fileno, select.POLLOUT, min(remaining, ROOM_POLL_MAX_S))
             with self._lock:
                 self._flush()
 
@@ -414,7 +418,6 @@ class WebSocket:
                 self._close_due = time.monotonic() + CLOSE_TIMEOUT_S
                 self.close_code = 1000
                 self._write(self._core.data_to_send())
-            self._room.notify_all()
             if self._inbox or (self._is_finished and self.on_close is not None):
                 self._start_delivery()
 
@@ -427,7 +430,11 @@ class WebSocket:
                 if self._is_delivering:
                     # The app has not taken the last message yet: leave the rest in the
                     # socket (TCP pushes back); the task resumes reading when it is done.
+                    # The event may be the writable edge as well (edge-triggered polling
+                    # reports both at once, and so every edge while input waits unread):
+                    # send what waits, or it would wait for the callback to return.
                     transport.read_pending = False
+                    self._flush()
                     return False
                 message = self._next_message()
                 if message is not None:
@@ -519,14 +526,14 @@ class WebSocket:
             if self.close_code is None:
                 self.close_code = _ABNORMAL
             self._is_finished = True
-            self._room.notify_all()
         context = self._context
         context.websockets.discard(self)
         if context.access_log is not None and self._access_record is not None:
             context.access_log.log_websocket(self._access_record(self))
 
 
-def _wait(fileno: int, wants_write: bool, timeout_s: float) -> None:
+def _wait(fileno: int, events: int, timeout_s: float) -> None:
+    """Wait until the socket has one of ``events`` (``select.POLL*``) or time runs out."""
     poller = select.poll()
-    poller.register(fileno, select.POLLIN | (select.POLLOUT if wants_write else 0))
+    poller.register(fileno, events)
     poller.poll(None if timeout_s == math.inf else max(0.0, timeout_s) * 1000)
