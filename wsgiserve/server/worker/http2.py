@@ -113,7 +113,8 @@ class Http2:
                  "next_protocol", "_lock", "_changed", "_out", "_streams", "_waiting",
                  "_in_app", "_max_in_app", "_initial", "_base_environ", "_stop_step",
                  "_stop_started", "_is_peer_done", "_is_broken", "_queued", "_flush_later",
-                 "_has_reader", "_is_write_shut", "_upgrade", "_held", "_waiters")
+                 "_has_reader", "_is_event_left", "_is_write_shut", "_upgrade", "_held",
+                 "_waiters")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"",
@@ -156,6 +157,7 @@ class Http2:
         self._queued = 0
         self._flush_later = self._flush_deferred  # one bound method: a set member
         self._has_reader = False  # a stream's thread reads for the connection (_wait)
+        self._is_event_left = False  # the loop left it an event meanwhile (on_readable)
         self._waiters = 0  # streams' threads waiting on _changed (in _wait)
         self._is_write_shut = False  # our FIN went
 
@@ -178,7 +180,9 @@ class Http2:
         with self._lock:
             if self._has_reader:
                 # A stream's thread is reading (_wait): it reads all the socket holds
-                # before it lets go, so this event's bytes are its to read.
+                # before it lets go, so this event's bytes are its to read (and it is told
+                # so: its poll may have ended before they came).
+                self._is_event_left = True
                 self.transport.read_pending = False
                 return WAIT_WRITABLE if self._out else WAIT_READABLE
             data = self.transport.recv()
@@ -454,8 +458,9 @@ class Http2:
         Called with the lock held, by a stream's thread that cannot go on: it may be the
         only serving thread not in the app, and the loop's reads need one. While it polls
         the socket (the lock released), the loop's reads stand aside (``_has_reader``);
-        it reads all the socket holds before it lets go, so nothing is left unread
-        behind an edge the loop was told about.
+        it reads all the socket holds before it lets go (and it reads once more when the
+        loop stood aside after its poll had ended), so nothing is left unread behind an
+        edge the loop was told about.
 
         Raises:
             TimeoutError: ``deadline`` passed.
@@ -472,8 +477,15 @@ class Http2:
                 self._waiters -= 1
             return
         self._has_reader = True
+        self._is_event_left = False
         try:
             ready = self._poll(min(remaining, READER_POLL_MAX_S))
+            if self._is_event_left:
+                # The loop left us an event while the lock was free, perhaps after our
+                # poll had ended (timed out, or saw only POLLOUT) but before we took the
+                # lock back: act on it both ways. No event comes for those bytes again
+                # (edge-triggered), so unread now they could wait for good.
+                ready |= select.POLLIN | select.POLLOUT
             if ready and not self._is_broken and self.state is not CLOSED \
                     and self.state is not CLOSING:
                 if ready & select.POLLOUT:
