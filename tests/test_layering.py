@@ -147,6 +147,8 @@ WORKER_RANKS = {
     "exchange": 3, "stream": 3, "websocket_api": 3,
     # Between the exchange it answers and the protocols that offer it.
     "upgrade": 3.5,
+    # What the streams' threads call on an HTTP/2 connection: under its loop's side.
+    "http2_output": 3.5,
     "http1": 4, "http2": 4, "preamble": 4, "websocket": 4,
     "connection": 5,
     "loop": 6,
