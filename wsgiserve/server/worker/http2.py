@@ -43,7 +43,7 @@ from wsgiserve.server.worker.states import (
     ConnState,
     Outcome,
 )
-from wsgiserve.server.worker.stream import Http2Stream, StreamGone
+from wsgiserve.server.worker.stream import SERVER_FIELD, Http2Stream, StreamGone
 from wsgiserve.server.worker.transport import Transport
 
 __all__ = ["Http2", "http2_limits"]
@@ -95,7 +95,7 @@ class Http2(Http2Output):
     __slots__ = ("state", "deadline", "idle_since", "_idle_deadline", "_header_deadline",
                  "next_protocol", "_in_app", "_max_in_app", "_initial", "_base_environ",
                  "_stop_step", "_stop_started", "_is_peer_done", "_is_write_shut",
-                 "_upgrade", "_held")
+                 "_upgrade", "_held", "_is_shedding")
 
     def __init__(self, transport: Transport, context: ServerContext,
                  base_environ: dict[str, Any], initial: bytes = b"",
@@ -124,6 +124,7 @@ class Http2(Http2Output):
         self._stop_started = 0.0
         self._is_peer_done = False  # the client sent GOAWAY
         self._is_write_shut = False  # our FIN went
+        self._is_shedding = False  # shed(): new streams get 503 (load shedding)
 
     def set_state(self, new: ConnState) -> None:
         if new not in TRANSITIONS[self.state]:
@@ -217,7 +218,17 @@ class Http2(Http2Output):
         return None
 
     def shed(self) -> Outcome | None:
-        return None  # streams wait their turn on the connection (max_streams_in_app)
+        """Load shedding (see ``Worker``), on the housekeeping thread while every serving
+        thread is in the app: read what waits as ``on_readable`` does (PINGs, resets and
+        window updates are acted on), but answer each new stream 503 with Retry-After at
+        once instead of queueing it for a thread. Streams already started go on."""
+        if self.state is CLOSING:
+            return None
+        self._is_shedding = True
+        try:
+            return self.on_readable()
+        finally:
+            self._is_shedding = False
 
     def close(self) -> None:
         with self._lock:
@@ -286,6 +297,9 @@ class Http2(Http2Output):
             kind = type(event)
             if kind is RequestReceived:
                 assert isinstance(event, RequestReceived)
+                if self._is_shedding:
+                    self._shed_stream(event)
+                    continue
                 stream = Http2Stream(event, self, self.context, self._base_environ)
                 streams[event.stream_id] = stream
                 if self.state is IDLE:
@@ -335,6 +349,23 @@ class Http2(Http2Output):
                 self._is_peer_done = True
         if events and self._waiters:
             self._changed.notify_all()  # request bodies grew, windows changed
+
+    def _shed_stream(self, event: RequestReceived) -> None:
+        """Answer a new stream 503 with Retry-After, without the app: a head alone (HEADERS
+        are not flow-controlled, so nothing waits), and RST_STREAM NO_ERROR when the
+        client has a body still to send (RFC 9113 §8.1)."""
+        stream_id = event.stream_id
+        _log.debug("stream %d from %s shed: every thread busy", stream_id,
+                   self.transport.remote_addr)
+        self._guard(self.core.send_headers, stream_id, [
+            (b":status", b"503"), (b"date", self.context.dates.now().encode("ascii")),
+            SERVER_FIELD, (b"retry-after", b"1"), (b"content-length", b"0")], True)
+        if not event.end_stream:
+            self._guard(self.core.reset_stream, stream_id, ErrorCode.NO_ERROR)
+        metrics = self.context.metrics
+        if metrics is not None:
+            metrics.request_shed()
+            metrics.request_done(H2, event.method, 0.0, 503, 0, 0)
 
     def _outcome(self) -> Outcome:
         """After reading or writing: shut the connection when nothing more will happen on

@@ -34,12 +34,12 @@ from wsgiserve.server.worker.context import ServerContext
 from wsgiserve.server.worker.heads import CONNECTION_SPECIFIC, SERVER_HEADER, Http2HeadTemplate
 from wsgiserve.wsgi import AppError, EmptyInput, FileWrapper, InputStream, reraise_if_head_sent
 
-__all__ = ["Http2Stream", "StreamBody", "StreamGone", "StreamOutput"]
+__all__ = ["SERVER_FIELD", "Http2Stream", "StreamBody", "StreamGone", "StreamOutput"]
 
 _log = logging.getLogger(__name__)
 
 Fields = list[tuple[bytes, bytes]]
-_SERVER_FIELD: Final = (b"server", SERVER_HEADER.encode("latin-1"))
+SERVER_FIELD: Final = (b"server", SERVER_HEADER.encode("latin-1"))
 _EMPTY_INPUT: Final = EmptyInput()
 
 
@@ -341,7 +341,7 @@ class Http2Stream:
         self.status_code = 500
         body = b"500 Internal Server Error\n"
         fields = [(b":status", b"500"), (b"date", self.context.dates.now().encode("ascii")),
-                  _SERVER_FIELD, (b"content-type", b"text/plain; charset=utf-8"),
+                  SERVER_FIELD, (b"content-type", b"text/plain; charset=utf-8"),
                   (b"content-length", str(len(body)).encode("ascii"))]
         self.is_head_sent = True
         try:

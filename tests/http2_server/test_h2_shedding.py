@@ -1,0 +1,106 @@
+"""Load shedding over HTTP/2: with the only serving thread held in the app, a new stream
+on an open connection that waits past --max-queue-time is answered 503 with Retry-After
+at once (HEADERS only, the app never called), the connection's PINGs are answered, and the
+connection serves normally once the thread is free; with shedding off the stream waits
+its turn and is served."""
+from __future__ import annotations
+
+import http.client
+import re
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from h2client import H2Connection
+from processes import wait_until
+from prometheus_client.parser import text_string_to_metric_families
+from serving import Server
+
+pytestmark = pytest.mark.timeout(60)
+
+APP = textwrap.dedent('''\
+    import pathlib
+    import threading
+
+    HERE = pathlib.Path(__file__).parent
+    CALLS = HERE / "calls"
+
+
+    def app(environ, start_response):
+        with CALLS.open("a") as calls:
+            calls.write(environ["PATH_INFO"] + "\\n")
+        if environ["PATH_INFO"] == "/hold":
+            (HERE / "started").touch()
+            event = threading.Event()
+            while not (HERE / "release").exists():  # held until the test releases it
+                event.wait(0.02)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+''')
+
+
+def _hold(port: int, results: dict[str, object]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/hold")
+        response = connection.getresponse()
+        results["held"] = (response.status, response.read())
+    except OSError as exc:
+        results["held"] = exc
+    finally:
+        connection.close()
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
+@pytest.mark.parametrize("max_queue_time", ["0.3", "0"])
+def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
+        tmp_path: Path, max_queue_time: str) -> None:
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--max-queue-time",
+                max_queue_time, "--metrics-bind", "127.0.0.1:0",
+                pythonpath=[tmp_path]) as server, \
+            H2Connection(server.port, timeout_s=15) as conn:
+        found = re.search(r"Serving metrics at: http://127\.0\.0\.1:(\d+)/", server.log())
+        assert found is not None, server.log()
+        metrics_port = int(found.group(1))
+        conn.handshake()
+        assert conn.get("/first").status == 200
+        held = threading.Thread(target=_hold, args=(server.port, results))
+        held.start()
+        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        stream_id = conn.request("/waiting")
+        if max_queue_time != "0":
+            # Shed while the only thread is still held: the answer comes before the release.
+            response = conn.response(stream_id, timeout_s=10)
+            assert (response.status, response.header("retry-after"), response.body) \
+                == (503, "1", b"")
+            conn.expect_alive()  # its PINGs are answered too, the thread still held
+            assert "held" not in results
+            wait_until(lambda: _metric(metrics_port, "wsgiserve_shed_requests_total") == 1,
+                       10, message="the shed stream counted")
+            assert _metric(metrics_port, "wsgiserve_requests_total", protocol="h2",
+                           status="5xx") == 1
+        (tmp_path / "release").touch()
+        held.join(15)
+        assert results["held"] == (200, b"ok")
+        if max_queue_time == "0":
+            response = conn.response(stream_id, timeout_s=10)  # it waited its turn
+            assert (response.status, response.body) == (200, b"ok")
+        assert conn.get("/after").status == 200  # the connection serves on
+        calls = (tmp_path / "calls").read_text().split()
+        expected = ["/first", "/hold", "/after"] if max_queue_time != "0" \
+            else ["/first", "/hold", "/waiting", "/after"]
+        assert calls == expected
