@@ -142,15 +142,21 @@ def test_what_both_processes_share_imports_neither(name: str) -> None:
 # A worker module may import worker modules of lower rank only.
 WORKER_RANKS = {
     "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0, "h2c": 0, "shared_tls": 0,
-    "context": 1, "protocol": 1, "metrics": 1,
+    "context": 1, "protocol": 1, "metrics": 1, "hang": 1,
     "transport": 2,
+    # How an HTTP/1.1 connection ends: over its transport, under the protocol.
+    "closing": 2.5,
     "exchange": 3, "stream": 3, "websocket_api": 3,
     # Between the exchange it answers and the protocols that offer it.
     "upgrade": 3.5,
     # What the streams' threads call on an HTTP/2 connection: under its loop's side.
     "http2_output": 3.5,
+    # Parts of HTTP/1.1 (http1.py): its own answers, then the upgrades it runs.
+    "http1_errors": 3.6, "http1_upgrade": 3.7,
     "http1": 4, "http2": 4, "preamble": 4, "websocket": 4,
     "connection": 5,
+    # Parts of the loop (loop.py): its listeners, the context it builds, its load shedding.
+    "accept": 5.5, "settings": 5.5, "shedding": 5.6,
     "loop": 6,
     "__init__": 7,
 }

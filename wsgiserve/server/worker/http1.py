@@ -1,5 +1,6 @@
-"""HTTP/1.1 on a connection: the sequence of exchanges, keep-alive, pipelining, and the
-answers the server gives itself (4xx for bad requests, 408, 500).
+"""HTTP/1.1 on a connection: the sequence of exchanges, keep-alive, pipelining, and when
+the server answers by itself (4xx for bad requests, 408, 500, 503 while shedding: built in
+``http1_errors``). Upgrades run in ``http1_upgrade``; the connection ends in ``closing``.
 
 ``Http1`` drives the sans-IO ``RequestParser`` over a ``Transport``. The connection calls
 ``on_readable`` / ``on_writable`` / ``on_timeout`` (one thread at a time) and acts on the
@@ -31,17 +32,25 @@ from wsgiserve.http import (
     RequestParser,
 )
 from wsgiserve.http.framing import NO_BODY
-from wsgiserve.http.parser import ParserState
-from wsgiserve.server.counters import HTTP1, WEBSOCKET
-from wsgiserve.server.worker.context import (
-    DRAIN_MAX_BYTES,
-    LINGER_S,
-    PREBUFFER_MAX_BYTES,
-    ServerContext,
+from wsgiserve.server.counters import HTTP1
+from wsgiserve.server.worker.closing import (
+    close_or_linger,
+    linger,
+    send_final,
+    start_closing,
+    start_lingering,
 )
+from wsgiserve.server.worker.context import DRAIN_MAX_BYTES, PREBUFFER_MAX_BYTES, ServerContext
 from wsgiserve.server.worker.exchange import PUMP_FAILED, WAITING, Exchange
 from wsgiserve.server.worker.h2c import h2c_settings
-from wsgiserve.server.worker.heads import error_response
+from wsgiserve.server.worker.http1_errors import (
+    count_failed,
+    error_answer,
+    failure_answer,
+    reject_answer,
+    shed_answer,
+)
+from wsgiserve.server.worker.http1_upgrade import record_upgrade, serve_upgrade
 from wsgiserve.server.worker.states import (
     CLOSE,
     CLOSED,
@@ -61,9 +70,7 @@ from wsgiserve.server.worker.states import (
     Outcome,
 )
 from wsgiserve.server.worker.transport import Transport
-from wsgiserve.server.worker.upgrade import ANSWERED, HIJACKED, WebSocketUpgrade, offer_upgrade
-from wsgiserve.server.worker.websocket_api import WebSocketClosed
-from wsgiserve.websocket import HandshakeError
+from wsgiserve.server.worker.upgrade import ANSWERED, HIJACKED, WebSocketUpgrade
 from wsgiserve.wsgi import EmptyInput, InputStream
 
 if TYPE_CHECKING:
@@ -77,10 +84,6 @@ _LENGTH, _UNTIL_CLOSE, _NONE = BodyKind.LENGTH, BodyKind.UNTIL_CLOSE, BodyKind.N
 _CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
-# Parser states in which a request was read to its end (and nothing of a next one yet).
-_BETWEEN_REQUESTS: Final = frozenset({ParserState.HEAD, ParserState.DONE, ParserState.CLOSED})
-# Reasons for the errors the server answers itself; a RemoteProtocolError carries its own.
-_REASONS: Final = {400: "Bad Request", 408: "Request Timeout", 500: "Internal Server Error"}
 
 
 class Http1:
@@ -135,7 +138,7 @@ class Http1:
         """
         state = self.state
         if state is CLOSING:
-            return self._linger()
+            return linger(self.transport)
         if state is WRITING:
             return self.on_writable()
         data = self.transport.recv()
@@ -168,7 +171,7 @@ class Http1:
         if not self.transport.flush():
             return WAIT_WRITABLE
         if self.state is CLOSING:
-            return self._start_lingering()
+            return start_lingering(self)
         exchange = self.exchange
         if exchange is None:
             return self._advance()
@@ -191,8 +194,8 @@ class Http1:
             if self.context.metrics is not None:
                 self.context.metrics.protocol_error(HTTP1, 408)
             self.set_state(CLOSING)
-            self.transport.try_send(self._error_response(408, "request timed out", method))
-            return self._start_lingering()
+            self.transport.try_send(error_answer(self.context, 408, "request timed out", method))
+            return start_lingering(self)
         return CLOSE
 
     def start_graceful_close(self, quiet_since: float) -> Outcome | None:
@@ -205,7 +208,7 @@ class Http1:
         one instead.
         """
         if self.state is IDLE and self.idle_since <= quiet_since:
-            return self._start_closing()
+            return start_closing(self)
         return None
 
     def shed(self) -> Outcome | None:
@@ -250,7 +253,7 @@ class Http1:
                 if type(event) is not Request:
                     # ConnectionClosed, PAUSED after a "Connection: close" request, or a
                     # stray event: the conversation is over.
-                    return CLOSE if event is not PAUSED else self._start_closing()
+                    return CLOSE if event is not PAUSED else start_closing(self)
                 request = event
                 framing = request.framing
                 if self._upgrade_http2 is not None and framing.kind is _NONE \
@@ -304,7 +307,7 @@ class Http1:
         """Run the app for one request. None: the exchange ended, go on parsing."""
         context = self.context
         if self._is_shedding:
-            return self._shed(request)
+            return send_final(self, shed_answer(context, request, self.transport.remote_addr))
         self.set_state(IN_APP)
         exchange = self.exchange = Exchange(request, self.transport, context)
         if context.is_stopping or context.keepalive_s <= 0:
@@ -326,7 +329,10 @@ class Http1:
         # exchange, a cycle only the garbage collector frees (~5,000 instructions a request).
         environ["wsgi.early_hints"] = self._early_hints
         if "HTTP_UPGRADE" in environ:
-            return self._serve_upgrade(exchange)
+            answer = serve_upgrade(exchange, self.transport, context, self.parser, self)
+            if isinstance(answer, WebSocketUpgrade):
+                return self._end_upgrade(exchange, answer)
+            return self._settle(exchange, answer)
         hooks = context.hooks
         context.in_app[self] = exchange.started
         try:
@@ -376,8 +382,8 @@ class Http1:
             writer = exchange.writer
             if writer is not None and writer.framing.kind is _UNTIL_CLOSE:
                 # The close is the end of this body: linger, so that no reset can cut it.
-                return self._start_closing()
-            return self._close_or_linger()
+                return start_closing(self)
+            return close_or_linger(self, self.parser)
         # A worker that began stopping after this head went out (saying keep-alive) must
         # not close now: the client may already be sending its next request. That one is
         # answered with "Connection: close"; a connection left quiet is closed by the
@@ -388,11 +394,11 @@ class Http1:
             # that response close when it built the head.)
             try:
                 if not body.drain(DRAIN_MAX_BYTES):
-                    return self._start_closing()
+                    return start_closing(self)
             except TimeoutError:
                 # The rest of the body is not here yet: close, and let the lingering
                 # close (in the loop, not this thread) drop it.
-                return self._start_closing()
+                return start_closing(self)
             except (RemoteProtocolError, OSError):
                 return CLOSE
         self.set_state(IDLE)
@@ -403,93 +409,17 @@ class Http1:
     def _app_failed(self, exchange: Exchange) -> Outcome:
         exc = exchange.error
         assert exc is not None
-        self.context.in_app.pop(self, None)
-        if self.context.metrics is not None:
-            self._count_failed(exchange, exc)
+        context = self.context
+        context.in_app.pop(self, None)
+        if context.metrics is not None:
+            count_failed(context, self.parser, exchange, exc)
         self.exchange = None
         exchange.close_result()
-        address = self.transport.remote_addr
-        if isinstance(exc, RemoteProtocolError):
-            # The body the app was reading was invalid, too large, or cut short.
-            _log.debug("bad request body from %s: %s", address, exc)
-            if exchange.head_sent:
-                return CLOSE
-            if exc.method is None:
-                exc.method = exchange.request.method
-            return self._reject(exc)
-        if isinstance(exc, ConnectionError):
-            _log.debug("client %s went away: %s", address, exc)
-            return CLOSE
-        method = exchange.request.method
-        if isinstance(exc, TimeoutError) and not exchange.head_sent:
-            _log.debug("client %s timed out: %s", address, exc)
-            self.set_state(CLOSING)
-            return self._send_final(self._error_response(408, "request timed out", method))
-        _log.error("Error handling request %s %s", method.decode("ascii"),
-                   exchange.request.target.decode("latin-1")[:200], exc_info=exc)
-        if exchange.head_sent:
-            # Too late for a 500: abort so the client sees a truncated response.
-            return CLOSE
-        exchange.status_code = 500
-        exchange.log_access()
-        self.set_state(CLOSING)
-        return self._send_final(self._error_response(500, "Internal Server Error", method))
-
-    def _shed(self, request: Request) -> Outcome:
-        _log.debug("request from %s shed: every thread busy", self.transport.remote_addr)
-        metrics = self.context.metrics
-        if metrics is not None:
-            metrics.request_shed()
-            metrics.request_done(HTTP1, request.method, 0.0, 503, 0, 0)
-        self.set_state(CLOSING)
-        return self._send_final(error_response(
-            503, "Service Unavailable", "the server is busy: retry later",
-            method=request.method, date_line=self.context.dates.line(),
-            headers=[("Retry-After", "1")]))
+        answer = failure_answer(context, exchange, exc, self.transport.remote_addr)
+        return CLOSE if answer is None else send_final(self, answer)
 
     def _reject(self, exc: RemoteProtocolError) -> Outcome:
-        _log.debug("invalid request from %s: %s", self.transport.remote_addr, exc)
-        if self.context.metrics is not None:
-            self.context.metrics.protocol_error(HTTP1, exc.status)
-        if self.state is not CLOSING:
-            self.set_state(CLOSING)
-        return self._send_final(self._error_response(exc.status, str(exc), exc.method,
-                                                     exc.reason))
-
-    # -- metrics (context.metrics is set) -------------------------------------------------
-    def _count(self, exchange: Exchange, status: int, now: float = 0.0) -> None:
-        """Count a request whose response went out with ``status``, with its body bytes
-        as far as they arrived; ``now``: the monotonic time, if the caller has it."""
-        metrics = self.context.metrics
-        assert metrics is not None
-        request = exchange.request
-        framing = request.framing
-        writer = exchange.writer
-        metrics.request_done(
-            HTTP1, request.method, (now or time.monotonic()) - exchange.started, status,
-            0 if framing is NO_BODY else self.parser.body_bytes_received(framing),
-            writer.bytes_written if writer is not None else 0)
-
-    def _count_failed(self, exchange: Exchange, exc: BaseException) -> None:
-        """Count a failed exchange with the status ``_app_failed`` answers: the head's if
-        it went out, else 4xx for a bad or slow body, 500 for an app error. A client gone
-        before any answer is not counted (no status was sent)."""
-        metrics = self.context.metrics
-        assert metrics is not None
-        if exchange.head_sent:
-            self._count(exchange, exchange.status_code)
-        elif isinstance(exc, RemoteProtocolError):
-            self._count(exchange, exc.status)  # _reject counts the protocol error
-        elif isinstance(exc, TimeoutError):
-            self._count(exchange, 408)
-            metrics.protocol_error(HTTP1, 408)
-        elif not isinstance(exc, ConnectionError):
-            self._count(exchange, 500)
-
-    def _error_response(self, status: int, message: str, method: bytes | None,
-                        reason: str = "") -> bytes:
-        return error_response(status, reason or _REASONS[status], message, method=method,
-                              date_line=self.context.dates.line())
+        return send_final(self, reject_answer(self.context, exc, self.transport.remote_addr))
 
     def _early_hints(self, headers: Sequence[tuple[str, str]]) -> None:
         """``environ["wsgi.early_hints"]``: see ``Exchange.early_hints``."""
@@ -497,82 +427,26 @@ class Http1:
         if exchange is not None:
             exchange.early_hints(headers)
 
-    # -- upgrades (a request with an Upgrade field; see upgrade.py) ---------------------------
-    def _serve_upgrade(self, exchange: Exchange) -> Outcome | None:
-        """Run the app for a request that asks to upgrade. For WebSocket it finds the
-        native API and (a valid upgrade) gunicorn.socket in its environ; then the
-        connection switches to WebSocket, is given away, or the answer is sent as usual
-        (and the connection closes: bytes after the head are never parsed as a request)."""
-        context = self.context
-        environ = exchange.environ
-        upgrade = offer_upgrade(exchange, self.transport, context, self._early_data,
-                                self._leave_app_accounting)
-        if upgrade is not None and upgrade.result is not None:
-            return self._end_upgrade(exchange, upgrade)  # refused before the app (503)
-        hooks = context.hooks
-        context.in_app[self] = exchange.started
-        try:
-            if "pre_request" in hooks:
-                hooks["pre_request"](context.worker, environ)
-            exchange.result = context.app(
-                environ, exchange.start_response if upgrade is None else upgrade.start_response)
-        except Exception as exc:  # noqa: BLE001 - the app boundary: log, answer 500
-            if upgrade is None or upgrade.result is None:
-                return self._settle(exchange, exchange.fail(exc))
-            # StopIteration: how simple-websocket ends a call whose socket it took.
-            if not isinstance(exc, (StopIteration, HandshakeError, WebSocketClosed)):
-                _log.error("Error in the WebSocket app of %s", self.transport.remote_addr,
-                           exc_info=exc)
-                if upgrade.websocket is not None:
-                    upgrade.websocket.close(1011)  # RFC 6455 §7.4.1: an unexpected condition
-        if upgrade is None or upgrade.result is None:
-            if upgrade is not None:
-                exchange.should_close = True
-            return self._settle(exchange, exchange.pump())
-        return self._end_upgrade(exchange, upgrade)
-
     def _end_upgrade(self, exchange: Exchange, upgrade: WebSocketUpgrade) -> Outcome:
-        """The app answered through the upgrade: what it returned is not sent."""
+        """The app answered through the upgrade (see http1_upgrade.py): what it returned
+        is not sent."""
         context = self.context
         context.in_app.pop(self, None)
         self.exchange = None
         exchange.close_result()
+        record_upgrade(exchange, upgrade, context, self.parser)
         result = upgrade.result
-        metrics = context.metrics
         if result is HIJACKED:
-            context.hijacked.discard(upgrade.hijacked)
-            exchange.status_code = 101  # what the library answered, as far as we know
-            if context.access_log is not None:
-                exchange.log_access()
-            if metrics is not None:  # the handshake is the request; its call, the socket's life
-                metrics.request_done(WEBSOCKET, exchange.request.method,
-                                     time.monotonic() - exchange.started, 101, 0, 0)
             self.set_state(SWITCHED)
             return CLOSE  # the transport no longer holds the socket: nothing is closed
         if result is ANSWERED:
-            exchange.status_code = upgrade.status
-            if context.access_log is not None:
-                exchange.log_access()
-            if metrics is not None:
-                self._count(exchange, upgrade.status)
             self.set_state(CLOSING)
-            return self._start_lingering()
-        if metrics is not None:  # the 101 went: the handshake is the WebSocket's request
-            metrics.request_done(WEBSOCKET, exchange.request.method,
-                                 time.monotonic() - exchange.started, 101, 0, 0)
+            return start_lingering(self)
         factory = context.websocket_protocol
         assert factory is not None and upgrade.websocket is not None
         self.next_protocol = factory(upgrade.websocket, self.transport, context)
         self.set_state(SWITCHED)
         return SWITCH
-
-    def _early_data(self) -> bytes:
-        """Bytes read after the upgrade request's head (frames sent with the handshake)."""
-        return self.parser.trailing_data  # no longer parsed: the connection ends after
-
-    def _leave_app_accounting(self) -> None:
-        """A WebSocket's WSGI call may last as long as the socket: no hung-worker timer."""
-        self.context.in_app.pop(self, None)
 
     # -- request body (called from the app's thread) -----------------------------------------
     def _read_body(self) -> bytes:
@@ -607,52 +481,3 @@ class Http1:
             # what has arrived; never hold the thread for a client that stalls its body.
             data = self.transport.recv_blocking(self.context.body_timeout_s if exchange else 0.0)
             parser.feed(data)
-
-    # -- closing -----------------------------------------------------------------------------
-    def _send_final(self, data: bytes) -> Outcome:
-        try:
-            if not self.transport.send_or_park(data):
-                return WAIT_WRITABLE
-        except OSError:
-            return CLOSE
-        return self._start_lingering()
-
-    def _close_or_linger(self) -> Outcome:
-        """After a response that ends the connection: close at once when nothing more can
-        come from the client, else the lingering close.
-
-        The client asked to close (or spoke HTTP/1.0) and its request was read to the end
-        with nothing behind it: it sends nothing more, so closing now cannot reset the
-        connection under the response (nginx decides the same way, and so saves the
-        half-close and the wait for the client's FIN).
-        """
-        transport = self.transport
-        parser = self.parser
-        if not parser.buffered_bytes and not transport.read_pending \
-                and not transport.has_pending_output and parser.state in _BETWEEN_REQUESTS:
-            self.set_state(CLOSING)
-            if transport.is_tls:
-                transport.shutdown_write()  # close_notify: the response was not truncated
-            return CLOSE
-        return self._start_closing()
-
-    def _start_closing(self) -> Outcome:
-        self.set_state(CLOSING)
-        if self.transport.has_pending_output:
-            return WAIT_WRITABLE  # on_writable starts the linger once it is sent
-        return self._start_lingering()
-
-    def _start_lingering(self) -> Outcome:
-        """Half-close and wait (in the loop, not a thread) for the peer to finish.
-
-        Closing a socket with unread input makes the kernel send RST, which can destroy
-        the response before the client reads it (RFC 9112 §9.6): shut down our side,
-        read and drop for up to LINGER_S, then close.
-        """
-        if not self.transport.shutdown_write():
-            return CLOSE
-        self.deadline = time.monotonic() + LINGER_S
-        return self._linger()
-
-    def _linger(self) -> Outcome:
-        return CLOSE if self.transport.discard_input() else WAIT_READABLE

@@ -12,77 +12,56 @@ its request is usually there already, and a ``Connection: close`` request is the
 answered and closed without ever entering the epoll set.
 
 The main thread only does housekeeping: signals (recorded by handlers, acted on here),
-the heartbeat, deadlines (slowloris, keep-alive, lingering close), and the numbered stop
-sequence.
+the heartbeat (withheld for a hung request: ``hang``), deadlines (slowloris, keep-alive,
+lingering close), load shedding (``shedding``) and the numbered stop sequence. The
+listeners are an ``accept.Acceptor``; ``settings`` builds the context from the config.
 """
 from __future__ import annotations
 
 import collections
-import errno
-import faulthandler
 import logging
 import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.config import Config
-from wsgiserve.http import HttpLimits
-from wsgiserve.log import make_access_log, reopen_log_files
+from wsgiserve.log import reopen_log_files
 from wsgiserve.server.counters import Recorder, WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.signals import WORKER_SIGNALS, SignalQueue
+from wsgiserve.server.worker.accept import ACCEPT_BATCH, Acceptor
 from wsgiserve.server.worker.connection import Connection, Outcome, make_base_environ
-from wsgiserve.server.worker.context import ServerContext
-from wsgiserve.server.worker.states import CLOSE, WAIT_READABLE
-from wsgiserve.server.worker.forwarded import ProxySettings
-from wsgiserve.server.worker.http2 import http2_limits
+from wsgiserve.server.worker.hang import HeartbeatGate, dump_and_abort
 from wsgiserve.server.worker.metrics import sample_gauges
-from wsgiserve.server.worker.preamble import preamble_settings
 from wsgiserve.server.worker.protocol import Protocol
+from wsgiserve.server.worker.settings import context_from_config, limits_from_config
+from wsgiserve.server.worker.shedding import LoadShedder, ReadyQueue
+from wsgiserve.server.worker.states import CLOSE, WAIT_READABLE
 from wsgiserve.server.worker.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
+__all__ = ["Worker", "limits_from_config"]  # limits_from_config: its home is settings.py
+
 _log = logging.getLogger(__name__)
 
 # Housekeeping period: deadlines are checked and the heartbeat sent this often.
 TICK_S: Final = 0.25
-# Connections accepted per listener wake-up before serving others (nginx multi_accept).
-ACCEPT_BATCH: Final = 64
 # While requests flow (one came in the last STANDBY_IDLE_AFTER_S), the watchdog looks
 # this often for serving threads all held up in the app, and wakes a standby thread.
 WATCHDOG_S: Final = 0.002
 STANDBY_IDLE_AFTER_S: Final = 0.5
-# Load shedding: when no serving thread has polled for this long (all held up in the app),
-# the housekeeping thread polls in their place and starts counting queue time.
-SHED_POLL_AFTER_S: Final = 0.05
 # While stopping, a keep-alive connection idle this long is closed; a busier one is
 # closed after answering its next request (see _close_idle).
 STOP_IDLE_GRACE_S: Final = 1.0
-EXIT_ABORTED: Final = 134  # 128 + SIGABRT, what a shell reports for an aborted process
 # A connection is registered once for both directions, edge-triggered (nginx's choice).
 _CONNECTION_EVENTS: Final = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-_LISTEN: Final = select.EPOLLIN | select.EPOLLEXCLUSIVE
-
-
-def limits_from_config(config: Config) -> HttpLimits:
-    limits = config.limits
-    return HttpLimits(
-        max_request_line_bytes=limits.limit_request_line,
-        max_fields=limits.limit_request_fields,
-        max_field_bytes=limits.limit_request_field_size,
-        max_head_bytes=limits.limit_request_head,
-        max_chunk_line_bytes=limits.limit_chunk_ext,
-        max_trailer_bytes=limits.limit_trailer,
-        max_body_bytes=limits.limit_request_body,
-    )
 
 
 class Worker:
@@ -104,28 +83,7 @@ class Worker:
         self.ppid = os.getppid()
         self.threads = max(1, config.workers.threads)
         workers = config.workers
-        logging_settings = config.logging
-        access_log = make_access_log(logging_settings)
-        self.context = ServerContext(
-            app=app, limits=limits_from_config(config), keepalive_s=workers.keep_alive,
-            header_timeout_s=workers.header_timeout,
-            body_timeout_s=workers.timeout if workers.timeout > 0 else 30.0,
-            script_name=config.server.script_name.rstrip("/"), access_log=access_log,
-            hooks=self.hooks, worker=self, use_sendfile=config.server.sendfile,
-            proxy=ProxySettings.from_config(config.proxy),
-            # Builds the SSLContext once per worker process (so a HUP's new workers read
-            # renewed certificates); None when neither TLS nor the PROXY protocol is on.
-            preamble=preamble_settings(config.tls, config.proxy,
-                                       config.server.proxy_protocol,
-                                       config.server.http_protocols))
-        http2 = config.http2
-        if "h2" in config.server.http_protocols:
-            self.context.http2_limits = http2_limits(
-                http2.http2_max_concurrent_streams, http2.http2_initial_window_size,
-                http2.http2_max_frame_size, http2.http2_max_header_list_size)
-            self.context.http2_cleartext = http2.http2_cleartext
-            self.context.http2_max_streams_in_app = \
-                http2.http2_max_streams_in_app or self.threads
+        self.context = context_from_config(config, app, self.hooks, self, self.threads)
         self.context.on_request_done = self._count_request
         self.context.submit = self.submit
         if counters is not None:
@@ -135,20 +93,23 @@ class Worker:
         # Every open connection by descriptor; ``_registered`` those in the epoll set.
         self._connections: dict[int, Connection] = {}
         self._registered: set[int] = set()
-        self._listener_by_fd: dict[int, tuple[socket.socket, dict[str, Any]]] = {}
-        self._accepting = False
-        self._accept_lock = threading.Lock()
+        self._acceptor = Acceptor(self._epoll, self._connections, self.context,
+                                  workers.worker_connections)
         self._poll_lock = threading.Lock()
         # Work for the serving threads: epoll events (fd, mask) and tasks (callables).
-        self._ready: collections.deque[
-            tuple[int, int] | tuple[int, int, float] | Callable[[], object]] = collections.deque()
+        self._ready: ReadyQueue = collections.deque()
         self._last_events_at = 0.0
         self._standby = threading.Semaphore(0)
-        self._max_queue_s = config.workers.max_queue_time
-        # Load shedding looks at the queue a few times per max_queue_time.
-        self._idle_tick_s = min(TICK_S, max(WATCHDOG_S, self._max_queue_s / 4)) \
-            if self._max_queue_s > 0 else TICK_S
-
+        self._max_queue_s = workers.max_queue_time
+        self._shedder: LoadShedder | None = None
+        self._idle_tick_s = TICK_S
+        if self._max_queue_s > 0:
+            self._shedder = LoadShedder(self._max_queue_s, self._epoll, self._poll_lock,
+                                        self._ready, self._acceptor, self._connections,
+                                        self._settle)
+            # Load shedding looks at the queue a few times per max_queue_time.
+            self._idle_tick_s = min(TICK_S, max(WATCHDOG_S, self._max_queue_s / 4))
+        self._heartbeat_gate = HeartbeatGate(heartbeat, workers.timeout, self.context.in_app)
         self._standing_by = 0
         self._progress = 0  # events handled, for the watchdog
         self._progress_seen = -1
@@ -156,19 +117,14 @@ class Worker:
         self._is_done = False
         self._stop_deadline = 0.0
         self._served = 0
-        self._is_hung_reported = False
 
     # -- the process -----------------------------------------------------------------------
     def run(self) -> int:
         """Serve until stopped; returns the exit code."""
         self._install_signals()
         for listener in self.listeners:
-            listener.setblocking(False)
-            if listener.family in (socket.AF_INET, socket.AF_INET6):
-                # Accepted sockets inherit it (Linux): no setsockopt per connection.
-                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._listener_by_fd[listener.fileno()] = (listener, self._base_environ(listener))
-        self._resume_accepting()
+            self._acceptor.add(listener, self._base_environ(listener))
+        self._acceptor.resume()
         threads = [threading.Thread(target=self._serve_forever, name=f"wsgiserve-{i}",
                                     daemon=True) for i in range(self.threads)]
         for thread in threads:
@@ -228,23 +184,25 @@ class Worker:
                     return code
             if busy:
                 self._watch_pollers()
-            if self._max_queue_s > 0 and not self.context.is_stopping:
-                self._shed_overload(time.monotonic())
+            shedder = self._shedder
+            if shedder is not None and not self.context.is_stopping:
+                now = time.monotonic()
+                if self._standing_by == 0 and now - self._last_events_at > shedder.poll_after_s \
+                        and shedder.poll_in_place(now):
+                    self._last_events_at = now
+                shedder.shed_expired(now)
             now = time.monotonic()
             if now < next_tick:
                 continue
             next_tick = now + TICK_S
-            self._beat(now)
+            self._heartbeat_gate.beat(now)
             self._expire(now)
             if self.context.metrics is not None:
                 sample_gauges(self.context.metrics, list(self._connections.values()),
                               list(self.context.in_app))
-            if not self._accepting and not self.context.is_stopping \
-                    and len(self._connections) < self.config.workers.worker_connections:
-                # accept() paused on EMFILE/ENOMEM with no connection of ours left to
-                # close (and so to resume it): retry each tick, never stop for good.
-                with self._accept_lock:
-                    self._resume_accepting()
+            # accept() paused on EMFILE/ENOMEM with no connection of ours left to close
+            # (and so to resume it): retry each tick, never stop for good.
+            self._acceptor.resume_if_room()
             if os.getppid() != self.ppid and not self.context.is_stopping:
                 _log.warning("Parent changed (master gone); worker %d stopping", self.pid)
                 self._begin_graceful_stop(min(5.0, self.config.workers.graceful_timeout))
@@ -264,41 +222,8 @@ class Worker:
         elif signum == signal.SIGUSR1:
             reopen_log_files()
         elif signum == signal.SIGABRT:
-            self._dump_and_abort()
+            dump_and_abort(self, self.pid, self.hooks)
         return None
-
-    def _dump_and_abort(self) -> None:
-        """SIGABRT from the arbiter: this worker stopped beating. Say where every thread is."""
-        _log.critical("WORKER TIMEOUT (pid:%d): stacks of all threads follow", self.pid)
-        stream = _error_log_stream()
-        try:
-            faulthandler.dump_traceback(file=stream, all_threads=True)
-            stream.flush()
-        except (OSError, ValueError):
-            faulthandler.dump_traceback(file=2, all_threads=True)
-        hook = self.hooks.get("worker_abort")
-        if hook is not None:
-            try:
-                hook(self)
-            except Exception:  # noqa: BLE001 - aborting anyway
-                _log.exception("worker_abort hook failed")
-        for handler in logging.getLogger().handlers + logging.getLogger("wsgiserve").handlers:
-            handler.flush()
-        os._exit(EXIT_ABORTED)
-
-    def _beat(self, now: float) -> None:
-        """Beat unless some request has run longer than the timeout (then the arbiter acts)."""
-        timeout = self.config.workers.timeout
-        if timeout > 0:
-            started = list(self.context.in_app.values())
-            if started and now - min(started) > timeout:
-                if not self._is_hung_reported:
-                    self._is_hung_reported = True
-                    _log.warning("A request has run for more than %.0f s; withholding the "
-                                 "heartbeat", timeout)
-                return
-        self._is_hung_reported = False
-        self.heartbeat.beat()
 
     def _expire(self, now: float) -> None:
         for conn in list(self._connections.values()):
@@ -330,17 +255,9 @@ class Worker:
         self._stop_deadline = time.monotonic() + timeout_s
         _log.info("Worker %d stopping gracefully (%d connections)", self.pid,
                   len(self._connections))
-        # 1. Take what is already in the backlog (those clients connected before the
-        # stop and deserve an answer), then close our copies of the listeners.
-        with self._accept_lock:
-            self._pause_accepting()
-            accepted = []
-            for listener, base in self._listener_by_fd.values():
-                accepted += self._accept_some(listener, base, limit=1024)
-            self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in accepted])
-            for listener, _ in self._listener_by_fd.values():
-                listener.close()
-            self._listener_by_fd.clear()
+        # 1. Serve what is already in the backlog, and accept no more.
+        accepted = self._acceptor.close()
+        self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in accepted])
         self._close_idle()
         context.close_websockets()  # Close 1001 to each; their peers answer, then they end
 
@@ -441,55 +358,6 @@ class Worker:
         except Exception:  # noqa: BLE001 - never let one task kill a thread
             _log.exception("Unexpected error in a task")
 
-    def _shed_overload(self, now: float) -> None:
-        """Load shedding. While every serving thread is busy in the app, nobody polls:
-        this thread does and queues what came for the threads. Every queued event says when
-        it came; one still unserved after ``max_queue_time`` gets 503 with Retry-After at
-        once (``Protocol.shed``) instead of waiting until its client gives up."""
-        ready = self._ready
-        if self._standing_by == 0 and \
-                now - self._last_events_at > min(SHED_POLL_AFTER_S, self._max_queue_s / 2) \
-                and self._poll_lock.acquire(blocking=False):
-            # No thread has polled for a while, none polls now and none stands by: all
-            # are held up in the app.
-            try:
-                events = self._epoll.poll(0, 64)
-            except OSError:
-                events = []
-            finally:
-                self._poll_lock.release()
-            for fd, mask in events:
-                entry = self._listener_by_fd.get(fd)
-                if entry is not None:
-                    with self._accept_lock:
-                        accepted = self._accept_some(*entry, ACCEPT_BATCH) \
-                            if self._accepting else []
-                    ready.extend([(conn.fileno, select.EPOLLIN, now) for conn in accepted])
-                else:
-                    ready.append((fd, mask, now))
-            if events:
-                self._last_events_at = now
-        # The oldest unserved events are at the front of the queue.
-        expired = now - self._max_queue_s
-        while ready:
-            try:
-                item = ready.popleft()
-            except IndexError:
-                break
-            if type(item) is not tuple or len(item) < 3 or item[2] > expired:
-                ready.appendleft(item)  # in time (or a task: it runs, whatever its wait)
-                break
-            self._shed_connection(item[0])
-
-    def _shed_connection(self, fd: int) -> None:
-        conn = self._connections.get(fd)
-        if conn is not None and conn.lock.acquire(blocking=False):
-            try:
-                outcome = conn.shed()
-            except OSError:
-                outcome = CLOSE
-            self._settle(conn, WAIT_READABLE if outcome is None else outcome)
-
     def _watch_pollers(self) -> None:
         """Wake a standby thread when no event was finished since the last look while
         work waits (queued events, or nobody polling): the serving threads are held up."""
@@ -502,7 +370,7 @@ class Worker:
     def _handle_event(self, fd: int, mask: int, queued_at: float = 0.0) -> None:
         conn = self._connections.get(fd)
         if conn is None:
-            entry = self._listener_by_fd.get(fd)
+            entry = self._acceptor.listener_by_fd.get(fd)
             if entry is not None:
                 self._accept_ready(*entry)
             return
@@ -547,62 +415,17 @@ class Worker:
             outcome = self._call(conn, conn.handle, events)
 
     def _accept_ready(self, listener: socket.socket, base: dict[str, Any]) -> None:
-        with self._accept_lock:
-            if not self._accepting:
+        acceptor = self._acceptor
+        with acceptor.lock:
+            if not acceptor.is_accepting:
                 return
-            accepted = self._accept_some(listener, base, ACCEPT_BATCH)
+            accepted = acceptor.accept(listener, base, ACCEPT_BATCH)
         if accepted:
             # Served at once: the request is usually there already. The rest go to the
             # queue the serving threads take events from.
             first, *rest = accepted
             self._ready.extend([(conn.fileno, select.EPOLLIN) for conn in rest])
             self._handle_event(first.fileno, select.EPOLLIN)
-
-    def _accept_some(self, listener: socket.socket, base: dict[str, Any],
-                     limit: int) -> list[Connection]:
-        cap = self.config.workers.worker_connections
-        connections = self._connections
-        context = self.context
-        accepted = []
-        for _ in range(limit):
-            if len(connections) >= cap:
-                # Leave further clients in the kernel backlog rather than fail them.
-                self._pause_accepting()
-                break
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    _log.error("accept() failed: %s; pausing accepts", exc)
-                    self._pause_accepting()
-                    break
-                if exc.errno == errno.EBADF:
-                    break
-                continue  # ECONNABORTED and friends: that client is gone
-            # Left in blocking mode: the transport passes MSG_DONTWAIT on every call.
-            conn = Connection(sock, peer, context, base.copy())
-            connections[conn.fileno] = conn
-            accepted.append(conn)
-        if accepted and context.metrics is not None:
-            context.metrics.connections_accepted(len(accepted))
-        return accepted
-
-    def _pause_accepting(self) -> None:
-        if self._accepting:
-            self._accepting = False
-            for fd in self._listener_by_fd:
-                self._unregister(fd)
-
-    def _resume_accepting(self) -> None:
-        if not self._accepting and not self.context.is_stopping:
-            self._accepting = True
-            for fd in self._listener_by_fd:
-                try:
-                    self._epoll.register(fd, _LISTEN)
-                except FileExistsError:
-                    pass
 
     def _unregister(self, fd: int) -> None:
         try:
@@ -617,20 +440,7 @@ class Worker:
             del self._connections[fd]
             self._registered.discard(fd)
         conn.close()
-        if not self._accepting and not self.context.is_stopping \
-                and len(self._connections) < self.config.workers.worker_connections:
-            with self._accept_lock:
-                self._resume_accepting()
+        acceptor = self._acceptor
+        if not acceptor.is_accepting:
+            acceptor.resume_if_room()
 
-
-def _error_log_stream() -> Any:
-    """The stream the error log writes to (for faulthandler), else stderr."""
-    for handler in logging.getLogger("wsgiserve").handlers + logging.getLogger().handlers:
-        stream = getattr(handler, "stream", None)
-        if stream is not None:
-            try:
-                stream.fileno()
-                return stream
-            except (OSError, ValueError, AttributeError):
-                continue
-    return sys.stderr
