@@ -13,6 +13,7 @@ import pytest
 from processes import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from serving import Server
+from websockets.sync.client import connect as ws_connect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,6 +26,10 @@ APP = textwrap.dedent('''\
 
 
     def app(environ, start_response):
+        if environ["PATH_INFO"] == "/ws":  # an event-mode echo
+            ws = environ["wsgiserve.websocket"].accept()
+            ws.on_message = lambda ws, message: ws.send(message)
+            return []
         if environ["PATH_INFO"] == "/hold":
             STARTED.touch()
             event = threading.Event()
@@ -110,3 +115,28 @@ def test_shed_requests_are_counted_in_the_metrics(tmp_path: Path) -> None:
         wait_until(lambda: _metric(metrics_port, "wsgiserve_requests_total", status="2xx")
                    == 1, 10, message="the held request counted")
         assert _metric(metrics_port, "wsgiserve_shed_requests_total") == 2
+
+
+@pytest.mark.parametrize("max_queue_time", ["0.3", "0"])
+def test_a_websocket_message_that_waited_past_the_queue_time_is_still_delivered(
+        tmp_path: Path, max_queue_time: str) -> None:
+    # An open WebSocket is never shed: its message waits for a thread and is echoed once
+    # the held request lets go, though the shedder met its event first.
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--max-queue-time",
+                max_queue_time, "--websocket-ping-interval", "0",
+                pythonpath=[tmp_path]) as server, \
+            ws_connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as ws:
+        ws.send("before")
+        assert ws.recv(timeout=10) == "before"
+        held = threading.Thread(target=_get, args=(server.port, "/hold", results, "held"))
+        held.start()
+        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        ws.send("while held")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1)  # past the queue time: the shedder has met its event
+        (tmp_path / "release").touch()
+        held.join(15)
+        assert results["held"] == (200, None, b"ok")
+        assert ws.recv(timeout=10) == "while held"

@@ -131,7 +131,15 @@ class Connection:
         return self.protocol.start_graceful_close(quiet_since)
 
     def shed(self) -> Outcome | None:
-        return self.protocol.shed()
+        """Load shedding (``Protocol.shed``); None: not shed, the event is still to run.
+        A protocol switch on the way (an HTTP/2 preface) sheds with the new protocol."""
+        outcome = self.protocol.shed()
+        while outcome is SWITCH:
+            protocol = self.protocol.next_protocol
+            assert protocol is not None
+            self.protocol = protocol
+            outcome = protocol.shed()
+        return outcome
 
     def close(self) -> None:
         self.protocol.close()  # which closes the transport

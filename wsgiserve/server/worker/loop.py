@@ -106,7 +106,7 @@ class Worker:
         if self._max_queue_s > 0:
             self._shedder = LoadShedder(self._max_queue_s, self._epoll, self._poll_lock,
                                         self._ready, self._acceptor, self._connections,
-                                        self._settle)
+                                        self._hand_back)
             # Load shedding looks at the queue a few times per max_queue_time.
             self._idle_tick_s = min(TICK_S, max(WATCHDOG_S, self._max_queue_s / 4))
         self._heartbeat_gate = HeartbeatGate(heartbeat, workers.timeout, self.context.in_app)
@@ -398,13 +398,8 @@ class Worker:
                 self._forget(conn)  # the lock stays taken: nothing runs it again
                 return
             fd = conn.fileno
-            if fd not in self._registered:
-                try:
-                    self._epoll.register(fd, _CONNECTION_EVENTS)
-                except OSError:
-                    self._forget(conn)
-                    return
-                self._registered.add(fd)
+            if fd not in self._registered and not self._register(conn):
+                return
             conn.lock.release()
             # An event recorded before the release is ours to run; one recorded after it
             # finds the lock free and is run by the thread that got it.
@@ -413,6 +408,30 @@ class Worker:
             events = conn.events
             conn.events = 0
             outcome = self._call(conn, conn.handle, events)
+
+    def _register(self, conn: Connection) -> bool:
+        """Add the connection to epoll (once: edge-triggered); False if it was closed."""
+        try:
+            self._epoll.register(conn.fileno, _CONNECTION_EVENTS)
+        except OSError:
+            self._forget(conn)
+            return False
+        self._registered.add(conn.fileno)
+        return True
+
+    def _hand_back(self, conn: Connection, outcome: Outcome) -> None:
+        """``_settle`` for the housekeeping thread (load shedding), which never runs a
+        connection's handler (that may call the app): events other threads recorded while
+        it held the connection go to the serving threads' queue instead."""
+        if outcome is CLOSE:
+            self._forget(conn)
+            return
+        fd = conn.fileno
+        if fd not in self._registered and not self._register(conn):
+            return
+        conn.lock.release()
+        if conn.events:
+            self._ready.append((fd, 0))  # the thread that takes it runs what was recorded
 
     def _accept_ready(self, listener: socket.socket, base: dict[str, Any]) -> None:
         acceptor = self._acceptor

@@ -31,9 +31,10 @@ class LoadShedder:
 
     def __init__(self, max_queue_s: float, epoll: select.epoll, poll_lock: threading.Lock,
                  ready: ReadyQueue, acceptor: Acceptor, connections: dict[int, Connection],
-                 settle: Callable[[Connection, Outcome], None]) -> None:
+                 hand_back: Callable[[Connection, Outcome], None]) -> None:
         """``poll_lock``: held by the thread that polls ``epoll``; ``ready``: the serving
-        threads' queue; ``settle``: the loop's, for a connection whose lock is held."""
+        threads' queue; ``hand_back``: the loop's, to let go of a connection whose lock
+        this thread holds (never running its handler)."""
         self.max_queue_s = max_queue_s
         # How long no thread may have polled before this one polls in their place.
         self.poll_after_s = min(SHED_POLL_AFTER_S, max_queue_s / 2)
@@ -42,7 +43,7 @@ class LoadShedder:
         self._ready = ready
         self._acceptor = acceptor
         self._connections = connections
-        self._settle = settle
+        self._hand_back = hand_back
 
     def poll_in_place(self, now: float) -> bool:
         """Poll for the serving threads (none polls now: they are all held up in the app)
@@ -71,23 +72,40 @@ class LoadShedder:
     def shed_expired(self, now: float) -> None:
         """Answer 503 to what has waited in the queue longer than max_queue_time."""
         ready = self._ready
-        # The oldest unserved events are at the front of the queue.
+        # The oldest stamped events are at the front of the queue, among tasks and events
+        # the serving threads queued themselves (unstamped: they keep their places).
         expired = now - self.max_queue_s
+        kept: list[Callable[[], object] | tuple[int, int] | tuple[int, int, float]] = []
         while ready:
             try:
                 item = ready.popleft()
             except IndexError:
                 break
-            if type(item) is not tuple or len(item) < 3 or item[2] > expired:
-                ready.appendleft(item)  # in time (or a task: it runs, whatever its wait)
+            if type(item) is not tuple or len(item) < 3:
+                kept.append(item)  # a task runs, whatever its wait
+            elif item[2] > expired:
+                ready.appendleft(item)  # in time, and so is everything behind it
                 break
-            self._shed_connection(item[0])
+            else:
+                self._shed_connection(item[0], item[1])
+        ready.extendleft(reversed(kept))
 
-    def _shed_connection(self, fd: int) -> None:
+    def _shed_connection(self, fd: int, mask: int) -> None:
         conn = self._connections.get(fd)
-        if conn is not None and conn.lock.acquire(blocking=False):
-            try:
-                outcome = conn.shed()
-            except OSError:
-                outcome = CLOSE
-            self._settle(conn, WAIT_READABLE if outcome is None else outcome)
+        if conn is None:
+            return
+        conn.events |= mask
+        if not conn.lock.acquire(blocking=False):
+            return  # a serving thread has it, and runs this event next (Worker._settle)
+        events = conn.events
+        conn.events = 0
+        try:
+            outcome = conn.shed()
+        except OSError:
+            outcome = CLOSE
+        if outcome is None:
+            # Not shed (an open WebSocket, a request under way, a closing HTTP/2
+            # connection): the event goes back to the serving threads, without its time.
+            self._ready.append((fd, events))
+            outcome = WAIT_READABLE
+        self._hand_back(conn, outcome)
