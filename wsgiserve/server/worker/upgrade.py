@@ -180,7 +180,9 @@ class WebSocketUpgrade:
         self._transport.send_blocking(head + body, self._context.body_timeout_s)
 
     def hijack(self, wrapper: HijackedSocket) -> socket.socket | SharedTLSSocket:
-        """Hand the socket to the app (first use of environ["gunicorn.socket"])."""
+        """Hand the socket to the app (first use of environ["gunicorn.socket"]): the
+        socket itself, or over TLS a ``SharedTLSSocket`` (libraries read and write it from
+        two threads at once, which one TLS connection does not allow)."""
         if self.result is not None and self.result is not HIJACKED:
             raise RuntimeError("this upgrade request was answered already")
         transport = self._transport
