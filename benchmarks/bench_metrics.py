@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import ServerSpec, cpu_seconds, start  # noqa: E402 - after sys.path
+from servers import ServerSpec, cpu_seconds, start  # noqa: E402 - after sys.path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -135,21 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (tools/install-test-deps.sh)", file=sys.stderr)
         return 2
-    base = [sys.executable, "-m", "wsgiserve", "--workers", "1", "--threads", str(args.threads)]
-    off = ServerSpec("metrics off", base)
-    on = ServerSpec("metrics on", [*base, "--metrics-bind", "127.0.0.1:0"])
+    base = [sys.executable, "-m", "wsgiserve", "--workers", "1", "--threads", str(args.threads),
+            "--bind", "127.0.0.1:0"]
+    off = ServerSpec("metrics off", "wsgiserve", [*base, "{app}"])
+    with socket.socket() as probe:  # a free port for the metrics listener
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    on = ServerSpec("metrics on", "wsgiserve",
+                    [*base, "--metrics-bind", f"127.0.0.1:{metrics_port}", "{app}"])
     rates: dict[str, list[float]] = {off.label: [], on.label: []}
     cpu: dict[str, list[float]] = {off.label: [0.0, 0.0, 0.0], on.label: [0.0, 0.0, 0.0]}
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         for round_index in range(args.rounds):
             for spec in (off, on) if round_index % 2 == 0 else (on, off):
-                server = start(spec, "tests.apps:hello", Path(directory))
+                server = start(spec, "tests.apps:hello", Path(directory),
+                               other_ports=frozenset({metrics_port}))
                 try:
                     _, warm_total, _ = run_wrk(server.port, 1, args.connections)
-                    user0, system0 = cpu_seconds(server.worker_pid)
+                    user0, system0 = cpu_seconds([server.worker_pid])
                     rate, total, errors = run_wrk(server.port, args.duration, args.connections)
-                    user1, system1 = cpu_seconds(server.worker_pid)
+                    user1, system1 = cpu_seconds([server.worker_pid])
                     match = _METRICS_AT.search(server.log_path.read_text())
                     if match:
                         # +1: start() checks the server with one request of its own. wrk

@@ -240,8 +240,9 @@ def check_answers(port: int, close: bool, keeps_alive: bool = True,
 
 
 def start(spec: ServerSpec, app: str, directory: Path, close: bool = False,
-          timeout_s: float = 30.0) -> Running:
+          timeout_s: float = 30.0, other_ports: frozenset[int] = frozenset()) -> Running:
     """Start ``spec`` serving ``app`` and return once it answers the check request.
+    ``other_ports``: ports it also listens on that do not serve the app (a metrics port).
 
     Raises:
         ServerFailed: it exited, answered wrongly, or did not answer within ``timeout_s``
@@ -261,7 +262,7 @@ def start(spec: ServerSpec, app: str, directory: Path, close: bool = False,
     problem = "no loopback port in LISTEN state"
     try:
         while time.monotonic() < deadline:
-            ports = listening_ports(running.pids())
+            ports = listening_ports(running.pids()) - other_ports
             if len(ports) > 1:
                 raise ServerFailed(f"listens on several ports: {sorted(ports)}")
             if ports:
