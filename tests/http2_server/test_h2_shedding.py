@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from h2client import H2Connection
 from processes import wait_until
-from prometheus_client.parser import text_string_to_metric_families
+from scraping import metric_total
 from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,18 +52,6 @@ def _hold(port: int, results: dict[str, object]) -> None:
         connection.close()
 
 
-def _metric(port: int, name: str, **labels: str) -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == name and labels.items() <= sample.labels.items())
-
-
 @pytest.mark.parametrize("max_queue_time", ["0.3", "0"])
 def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
         tmp_path: Path, max_queue_time: str) -> None:
@@ -94,9 +82,9 @@ def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
                 late.handshake()
                 assert late.get("/late").status == 503
             assert "held" not in results
-            wait_until(lambda: _metric(metrics_port, "wsgiserve_shed_requests_total") == 2,
+            wait_until(lambda: metric_total(metrics_port, "wsgiserve_shed_requests_total") == 2,
                        10, message="the shed streams counted")
-            assert _metric(metrics_port, "wsgiserve_requests_total", protocol="h2",
+            assert metric_total(metrics_port, "wsgiserve_requests_total", protocol="h2",
                            status="5xx") == 2
         (tmp_path / "release").touch()
         held.join(15)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from processes import wait_until
-from prometheus_client.parser import text_string_to_metric_families
+from scraping import metric_total
 from serving import Server
 from websockets.sync.client import connect as ws_connect
 
@@ -81,18 +81,6 @@ def test_a_request_waiting_past_the_queue_time_gets_503_at_once(
         assert after["after"] == (200, None, b"ok")
 
 
-def _metric(port: int, name: str, **labels: str) -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == name and labels.items() <= sample.labels.items())
-
-
 def test_shed_requests_are_counted_in_the_metrics(tmp_path: Path) -> None:
     (tmp_path / "shed_app.py").write_text(APP)
     results: dict[str, object] = {}
@@ -107,14 +95,14 @@ def test_shed_requests_are_counted_in_the_metrics(tmp_path: Path) -> None:
         for key in ("first", "second"):
             _get(server.port, "/", results, key)
             assert results[key][0] == 503  # type: ignore[index]
-        wait_until(lambda: _metric(metrics_port, "wsgiserve_shed_requests_total") == 2, 10,
+        wait_until(lambda: metric_total(metrics_port, "wsgiserve_shed_requests_total") == 2, 10,
                    message="two shed requests counted")
-        assert _metric(metrics_port, "wsgiserve_requests_total", status="5xx") == 2
+        assert metric_total(metrics_port, "wsgiserve_requests_total", status="5xx") == 2
         (tmp_path / "release").touch()
         held.join(15)
-        wait_until(lambda: _metric(metrics_port, "wsgiserve_requests_total", status="2xx")
+        wait_until(lambda: metric_total(metrics_port, "wsgiserve_requests_total", status="2xx")
                    == 1, 10, message="the held request counted")
-        assert _metric(metrics_port, "wsgiserve_shed_requests_total") == 2
+        assert metric_total(metrics_port, "wsgiserve_shed_requests_total") == 2
 
 
 @pytest.mark.parametrize("max_queue_time", ["0.3", "0"])
