@@ -17,9 +17,9 @@ keep-alive rate (wrk -t2 -c50, and h2load --h1 -c10, the same client as the HTTP
 the target being HTTP/2 at least as fast as our HTTP/1.1. Last, the latency of a fast
 stream next to a slow one on one connection with --threads 1.
 
-granian is for this benchmark only (not a test dependency): `pip install granian==2.8.7`;
-it is left out when not installed. Servers bind 127.0.0.1:0 (granian's port is read from
-/proc) and are stopped by PID. On the shared 2-core machine figures drift 20-50%: compare
+granian comes with the test and bench extras (pinned in setup.cfg); it is left out when
+not installed. Servers bind 127.0.0.1:0 (granian's port is read from /proc) and are
+stopped by PID. On the shared 2-core machine figures drift 20-50%: compare
 the ratios of one run, and the CPU time per request.
 """
 from __future__ import annotations
