@@ -9,6 +9,7 @@ import http.client
 import re
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,26 @@ def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
         expected = ["/first", "/hold", "/after"] if max_queue_time != "0" \
             else ["/first", "/hold", "/waiting", "/after"]
         assert calls == expected
+
+
+def test_a_stream_waiting_for_a_thread_outlives_the_keep_alive_timeout(tmp_path: Path) -> None:
+    # With shedding off, a new stream on an idle connection waits for the held thread
+    # longer than --keep-alive: the connection is not idle (it was closed with GOAWAY).
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--keep-alive", "1",
+                "--max-queue-time", "0", pythonpath=[tmp_path]) as server, \
+            H2Connection(server.port, timeout_s=15) as conn:
+        conn.handshake()
+        assert conn.get("/first").status == 200
+        held = threading.Thread(target=_hold, args=(server.port, results))
+        held.start()
+        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        stream_id = conn.request("/waiting")
+        time.sleep(2.5)  # on purpose: past two keep-alive periods, the thread held
+        (tmp_path / "release").touch()
+        response = conn.response(stream_id, timeout_s=10)
+        assert (response.status, response.body) == (200, b"ok")
+        held.join(15)
+        assert results["held"] == (200, b"ok")
+        assert conn.goaway is None

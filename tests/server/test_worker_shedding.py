@@ -7,6 +7,7 @@ import http.client
 import re
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,31 @@ def test_a_websocket_message_that_waited_past_the_queue_time_is_still_delivered(
         held.join(15)
         assert results["held"] == (200, None, b"ok")
         assert ws.recv(timeout=10) == "while held"
+
+
+@pytest.mark.parametrize("max_queue_time", ["10", "0"])
+def test_a_keep_alive_request_waiting_for_a_thread_outlives_the_keep_alive_timeout(
+        tmp_path: Path, max_queue_time: str) -> None:
+    # The request came on an idle keep-alive connection while the only thread was held
+    # longer than --keep-alive: the connection is not idle, and the request is answered
+    # (it was closed under the waiting client: a reset, a 502 from nginx for a POST).
+    (tmp_path / "shed_app.py").write_text(APP)
+    results: dict[str, object] = {}
+    with Server(tmp_path, "shed_app:app", "--threads", "1", "--keep-alive", "1",
+                "--max-queue-time", max_queue_time, pythonpath=[tmp_path]) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"ok"
+            held = threading.Thread(target=_get, args=(server.port, "/hold", results, "held"))
+            held.start()
+            wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+            connection.request("POST", "/", body=b"waits")
+            time.sleep(2.5)  # on purpose: past two keep-alive periods, the thread held
+            (tmp_path / "release").touch()
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b"ok")
+        finally:
+            connection.close()
+        held.join(15)
+        assert results["held"] == (200, None, b"ok")

@@ -185,9 +185,17 @@ class Http1:
 
         A partial request gets a 408 and a lingering close: the client is usually still
         sending, and closing with its bytes unread would reset the connection and could
-        destroy the 408 before it is read. Anything else (a silent new connection, idle
-        keep-alive, a linger that ran out, a stalled write) is closed at once.
+        destroy the 408 before it is read. A new or keep-alive connection whose request
+        came but waits for a thread (every one in the app: its event is queued) is not idle
+        and is kept for another period; load shedding bounds that wait, when it is on.
+        Anything else (a silent new connection, idle keep-alive, a linger that ran out, a
+        stalled write) is closed at once.
         """
+        if (self.state is IDLE or self.state is NEW) and self.transport.has_input():
+            context = self.context
+            period = context.keepalive_s if self.state is IDLE else context.header_timeout_s
+            self.deadline = time.monotonic() + (period or 1.0)
+            return WAIT_READABLE
         if self.state is READING_HEAD or self.state is READING_BODY:
             _log.debug("request head or body from %s timed out", self.transport.remote_addr)
             method = self._pending_request.method if self._pending_request else None

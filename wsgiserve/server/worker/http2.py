@@ -189,6 +189,11 @@ class Http2(Http2Output):
                 self._goaway(ErrorCode.PROTOCOL_ERROR)
                 self._end_streams(StreamGone("header timeout"))
                 return self._shut()
+            if now >= self._idle_deadline and not self._has_reader \
+                    and self.transport.has_input():
+                # Frames came but wait for a thread (every one in the app: the event is
+                # queued): not idle. Load shedding bounds that wait, when it is on.
+                self._idle_deadline = now + (self.context.keepalive_s or 1.0)
             if now >= self._idle_deadline:
                 _log.debug("HTTP/2 connection from %s idle: closing", self.transport.remote_addr)
                 self._goaway(ErrorCode.NO_ERROR)

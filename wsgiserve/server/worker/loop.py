@@ -228,7 +228,7 @@ class Worker:
     def _expire(self, now: float) -> None:
         for conn in list(self._connections.values()):
             if conn.deadline <= now and conn.lock.acquire(blocking=False):
-                self._settle(conn, self._call(conn, conn.on_timeout))
+                self._hand_back(conn, self._call(conn, conn.on_timeout))
 
     def _close_idle(self) -> None:
         """As the worker stops, ask every connection to begin closing (each tick until it
@@ -420,9 +420,9 @@ class Worker:
         return True
 
     def _hand_back(self, conn: Connection, outcome: Outcome) -> None:
-        """``_settle`` for the housekeeping thread (load shedding), which never runs a
-        connection's handler (that may call the app): events other threads recorded while
-        it held the connection go to the serving threads' queue instead."""
+        """``_settle`` for the housekeeping thread (timeouts, load shedding), which never
+        runs a connection's handler (that may call the app): events other threads recorded
+        while it held the connection go to the serving threads' queue instead."""
         if outcome is CLOSE:
             self._forget(conn)
             return

@@ -201,6 +201,15 @@ class Transport:
                 raise TimeoutError("timed out reading the request body")
             _wait(self.fileno, select.POLLIN, remaining)
 
+    def has_input(self) -> bool:
+        """Whether the peer's bytes wait unread (in the socket, or decrypted in TLS's
+        buffer), without reading them: a poll, one system call."""
+        if self.is_tls and self.sock.pending():  # type: ignore[attr-defined]  # an SSLSocket
+            return True
+        poller = select.poll()
+        poller.register(self.fileno, select.POLLIN)
+        return bool(poller.poll(0))
+
     # -- closing ----------------------------------------------------------------------------
     def shutdown_write(self) -> bool:
         """Send our FIN (after TLS's close_notify); False if the connection is already gone.
