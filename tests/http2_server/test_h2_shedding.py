@@ -41,6 +41,15 @@ APP = textwrap.dedent('''\
 ''')
 
 
+def _start_holding(port: int, directory: Path, results: dict[str, object]) -> threading.Thread:
+    """Hold the only serving thread with an HTTP/1.1 request to /hold until ``directory``
+    has a file "release"; return once the app has it. Its outcome goes to results["held"]."""
+    held = threading.Thread(target=_hold, args=(port, results))
+    held.start()
+    wait_until(lambda: (directory / "started").exists(), 10, message="the held request")
+    return held
+
+
 def _hold(port: int, results: dict[str, object]) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -67,9 +76,7 @@ def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
         metrics_port = int(found.group(1))
         conn.handshake()
         assert conn.get("/first").status == 200
-        held = threading.Thread(target=_hold, args=(server.port, results))
-        held.start()
-        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        held = _start_holding(server.port, tmp_path, results)
         stream_id = conn.request("/waiting")
         if max_queue_time != "0":
             # Shed while the only thread is still held: the answer comes before the release.
@@ -86,7 +93,7 @@ def test_a_new_stream_waiting_past_the_queue_time_gets_503_at_once(
             wait_until(lambda: metric_total(metrics_port, "wsgiserve_shed_requests_total") == 2,
                        10, message="the shed streams counted")
             assert metric_total(metrics_port, "wsgiserve_requests_total", protocol="h2",
-                           status="5xx") == 2
+                                status="5xx") == 2
         (tmp_path / "release").touch()
         held.join(15)
         assert results["held"] == (200, b"ok")
@@ -110,9 +117,7 @@ def test_a_stream_waiting_for_a_thread_outlives_the_keep_alive_timeout(tmp_path:
             H2Connection(server.port, timeout_s=15) as conn:
         conn.handshake()
         assert conn.get("/first").status == 200
-        held = threading.Thread(target=_hold, args=(server.port, results))
-        held.start()
-        wait_until(lambda: (tmp_path / "started").exists(), 10, message="the held request")
+        held = _start_holding(server.port, tmp_path, results)
         stream_id = conn.request("/waiting")
         time.sleep(2.5)  # on purpose: past two keep-alive periods, the thread held
         (tmp_path / "release").touch()
