@@ -241,14 +241,21 @@ def test_websockets_through_nginx(stack: Stack) -> None:
     """deploy/nginx.conf's /ws/ location passes the upgrade on; the native WebSocket sees
     the client's address (X-Forwarded-For) and echoes over TLS; plain requests on the
     same site still reuse their upstream connections (Connection is empty for them)."""
-    from websockets.sync.client import connect as ws_connect
-    url = f"wss://localhost:{stack.nginx.https_port}/ws/echo"
-    with ws_connect(url, ssl=stack.certificate.client_context(), open_timeout=10) as ws:
-        assert ws.recv(timeout=10) == "127.0.0.1"
-        for message in ["through nginx", b"\x00" * 70_000, "é" * 10_000]:
-            ws.send(message)
-            assert ws.recv(timeout=10) == message
-        ws.close()
-        assert ws.close_code == 1000
+    import asyncio
+
+    # The asyncio client: the threaded one shares an SSLSocket between two threads.
+    from websockets.asyncio.client import connect as ws_connect
+
+    async def echo(url: str) -> int | None:
+        async with ws_connect(url, ssl=stack.certificate.client_context(),
+                              open_timeout=10) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "127.0.0.1"
+            for message in ["through nginx", b"\x00" * 70_000, "é" * 10_000]:
+                await ws.send(message)
+                assert await asyncio.wait_for(ws.recv(), 10) == message
+            await ws.close()
+            return ws.close_code
+
+    assert asyncio.run(echo(f"wss://localhost:{stack.nginx.https_port}/ws/echo")) == 1000
     reply = request(stack, "GET", "/after-websocket")
     assert reply.status == 200 and reply.json()["PATH_INFO"] == "/after-websocket"

@@ -1,9 +1,12 @@
 """WebSockets over TLS: the preamble hands the worker's TLS transport to HTTP, which hands
 it to the WebSocket (native) or to the library (gunicorn.socket). Certificates from
-trustme at test time; the websockets library is the client.
+trustme at test time; the websockets library is the client, its asyncio one: its threaded
+client reads and writes one SSLSocket from two threads, and under load a request it sent
+now and then never reaches the wire (the server sees the TLS handshake, then nothing).
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from pathlib import Path
@@ -12,7 +15,17 @@ import pytest
 import trustme
 from serving import Server
 from tls_servers import pem_files
-from websockets.sync.client import connect as ws_connect
+from websockets.asyncio.client import connect as ws_connect
+
+
+async def _echo(url: str, context: ssl.SSLContext, messages: list[str | bytes]) -> int | None:
+    """Send each message and check its echo, then close; the close code."""
+    async with ws_connect(url, ssl=context, open_timeout=10, max_size=None) as ws:
+        for message in messages:
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), 10) == message
+        await ws.close()
+        return ws.close_code
 
 
 @pytest.mark.parametrize(("app", "path"), [
@@ -28,20 +41,16 @@ def test_wss_echo(tmp_path: Path, app: str, path: str) -> None:
     with Server(tmp_path, app, "--threads", "4", "--certfile", certfile,
                 "--keyfile", keyfile) as server:
         url = f"wss://localhost:{server.port}{path}"
-        with ws_connect(url, ssl=context, open_timeout=10) as ws:
-            for message in ["over tls", os.urandom(200_000), "é" * 40_000]:
-                ws.send(message)
-                assert ws.recv(timeout=10) == message
-            ws.close()
-            assert ws.close_code == 1000
+        assert asyncio.run(_echo(url, context, ["over tls", os.urandom(200_000),
+                                                "é" * 40_000])) == 1000
 
 
 def test_flask_sock_over_tls_closes_cleanly_every_time(tmp_path: Path) -> None:
     """simple-websocket reads the socket in its own thread while the app sends from
     another: one TLS connection does not take both at once (OpenSSL's "bad length", a
     connection dropped without its Close). Before the handed socket serialized its TLS
-    calls this failed under load (5 of 100 connections with both cores busy, as in CI's
-    full run), rarely on an idle machine; test_shared_tls.py tests the socket itself."""
+    calls this failed under load (5 of 100 connections with both cores busy; once in a
+    fresh-clone run of the suite), rarely when idle; test_shared_tls.py tests the socket."""
     authority = trustme.CA()
     certfile, keyfile = pem_files(tmp_path, authority.issue_cert("localhost"), "server")
     context = ssl.create_default_context()
@@ -50,11 +59,6 @@ def test_flask_sock_over_tls_closes_cleanly_every_time(tmp_path: Path) -> None:
     with Server(tmp_path, "tests.ws_apps:flask_sock", "--threads", "4", "--certfile",
                 certfile, "--keyfile", keyfile) as server:
         for _ in range(60):
-            with ws_connect(f"wss://localhost:{server.port}/echo", ssl=context,
-                            open_timeout=10) as ws:
-                for message in ["over tls", os.urandom(200_000), "é" * 40_000]:
-                    ws.send(message)
-                    assert ws.recv(timeout=10) == message
-                ws.close()
-                closes.append(ws.close_code)
+            closes.append(asyncio.run(_echo(f"wss://localhost:{server.port}/echo", context,
+                                            ["over tls", os.urandom(200_000), "é" * 40_000])))
     assert closes == [1000] * 60
