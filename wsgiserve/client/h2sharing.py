@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wsgiserve.client.connection import Connection, Timeouts, limit_timeout
+from wsgiserve.client.connection import Connection
 from wsgiserve.client.negotiation import ALPN_H2
 from wsgiserve.client.proxy import Proxy
+from wsgiserve.client.timeouts import Timeouts, limit_timeout
 from wsgiserve.client.url import Origin
 
 if TYPE_CHECKING:

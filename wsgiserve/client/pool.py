@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from wsgiserve import __version__
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import Connection, InformationalCallback, Timeouts
+from wsgiserve.client.connection import Connection, InformationalCallback
 from wsgiserve.client.errors import (
     InvalidRequest,
     Phase,
@@ -33,6 +33,7 @@ from wsgiserve.client.negotiation import HttpVersion, alpn_protocols, is_h2_dire
 from wsgiserve.client.proxy import Proxy, is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
+from wsgiserve.client.timeouts import Timeouts
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.client.url import URL, Origin, parse_url
 from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
