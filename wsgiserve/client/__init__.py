@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import Connection, ConnectionState, Timeouts
+from wsgiserve.client.connection import Connection, ConnectionState
 from wsgiserve.client.errors import (
     CertificateError,
     ClientError,
@@ -47,6 +47,7 @@ from wsgiserve.client.negotiation import HttpVersion
 from wsgiserve.client.pool import Headers, Pool
 from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
+from wsgiserve.client.timeouts import Timeouts
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.client.websocket import (
     HandshakeRefused,

@@ -16,11 +16,11 @@ from typing import BinaryIO, Final, TextIO
 
 from wsgiserve import __version__
 from wsgiserve.client.body import RequestBody
-from wsgiserve.client.connection import Timeouts
 from wsgiserve.client.errors import ClientError, HTTPStatusError
 from wsgiserve.client.negotiation import HttpVersion
 from wsgiserve.client.pool import Pool
 from wsgiserve.client.response import Response
+from wsgiserve.client.timeouts import Timeouts
 from wsgiserve.client.tls import TLSSettings
 from wsgiserve.http.events import InformationalResponse
 from wsgiserve.http.headers import Headers

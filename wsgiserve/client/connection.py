@@ -19,7 +19,6 @@ import itertools
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
@@ -29,17 +28,16 @@ from wsgiserve.client.errors import (
     InvalidRequest,
     Phase,
     ProtocolError,
-    ProxyError,
     ReadError,
     ServerDisconnected,
-    TotalTimeout,
     TransportError,
     TruncatedResponse,
     WriteError,
     translate_error,
 )
-from wsgiserve.client.proxy import Proxy
+from wsgiserve.client.proxy import Proxy, check_connect_response, connect_request
 from wsgiserve.client.response import Response
+from wsgiserve.client.timeouts import Timeouts, limit_timeout
 from wsgiserve.client.transport import Transport
 from wsgiserve.client.url import Origin
 from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
@@ -63,22 +61,6 @@ _METHODS_WITH_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
 InformationalCallback = Callable[[InformationalResponse], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Time limits in seconds; None means no limit.
-
-    ``read_s`` and ``write_s`` bound each wait for the socket; ``total_s`` bounds a whole
-    exchange (connect, request, redirects, and the body). ``expect_continue_s`` is how long
-    a request with ``Expect: 100-continue`` holds its body back (curl waits 1 s).
-    """
-
-    connect_s: float | None = 10.0
-    read_s: float | None = 60.0
-    write_s: float | None = 60.0
-    total_s: float | None = None
-    expect_continue_s: float = 1.0
-
-
 class ConnectionState(Enum):
     NEW = "new"
     IDLE = "idle"
@@ -99,20 +81,6 @@ _TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
     _C.READING_BODY: frozenset({_C.IDLE, _C.CLOSED}),
     _C.CLOSED: frozenset({_C.CLOSED}),
 }
-
-
-def limit_timeout(timeout_s: float | None, deadline: float | None) -> float | None:
-    """The smaller of a per-operation timeout and what is left before ``deadline``.
-
-    Raises:
-        TotalTimeout: the deadline has passed.
-    """
-    if deadline is None:
-        return timeout_s
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TotalTimeout("the total time limit was reached")
-    return remaining if timeout_s is None else min(timeout_s, remaining)
 
 
 class Connection:
@@ -228,22 +196,13 @@ class Connection:
     def _open_tunnel(self, deadline: float | None) -> None:
         """RFC 9110 §9.3.6: CONNECT host:port, then raw bytes once a 2xx arrives."""
         assert self.proxy is not None
-        authority = self.origin.host_port
-        headers = [("Host", authority)]
-        if self.proxy.authorization:
-            headers.append(("Proxy-Authorization", self.proxy.authorization))
         self._parser.expect_response(b"CONNECT")
-        self._send(encode_request_head("CONNECT", authority, headers), deadline)
+        self._send(connect_request(self.proxy, self.origin.host_port), deadline)
         event = self._next_event(deadline)
         while isinstance(event, InformationalResponse):
             event = self._next_event(deadline)
-        if not isinstance(event, ResponseHead) or not 200 <= event.status < 300:
-            status = event.status if isinstance(event, ResponseHead) else "no response"
-            raise ProxyError(f"proxy {self.proxy.origin.host_port} refused CONNECT "
-                             f"{authority}: {status}")
-        if self._parser.trailing_data:
-            # TLS has not started: the origin cannot have sent anything yet.
-            raise ProxyError("the proxy sent bytes before the TLS handshake")
+        check_connect_response(self.proxy, self.origin.host_port, event,
+                               bool(self._parser.trailing_data))
         self._parser = ResponseParser(self._limits)
 
     # -- one exchange -------------------------------------------------------------------------

@@ -24,24 +24,17 @@ from wsgiserve.client.body import RequestBody
 from wsgiserve.client.errors import (
     ClientError,
     ConnectTimeout,
-    IncompleteResponse,
     InvalidRequest,
     Phase,
     ProtocolError,
-    ReadError,
     ServerDisconnected,
     StreamError,
     TLSError,
-    TransportError,
     WriteTimeout,
     translate_error,
 )
-from wsgiserve.client.h2stream import (
-    Http2Stream,
-    InformationalCallback,
-    request_fields,
-    stream_reset_error,
-)
+from wsgiserve.client.h2failures import stream_failure, stream_reset_error
+from wsgiserve.client.h2stream import Http2Stream, InformationalCallback, request_fields
 from wsgiserve.client.negotiation import h2_tls_problem
 from wsgiserve.client.proxy import Proxy
 from wsgiserve.client.response import Response
@@ -508,7 +501,8 @@ class Http2Connection:
             self._set_state_locked(Http2State.CLOSED)
             for stream in self._streams.values():
                 if stream.error is None:
-                    stream.error = _stream_failure(stream, failure, self.where, self._goaway)
+                    stream.error = stream_failure(stream.is_head_received, failure,
+                                                  self.where, self._goaway)
                 stream.cond.notify_all()
             self._ready.notify_all()
             if self._on_change is not None:
@@ -520,22 +514,3 @@ class Http2Connection:
     def _shut_transport(self) -> None:
         self._transport.close()
         self._waker.close()
-
-
-def _stream_failure(stream: Http2Stream, failure: ClientError | None, where: str,
-                    goaway: str) -> ClientError:
-    """The error a stream still open gets when its connection ends."""
-    if isinstance(failure, (ProtocolError, WriteTimeout)):
-        error: ClientError = type(failure)(str(failure))
-    elif not stream.is_head_received:
-        error = ServerDisconnected(f"{where}: the server closed the connection without a "
-                                   f"response{goaway}")
-    elif failure is None or isinstance(failure, ServerDisconnected):
-        error = IncompleteResponse(f"{where}: the connection closed before the end of the "
-                                   f"response body{goaway}")
-    elif isinstance(failure, TransportError):
-        error = ReadError(str(failure))
-    else:
-        error = failure
-    error.__cause__ = failure
-    return error

@@ -31,6 +31,7 @@ from wsgiserve.client.errors import (
     TotalTimeout,
     translate_error,
 )
+from wsgiserve.client.h2failures import stream_reset_error
 from wsgiserve.http.events import Data, EndOfMessage, InformationalResponse
 from wsgiserve.http.events import Response as ResponseHead
 from wsgiserve.http.framing import NO_BODY, UNTIL_CLOSE, BodyKind, Framing
@@ -378,25 +379,6 @@ class Http2Stream:
         if self.error is not None:
             return self.error
         return stream_reset_error(self._link.where, code, self.is_head_received)
-
-
-def stream_reset_error(where: str, code: int | None, is_head_received: bool) -> StreamError:
-    """The error for a stream the server reset with ``code`` (RFC 9113 §8.7: REFUSED_STREAM
-    before any response means the request was not processed: it may go elsewhere)."""
-    name = _code_name(code)
-    is_unprocessed = code == http2.ErrorCode.REFUSED_STREAM and not is_head_received
-    return StreamError(f"{where}: the server reset the stream ({name})",
-                       code if code is not None else http2.ErrorCode.STREAM_CLOSED,
-                       is_unprocessed=is_unprocessed)
-
-
-def _code_name(code: int | None) -> str:
-    if code is None:
-        return "closed"
-    try:
-        return http2.ErrorCode(code).name
-    except ValueError:
-        return f"error code {code:#x}"
 
 
 def _end_of_wait(timeout_s: float | None, deadline: float | None) -> float | None:

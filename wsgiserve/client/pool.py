@@ -2,9 +2,9 @@
 retries, redirects.
 
 ``Pool.request`` builds the request (default fields, framing from the body), picks a
-connection for the origin (or the proxy): an HTTP/2 one with a free stream slot, or an
-idle HTTP/1.1 one, or a new one whose protocol ALPN decides; sends, and follows redirects
-when asked. It is the only module that owns connections past one exchange.
+connection for the origin (or the proxy): an HTTP/2 one with a free stream slot (shared
+by ``h2sharing``), or an idle HTTP/1.1 one, or a new one whose protocol ALPN decides;
+sends, and follows redirects when asked. Connections live past one exchange only here.
 """
 from __future__ import annotations
 
@@ -18,12 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from wsgiserve import __version__
 from wsgiserve.client.body import BodyValue, RequestBody
-from wsgiserve.client.connection import (
-    Connection,
-    InformationalCallback,
-    Timeouts,
-    limit_timeout,
-)
+from wsgiserve.client.connection import Connection, InformationalCallback
 from wsgiserve.client.errors import (
     InvalidRequest,
     Phase,
@@ -33,10 +28,12 @@ from wsgiserve.client.errors import (
     WriteError,
     translate_error,
 )
-from wsgiserve.client.negotiation import ALPN_H2, HttpVersion, alpn_protocols, is_h2_direct
+from wsgiserve.client.h2sharing import Http2Sharing, PoolKey
+from wsgiserve.client.negotiation import HttpVersion, alpn_protocols, is_h2_direct
 from wsgiserve.client.proxy import Proxy, is_excluded, parse_proxy_url, proxy_for
 from wsgiserve.client.redirects import next_request
 from wsgiserve.client.response import Response
+from wsgiserve.client.timeouts import Timeouts
 from wsgiserve.client.tls import TLSSettings, create_client_context
 from wsgiserve.client.url import URL, Origin, parse_url
 from wsgiserve.http.errors import LocalProtocolError, RemoteProtocolError
@@ -45,8 +42,6 @@ from wsgiserve.http.limits import HttpLimits
 from wsgiserve.http.writer import encode_request_head
 
 if TYPE_CHECKING:
-    # Loaded with the first HTTP/2 connection only: building the HPACK Huffman tables
-    # costs tens of milliseconds, which an HTTP/1.1 command line would pay for nothing.
     from wsgiserve.client.h2connection import Http2Connection
     from wsgiserve.http2 import Http2Limits
 
@@ -59,7 +54,8 @@ DEFAULT_MAX_REDIRECTS: Final = 20
 # A redirect's body up to this size is read and dropped to keep the connection; more
 # costs the connection instead (urllib3 drains 64 KiB, curl drains everything).
 _MAX_DRAIN_BYTES: Final = 1 << 20
-_MAX_ORIGINS_REMEMBERED: Final = 256  # origins whose proxy is remembered (then forgotten)
+# Origins whose proxy, or whose server's choice of HTTP/1.1, is remembered (then forgotten).
+_MAX_ORIGINS_REMEMBERED: Final = 256
 DEFAULT_USER_AGENT: Final = f"wsgiserve/{__version__}"
 # A request the server did not process (REFUSED_STREAM, a stream above the last id of a
 # GOAWAY) is sent again, on another connection if need be, at most this many times: a
@@ -67,8 +63,6 @@ DEFAULT_USER_AGENT: Final = f"wsgiserve/{__version__}"
 MAX_UNPROCESSED_RETRIES: Final = 5
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
-# (origin, None) direct or to a forwarding proxy; (origin, proxy) through a CONNECT tunnel.
-_PoolKey = tuple[Origin, Proxy | None]
 
 
 class Pool:
@@ -119,22 +113,14 @@ class Pool:
         # The proxy of each origin, decided on its first request (parsing the settings and
         # reading the environment cost more than a small request itself).
         self._proxies: dict[Origin, Proxy | None] = {}
-        self._idle: dict[_PoolKey, list[Connection]] = {}
+        self._idle: dict[PoolKey, list[Connection]] = {}
         self._lock = threading.Lock()
         self._is_closed = False
         self.http_version = http_version
-        self._http2_limits = http2_limits
-        # HTTP/2 connections taking streams, per key; connections being opened that may
-        # turn out HTTP/2 (others wait for them rather than open their own); keys whose
-        # server chose HTTP/1.1. ``_generation`` counts changes, so that a thread that
-        # found no free slot waits only if nothing changed since it looked. Lock order:
-        # a connection's lock, then the pool's (connections call ``_h2_changed`` holding
-        # theirs); the pool never calls a connection holding its own.
-        self._h2: dict[_PoolKey, list[Http2Connection]] = {}
-        self._connecting: dict[_PoolKey, int] = {}
-        self._h1_keys: set[_PoolKey] = set()
-        self._generation = 0
-        self._changed = threading.Condition(self._lock)
+        # Lock order: a connection's lock, then the pool's (HTTP/2 connections call
+        # ``_h2.changed`` holding theirs); the pool never calls a connection holding its own.
+        self._h2 = Http2Sharing(self._lock, note=self._note, limits=http2_limits,
+                                max_keys_remembered=_MAX_ORIGINS_REMEMBERED)
 
     def __enter__(self) -> Pool:
         return self
@@ -147,19 +133,18 @@ class Pool:
         with self._lock:
             self._is_closed = True
             idle, self._idle = self._idle, {}
-            multiplexed, self._h2 = self._h2, {}
+            multiplexed = self._h2.close_locked()
         for connections in idle.values():
             for connection in connections:
                 connection.close()
-        for h2_connections in multiplexed.values():
-            for h2_connection in h2_connections:
-                h2_connection.close()    # once its streams have ended
+        for h2_connection in multiplexed:
+            h2_connection.close()    # once its streams have ended
 
     @property
     def idle_count(self) -> int:
         """Idle HTTP/1.1 connections, and HTTP/2 ones with no stream open."""
         with self._lock:
-            multiplexed = [c for cs in self._h2.values() for c in cs]
+            multiplexed = self._h2.connections_locked()
             idle = sum(len(connections) for connections in self._idle.values())
         return idle + sum(1 for c in multiplexed if not c.active_streams)
 
@@ -167,7 +152,7 @@ class Pool:
     def http2_connection_count(self) -> int:
         """HTTP/2 connections taking new streams."""
         with self._lock:
-            return sum(len(connections) for connections in self._h2.values())
+            return len(self._h2.connections_locked())
 
     # -- the request API ----------------------------------------------------------------------
     def request(self, method: str, url: str, *, headers: Headers | None = None,
@@ -249,7 +234,7 @@ class Pool:
                                                for n, _ in headers):
                 headers.append(("Proxy-Authorization", proxy.authorization))
         is_forwarded = proxy is not None and not url.origin.is_tls
-        key: _PoolKey = (proxy.origin, None) if proxy is not None and not url.origin.is_tls \
+        key: PoolKey = (proxy.origin, None) if proxy is not None and not url.origin.is_tls \
             else (url.origin, proxy)
         may_retry = method in IDEMPOTENT_METHODS and (body is None or body.is_replayable)
         may_be_h2 = self._may_speak_h2(url.origin, is_forwarded)
@@ -332,14 +317,14 @@ class Pool:
             return False
         return origin.is_tls or is_h2_direct(self.http_version, False, False)
 
-    def _acquire(self, key: _PoolKey, timeouts: Timeouts, deadline: float | None,
+    def _acquire(self, key: PoolKey, timeouts: Timeouts, deadline: float | None,
                  may_be_h2: bool,
                  check_head: Callable[[], None]) -> tuple[Connection | Http2Connection, bool]:
         """Return a connection for ``key`` (an HTTP/2 one with a stream slot taken) and
         whether it served requests before."""
         is_marked = False
         if may_be_h2:
-            shared, is_marked = self._shared_h2(key, timeouts, deadline)
+            shared, is_marked = self._h2.take_shared(key, timeouts, deadline)
             if shared is not None:
                 return shared, True
         while not is_marked:
@@ -361,96 +346,10 @@ class Pool:
                                 limits=self._limits)
         if not may_be_h2:
             return connection, False      # it connects as it sends (HTTP/1.1 only)
-        return self._open(key, connection, timeouts, deadline, check_head, is_marked), False
-
-    def _shared_h2(self, key: _PoolKey, timeouts: Timeouts,
-                   deadline: float | None) -> tuple[Http2Connection | None, bool]:
-        """An HTTP/2 connection to ``key`` with a stream slot taken for the caller; or
-        None, and whether the caller is now marked as opening a connection that may turn
-        out HTTP/2 (not when the server chose HTTP/1.1 before)."""
-        wait_s = timeouts.connect_s
-        end = None if wait_s is None else time.monotonic() + wait_s
-        if deadline is not None and (end is None or deadline < end):
-            end = deadline
-        while True:
-            with self._lock:
-                generation = self._generation
-                candidates = list(self._h2.get(key, ()))
-                is_h1 = key in self._h1_keys
-            for candidate in candidates:
-                if candidate.try_reserve():
-                    self._note(f"re-using the HTTP/2 connection to {key[0].host_port} "
-                               f"({candidate.active_streams} streams)")
-                    return candidate, False
-            with self._changed:
-                if self._generation != generation:
-                    continue
-                remaining = None if end is None else end - time.monotonic()
-                if is_h1 or not self._connecting.get(key) or \
-                        (remaining is not None and remaining <= 0):
-                    if not is_h1:
-                        self._connecting[key] = self._connecting.get(key, 0) + 1
-                    return None, not is_h1
-                # Another thread is opening a connection that may be HTTP/2: share it.
-                self._changed.wait(remaining)
-
-    def _open(self, key: _PoolKey, connection: Connection, timeouts: Timeouts,
-              deadline: float | None, check_head: Callable[[], None],
-              is_marked: bool) -> Connection | Http2Connection:
-        """Connect; speak HTTP/2 if ALPN (or prior knowledge) says so, else HTTP/1.1."""
-        from wsgiserve.client.h2connection import Http2Connection
-        origin, proxy = key
-        h2_connection: Http2Connection | None = None
-        is_h1 = False
-        try:
-            check_head()          # an invalid request fails before any connection is made
-            connection.connect(deadline)
-            protocol = connection.alpn_protocol
-            if protocol is not None:
-                self._note(f"ALPN: server accepted {protocol}")
-            if protocol == ALPN_H2 or (protocol is None and not origin.is_tls):
-                self._note("using HTTP/2" + ("" if origin.is_tls else " (prior knowledge)"))
-                h2_connection = Http2Connection(
-                    origin, connection.detach_transport(), proxy=proxy,
-                    write_s=timeouts.write_s, limits=self._http2_limits,
-                    on_change=self._h2_changed)
-                h2_connection.start(limit_timeout(timeouts.connect_s, deadline))
-                h2_connection.reserve_first()
-                return h2_connection
-            is_h1 = True
-            return connection
-        finally:
-            with self._changed:
-                if is_marked:
-                    self._connecting[key] -= 1
-                    if not self._connecting[key]:
-                        del self._connecting[key]
-                if h2_connection is not None and h2_connection.active_streams:
-                    self._h2.setdefault(key, []).append(h2_connection)
-                    self._h1_keys.discard(key)
-                if is_h1 and len(self._h1_keys) < _MAX_ORIGINS_REMEMBERED:
-                    self._h1_keys.add(key)
-                self._generation += 1
-                self._changed.notify_all()
-                is_closed = self._is_closed
-            if is_closed and h2_connection is not None:
-                h2_connection.close()        # after the caller's stream
-
-    def _h2_changed(self, connection: Http2Connection) -> None:
-        """An HTTP/2 connection freed a slot, stopped taking streams, or closed."""
-        with self._changed:
-            if not connection.is_open:
-                key: _PoolKey = (connection.origin, connection.proxy)
-                connections = self._h2.get(key)
-                if connections is not None and connection in connections:
-                    connections.remove(connection)
-                    if not connections:
-                        del self._h2[key]
-            self._generation += 1
-            self._changed.notify_all()
+        return self._h2.open(key, connection, timeouts, deadline, check_head, is_marked), False
 
     def _release(self, connection: Connection) -> None:
-        key: _PoolKey = (connection.origin, connection.proxy)
+        key: PoolKey = (connection.origin, connection.proxy)
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if not self._is_closed and len(idle) < self.max_idle_per_origin:

@@ -3,7 +3,7 @@
 
 Values and pure functions over an environment mapping; no socket work. Plain http
 requests are forwarded in absolute-form (RFC 9112 §3.2.2); https goes through a CONNECT
-tunnel (RFC 9110 §9.3.6), which the connection opens.
+tunnel (RFC 9110 §9.3.6), which the connection opens with the request and the check here.
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from wsgiserve.client.errors import InvalidURL
+from wsgiserve.client.errors import InvalidURL, ProxyError
 from wsgiserve.client.url import Origin
+from wsgiserve.http.events import Response as ResponseHead
+from wsgiserve.http.writer import encode_request_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +108,28 @@ def proxy_for(origin: Origin, environ: Mapping[str, str] | None = None) -> Proxy
     if no_proxy and is_excluded(origin, no_proxy):
         return None
     return parse_proxy_url(text)
+
+
+def connect_request(proxy: Proxy, authority: str) -> bytes:
+    """The head of the CONNECT request that opens a tunnel to ``authority`` (host:port)."""
+    headers = [("Host", authority)]
+    if proxy.authorization:
+        headers.append(("Proxy-Authorization", proxy.authorization))
+    return encode_request_head("CONNECT", authority, headers)
+
+
+def check_connect_response(proxy: Proxy, authority: str, event: object,
+                           has_bytes_after: bool) -> None:
+    """Check the proxy's final answer to CONNECT (after any 1xx): the tunnel is open on a
+    2xx (RFC 9110 §9.3.6) with no bytes after its head.
+
+    Raises:
+        ProxyError: another status, no response, or bytes before the TLS handshake.
+    """
+    if not isinstance(event, ResponseHead) or not 200 <= event.status < 300:
+        status = event.status if isinstance(event, ResponseHead) else "no response"
+        raise ProxyError(f"proxy {proxy.origin.host_port} refused CONNECT "
+                         f"{authority}: {status}")
+    if has_bytes_after:
+        # TLS has not started: the origin cannot have sent anything yet.
+        raise ProxyError("the proxy sent bytes before the TLS handshake")

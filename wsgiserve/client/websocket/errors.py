@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from wsgiserve.client.errors import ClientError, ProtocolError, TransportError
+from wsgiserve.websocket import ProtocolViolation
 
 # RFC 6455 §7.4.1: 1000 normal closure, 1001 going away; 1005 is a Close frame without a
 # code (§7.1.5). websockets (the Python library) counts the same three as a clean end.
@@ -84,3 +85,21 @@ class WebSocketProtocolError(WebSocketClosed, ProtocolError):
     (1002 protocol error, 1007 invalid payload, 1009 message too big...)."""
 
     exit_code = 8  # curl: "Weird server reply"
+
+
+def closed_error(url: str, code: int, reason: str, failure: ProtocolViolation | None,
+                 lost: BaseException | None) -> WebSocketClosed:
+    """The error for a connection's end: ``failure`` when we failed it, ``lost`` the
+    socket error when it ended without a close handshake (``code`` 1006)."""
+    if failure is not None:
+        return WebSocketProtocolError(
+            f"{url}: the server broke the WebSocket protocol: {failure} (closed "
+            f"with {failure.close_code})", failure.close_code, str(failure))
+    if code == ABNORMAL_CLOSURE:
+        cause = f": {lost}" if lost is not None else ""
+        return WebSocketConnectionLost(
+            f"{url}: the connection ended without a close handshake{cause}", code)
+    said = f" {reason!r}" if reason else ""
+    if code in OK_CLOSE_CODES:
+        return WebSocketClosedOK(f"{url}: connection closed ({code}{said})", code, reason)
+    return WebSocketClosed(f"{url}: connection closed with {code}{said}", code, reason)

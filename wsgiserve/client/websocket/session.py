@@ -12,14 +12,10 @@ Memory stays bounded: the socket is read only when the caller asks for a message
 from __future__ import annotations
 
 import logging
-import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from enum import Enum
-from typing import Final
 
 from wsgiserve.client.errors import (
     ClientError,
@@ -30,14 +26,18 @@ from wsgiserve.client.errors import (
     WriteTimeout,
     translate_error,
 )
-from wsgiserve.client.transport import RECV_BYTES
 from wsgiserve.client.websocket.errors import (
     ABNORMAL_CLOSURE,
-    OK_CLOSE_CODES,
     WebSocketClosed,
     WebSocketClosedOK,
-    WebSocketConnectionLost,
-    WebSocketProtocolError,
+    closed_error,
+)
+from wsgiserve.client.websocket.nonblocking import (
+    Wait,
+    recv_some,
+    send_some,
+    shut_down,
+    wait_for,
 )
 from wsgiserve.http.events import Response as ResponseHead
 from wsgiserve.websocket import (
@@ -56,17 +56,8 @@ from wsgiserve.websocket import (
 
 _log = logging.getLogger(__name__)
 
-# Bytes handed to one send() call: a few TLS records (16 KiB each, RFC 8446 §5.1), so
-# that the lock a reader also needs is held briefly.
-_SEND_BYTES: Final = 262144
-
 Message = str | bytes
 Trace = Callable[[str], None]
-
-
-class _Wait(Enum):
-    READABLE = "readable"
-    WRITABLE = "writable"
 
 
 class WebSocket:
@@ -259,42 +250,27 @@ class WebSocket:
                 return True
             self._wait(data, timeout)
 
-    def _recv_some(self) -> bytes | _Wait:
+    def _recv_some(self) -> bytes | Wait:
         """One non-blocking read: bytes, ``b""`` at the end, or what to wait for."""
         with self._lock:
             sock = self._sock
             if sock is None:
                 return b""
-            try:
-                return sock.recv(RECV_BYTES)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                return _Wait.READABLE
-            except ssl.SSLWantWriteError:
-                return _Wait.WRITABLE
-            except ssl.SSLEOFError:
-                # A TCP close without TLS close_notify: a WebSocket message's end is in
-                # its framing, so this reads as an end like any other.
+            data = recv_some(sock)
+            if isinstance(data, OSError):
+                self._lost = data
                 return b""
-            except OSError as exc:
-                self._lost = exc
-                return b""
+            return data
 
-    def _wait(self, what: _Wait, timeout: float | None) -> None:
+    def _wait(self, what: Wait, timeout: float | None) -> None:
         """Wait (without the lock) until the socket is ready or ``timeout`` passes."""
         sock = self._sock
-        if sock is None:
-            return
-        try:
-            if what is _Wait.READABLE:
-                select.select([sock], [], [], timeout)
-            else:
-                select.select([], [sock], [], timeout)
-        except (OSError, ValueError):
-            pass   # closed meanwhile: the next call sees it
+        if sock is not None:
+            wait_for(sock, what, timeout)
 
     def _finish(self, code: int, reason: str = "") -> None:
         """The end: close the socket and remember what every later call raises."""
-        error = self._closed_error(code, reason)
+        error = closed_error(self.url, code, reason, self._failure, self._lost)
         with self._lock:
             sock, self._sock = self._sock, None
             self._error = error
@@ -303,28 +279,13 @@ class WebSocket:
         self._note(f"connection closed ({error.code})")
         self._closed.set()
 
-    def _closed_error(self, code: int, reason: str) -> WebSocketClosed:
-        failure = self._failure
-        if failure is not None:
-            return WebSocketProtocolError(
-                f"{self.url}: the server broke the WebSocket protocol: {failure} (closed "
-                f"with {failure.close_code})", failure.close_code, str(failure))
-        if code == ABNORMAL_CLOSURE:
-            cause = f": {self._lost}" if self._lost is not None else ""
-            return WebSocketConnectionLost(
-                f"{self.url}: the connection ended without a close handshake{cause}", code)
-        said = f" {reason!r}" if reason else ""
-        if code in OK_CLOSE_CODES:
-            return WebSocketClosedOK(f"{self.url}: connection closed ({code}{said})", code, reason)
-        return WebSocketClosed(f"{self.url}: connection closed with {code}{said}", code, reason)
-
     def _closing_error(self) -> WebSocketClosed:
         """What ``send`` raises once a Close was sent or received (the lock is held)."""
         error = self._error
         if error is not None:
             return type(error)(str(error), error.code, error.reason)
         code = self._core.close_code or self._sent_close_code or ABNORMAL_CLOSURE
-        return self._closed_error(code, self._core.close_reason)
+        return closed_error(self.url, code, self._core.close_reason, self._failure, self._lost)
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
@@ -384,31 +345,22 @@ class WebSocket:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         view = memoryview(data)
         while view:
-            wait = _Wait.WRITABLE
-            failure: OSError | None = None
             with self._lock:
                 sock = self._sock
                 if sock is None:
                     raise WriteError(f"{self.url}: the connection is closed")
-                try:
-                    # After SSLWantWriteError the same bytes are offered again, as
-                    # OpenSSL requires (SSL_write's retry rule).
-                    view = view[sock.send(view[:_SEND_BYTES]):]
-                    continue
-                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-                    pass
-                except ssl.SSLWantReadError:
-                    wait = _Wait.READABLE
-                except OSError as exc:
-                    failure = exc
-            if failure is not None:
+                sent = send_some(sock, view)
+            if isinstance(sent, int):
+                view = view[sent:]
+                continue
+            if isinstance(sent, OSError):
                 self._shut_down()
-                raise translate_error(failure, Phase.WRITE, self.url) from failure
+                raise translate_error(sent, Phase.WRITE, self.url) from sent
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 self._shut_down()
                 raise WriteTimeout(f"{self.url}: the server took no bytes for {timeout_s} s")
-            self._wait(wait, timeout)
+            self._wait(sent, timeout)
 
     # -- closing --------------------------------------------------------------------------------
     def close(self, code: int = 1000, reason: str = "", *, timeout_s: float | None = None) -> None:
@@ -504,12 +456,7 @@ class WebSocket:
             sock = self._sock
             if sock is None:
                 return
-            try:
-                # socket.socket's own shutdown: SSLSocket.shutdown would also drop the
-                # SSL object under a reader's feet.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+            shut_down(sock)
             self._close_deadline = time.monotonic()
 
     def _note(self, message: str) -> None:
