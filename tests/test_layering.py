@@ -143,9 +143,13 @@ def test_what_both_processes_share_imports_neither(name: str) -> None:
 WORKER_RANKS = {
     "states": 0, "heads": 0, "forwarded": 0, "proxy_protocol": 0, "h2c": 0, "shared_tls": 0,
     "context": 1, "protocol": 1, "metrics": 1, "hang": 1,
+    # A WebSocket's clock (pings, deadlines): plain arithmetic.
+    "websocket_timers": 1,
     "transport": 2,
     # How an HTTP/1.1 connection ends: over its transport, under the protocol.
     "closing": 2.5,
+    # A WebSocket's non-blocking socket I/O and send buffer: under the WebSocket.
+    "websocket_io": 2.5,
     "exchange": 3, "stream": 3, "websocket_api": 3,
     # Between the exchange it answers and the protocols that offer it.
     "upgrade": 3.5,

@@ -4,21 +4,17 @@ It binds (or inherits) the listening sockets, forks workers, watches their heart
 replaces the dead, and turns signals into deploy actions: HUP reload, USR2 upgrade,
 TTIN/TTOU scaling, TERM/INT/QUIT stop. Signal handlers only record (``signals``); one loop
 does the work. It delegates to small collaborators: ``workers`` (the worker table),
-``spawn`` (the forked child's boot), ``listeners`` (open, rebind, close), ``reload``
-(config re-read, file watch), ``upgrade`` (USR2), ``pidfile`` and ``systemd``; with
-``--metrics-bind``, ``monitor`` (the status listener, served from this loop).
-
-Worker generations: every reload (HUP, ``--reload``) starts a *pending* generation with the
-new config. Old workers keep serving until every pending worker has booted; then the old
-ones are retired with TERM. A pending worker that dies before booting fails the reload and
-the serving generation carries on (gunicorn instead stops the whole server).
+``spawn`` (the forked child's boot), ``generations`` (HUP and ``--reload``: the pending
+generation, its failure or promotion), ``listeners`` (open, rebind, close), ``reload``
+(config re-read, file watch), ``upgrade`` (USR2), ``shutdown`` (stopping the workers),
+``pidfile`` and ``systemd``; with ``--metrics-bind``, ``monitor`` (the status listener,
+served from this loop).
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -32,11 +28,13 @@ from wsgiserve.log import reopen_log_files, report_gauge
 from wsgiserve.server.counters import WorkerCounters
 from wsgiserve.server.heartbeat import Heartbeat
 from wsgiserve.server.master import systemd
+from wsgiserve.server.master.generations import Generations
 from wsgiserve.server.master.listeners import Listeners
 from wsgiserve.server.master.monitor import Monitor
 from wsgiserve.server.master.pidfile import PidFile
 from wsgiserve.server.master.proctitle import set_process_title
-from wsgiserve.server.master.reload import CodeWatcher, reread_config
+from wsgiserve.server.master.reload import CodeWatcher
+from wsgiserve.server.master.shutdown import stop_workers
 from wsgiserve.server.master.sockets import ListenerError
 from wsgiserve.server.master.spawn import boot_worker
 from wsgiserve.server.master.startup import app_label, check_tls, resolve_ids, start_directory
@@ -55,9 +53,6 @@ __all__ = ["Arbiter", "WorkerProcess"]
 
 _log = logging.getLogger(__name__)
 
-# INT/QUIT: workers stop at once; this is how long we wait before SIGKILL (the probes
-# require the master gone within 3 s).
-FAST_STOP_WAIT_S: Final = 1.0
 # A worker that booted and lived this long was healthy: its death resets the backoff.
 HEALTHY_LIFETIME_S: Final = 1.0
 # Main loop tick: heartbeat checks, boot detection and STATUS updates happen this often.
@@ -76,7 +71,6 @@ class Arbiter:
         self.config = config
         # What HUP re-reads and USR2 re-executes: the original command line.
         self._argv = list(sys.argv[1:] if argv is None else argv)
-        self._environ = environ
         self._start_directory = start_directory(config)
         self.pid = os.getpid()
         self.num_workers = config.workers.workers
@@ -88,8 +82,9 @@ class Arbiter:
         self._upgrade = BinaryUpgrade(argv=self._argv, start_directory=self._start_directory,
                                       master_pid=self.pid)
         self._pidfile: PidFile | None = None
-        self._serving: Generation | None = None
-        self._pending: Generation | None = None
+        self._generations = Generations(self._listeners, self.workers, self._notifier,
+                                        argv=self._argv, environ=environ,
+                                        start_directory=self._start_directory)
         self._next_worker_id = 1
         self._backoff = RespawnBackoff()
         self._is_ready = False
@@ -115,7 +110,7 @@ class Arbiter:
 
     @property
     def hooks(self) -> Mapping[str, Hook]:
-        return self._serving.hooks if self._serving else {}
+        return self._generations.hooks
 
     # --- start-up ----------------------------------------------------------------------
 
@@ -149,7 +144,7 @@ class Arbiter:
                 _log.error("cannot load the app: %s", exc)
                 self._listeners.close_after_failed_start(listeners)
                 return EXIT_APP_LOAD
-        self._serving = Generation(1, config, hooks, listeners, app, reason="start")
+        self._generations.serving = Generation(1, config, hooks, listeners, app, reason="start")
         self._listeners.log_listening(listeners, config)
         if config.metrics.metrics_bind:
             try:
@@ -200,7 +195,7 @@ class Arbiter:
                 return EXIT_APP_LOAD
             self._check_heartbeats()
             self._check_memory()
-            self._advance_generations()
+            self._generations.promote(self.num_workers, self._switch_config)
             self._maintain_worker_count()
             self._poll_reloader()
             self._tell_systemd()
@@ -241,7 +236,8 @@ class Arbiter:
                 _log.info("SIGUSR1: reopened %d log file(s)", count)
                 self._signal_workers(signal.SIGUSR1, retire=False)
             elif signum == signal.SIGUSR2:
-                self._upgrade.start(self._serving.listeners if self._serving else [],
+                serving = self._generations.serving
+                self._upgrade.start(serving.listeners if serving else [],
                                     self._pidfile, self._signals,
                                     self._monitor.listener if self._monitor else None)
             elif signum == signal.SIGWINCH:
@@ -300,20 +296,13 @@ class Arbiter:
             for other in self.workers:
                 _release(other)
             self.workers = WorkerTable()
-            for stale in self._all_listeners():
+            for stale in self._generations.all_listeners():
                 if all(stale is not sock for sock in generation.listeners):
                     stale.close()
         except BaseException:
             os._exit(EXIT_ERROR)
         boot_worker(record, generation, ids=self._ids, arbiter=self,
                     post_fork=lambda: self._call_hook(generation.hooks, "post_fork", self, record))
-
-    def _all_listeners(self) -> list[socket.socket]:
-        seen: list[socket.socket] = []
-        for generation in (self._serving, self._pending):
-            if generation is not None:
-                seen += [s for s in generation.listeners if all(s is not x for x in seen)]
-        return seen
 
     def _signal_workers(self, signum: int, *, retire: bool) -> None:
         for record in self.workers:
@@ -358,15 +347,9 @@ class Arbiter:
             self._backoff.delay()
 
     def _boot_failed(self, record: WorkerProcess, code: int, description: str) -> None:
-        pending = self._pending
-        if pending is not None and record.generation == pending.number:
-            serving = self._serving.number if self._serving else 0
-            _log.error("reload (%s) failed: a new worker %s before it booted; the %d "
-                         "worker(s) of generation %d keep serving", pending.reason,
-                         description, self.workers.count_active(serving), serving)
-            self._abandon_pending()
-            self._notifier.notify("READY=1")
-        elif code == EXIT_APP_LOAD and not self._is_ready:
+        if self._generations.fail_pending(record.generation, description):
+            return
+        if code == EXIT_APP_LOAD and not self._is_ready:
             self._boot_failure = (f"worker {record.worker_id} failed to boot ({description}): "
                                   "the app or a hook cannot be loaded, see the error above")
 
@@ -377,7 +360,7 @@ class Arbiter:
             record.enforce_timeouts(now)
 
     def _maintain_worker_count(self) -> None:
-        for generation in (self._serving, self._pending):
+        for generation in (self._generations.serving, self._generations.pending):
             if generation is None:
                 continue
             active = self.workers.active(generation.number)
@@ -404,69 +387,23 @@ class Arbiter:
 
     def _reload(self, *, reread: bool, reason: str) -> None:
         """Start a pending generation (new config, code and maybe listeners)."""
-        serving = self._serving
-        assert serving is not None
-        self._notifier.notify("RELOADING=1",
-                              f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
-        base = self._pending or serving
-        config = base.config
-        if reread:
-            try:
-                config = reread_config(self._argv, self._environ, self._start_directory)
-                hooks = load_hooks(config.hooks)
-                check_tls(config)
-            except (ConfigError, AppLoadError) as exc:
-                _log.error("reload (%s) failed, keeping the running configuration: %s",
-                             reason, exc)
-                self._notifier.notify("READY=1")
-                return
-        else:
-            hooks = base.hooks
-        try:
-            listeners = self._listeners.for_reload(config, base.listeners)
-        except ListenerError as exc:
-            _log.error("reload (%s) failed, keeping the running listeners: %s", reason, exc)
-            self._notifier.notify("READY=1")
+        pending = self._generations.start_pending(reread=reread, reason=reason)
+        if pending is None:
             return
-        if self._pending is not None:
-            self._abandon_pending(keep=listeners)
-        number = max(serving.number, self.workers.newest_generation()) + 1
-        self._pending = Generation(number, config, hooks, listeners, serving.app, reason)
-        self.num_workers = config.workers.workers if reread else max(self.num_workers, 1)
+        self.num_workers = pending.config.workers.workers if reread else max(self.num_workers, 1)
         self._backoff.reset()
-        self._call_hook(hooks, "on_reload", self)
+        self._call_hook(pending.hooks, "on_reload", self)
 
-    def _abandon_pending(self, keep: Sequence[socket.socket] = ()) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        self.workers.retire_generation(pending.number)
-        self._listeners.close_unused(pending.listeners, in_use=[*keep, *self._all_listeners()])
-
-    def _advance_generations(self) -> None:
-        """Promote the pending generation once all its workers have booted."""
-        pending = self._pending
-        if pending is None:
-            return
-        booted = self.workers.count_booted(pending.number)
-        if booted < self.num_workers:
-            return
-        old, self._serving, self._pending = self._serving, pending, None
-        self.config = pending.config
+    def _switch_config(self, config: Config) -> None:
+        """A reload's generation now serves: the master takes its config."""
+        self.config = config
         if self._monitor is not None:
-            self._monitor.rebind(pending.config.metrics.metrics_bind)
-        elif pending.config.metrics.metrics_bind:
+            self._monitor.rebind(config.metrics.metrics_bind)
+        elif config.metrics.metrics_bind:
             try:
-                self._start_monitor().serve(pending.config.metrics.metrics_bind)
+                self._start_monitor().serve(config.metrics.metrics_bind)
             except ListenerError as exc:
                 _log.error("reload: cannot serve metrics: %s", exc)
-        self._listeners.mark_serving(pending.config)
-        retired = self.workers.retire_generation(pending.number, keep=True)
-        if old is not None:
-            self._listeners.close_unused(old.listeners, in_use=self._all_listeners())
-        _log.info("reload (%s) done: %d new worker(s) serving, %d old one(s) retiring",
-                    pending.reason, booted, retired)
-        self._notifier.notify("READY=1")
 
     def _poll_reloader(self) -> None:
         changed = self._code_watcher.changed() if self._code_watcher else []
@@ -477,9 +414,9 @@ class Arbiter:
     # --- systemd -----------------------------------------------------------------------
 
     def _tell_systemd(self) -> None:
-        serving = self._serving.number if self._serving else 0
-        booted = self.workers.count_booted(serving)
-        if not self._is_ready and booted >= self.num_workers and self._pending is None:
+        serving = self._generations.serving
+        booted = self.workers.count_booted(serving.number if serving else 0)
+        if not self._is_ready and booted >= self.num_workers and self._generations.pending is None:
             self._is_ready = True
             _log.info("ready: %d worker(s) serving", booted)
             fields = ["READY=1"]
@@ -510,28 +447,14 @@ class Arbiter:
         if not handed_over:
             self._notifier.notify("STOPPING=1")
         _log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast", len(self.workers))
-        self._close_listeners_for_stop(unlink=not handed_over)
-        signum = signal.SIGTERM if graceful else signal.SIGQUIT
+        self._generations.close_listeners_for_stop(unlink=not handed_over)
+        stop_workers(self.workers, graceful=graceful,
+                     graceful_timeout_s=self.config.workers.graceful_timeout, tick_s=TICK_S,
+                     reap=self._reap_workers, wait=self._wait, signals=self._signals,
+                     watchdog=self._watchdog)
         for record in self.workers:
-            record.stop_sent_at = time.monotonic()
-            record.stop_cause = record.stop_cause or "stop"
-            record.send(signum)
-        wait_s = self.config.workers.graceful_timeout if graceful else FAST_STOP_WAIT_S
-        deadline = time.monotonic() + wait_s
-        while self.workers and time.monotonic() < deadline:
-            self._reap_workers()
-            if not self.workers:
-                break
-            self._watchdog.ping()  # a long graceful stop is not a hang
-            self._wait(min(TICK_S, max(0.0, deadline - time.monotonic())))
-            while (pending_signal := self._signals.pop()) is not None:
-                if graceful and pending_signal in (signal.SIGINT, signal.SIGQUIT):
-                    _log.info("fast stop requested during graceful stop")
-                    graceful = False
-                    for record in self.workers:
-                        record.send(signal.SIGQUIT)
-                    deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT_S)
-        self._kill_remaining()
+            _release(record)
+        self.workers.clear()
         if self._monitor is not None:
             self._monitor.close()
         self._call_hook(self.hooks, "on_exit", self)
@@ -539,27 +462,6 @@ class Arbiter:
             self._pidfile.remove()
         _log.info("master %d exiting", self.pid)
         return EXIT_OK
-
-    def _close_listeners_for_stop(self, *, unlink: bool) -> None:
-        listeners = self._all_listeners()
-        for generation in (self._serving, self._pending):
-            if generation is not None:
-                generation.listeners = []
-        self._listeners.close_for_stop(listeners, unlink=unlink)
-
-    def _kill_remaining(self) -> None:
-        for record in self.workers:
-            _log.warning("worker %d (pid %d) did not stop in time: SIGKILL",
-                           record.worker_id, record.pid)
-            record.send(signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while self.workers and time.monotonic() < deadline:
-            self._reap_workers()
-            if self.workers:
-                time.sleep(0.01)
-        for record in self.workers:
-            _release(record)
-        self.workers.clear()
 
 
 def _release(record: WorkerProcess) -> None:

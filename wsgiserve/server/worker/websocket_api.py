@@ -16,14 +16,15 @@ import collections
 import logging
 import math
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from wsgiserve.server.worker.context import WOULD_BLOCK, ServerContext
-from wsgiserve.server.worker.transport import RECV_BYTES, Transport
+from wsgiserve.server.worker.context import ServerContext
+from wsgiserve.server.worker.transport import Transport
+from wsgiserve.server.worker.websocket_io import SocketIO, wait_for_socket
+from wsgiserve.server.worker.websocket_timers import CLOSE_TIMEOUT_S, Due, WebSocketTimers
 from wsgiserve.websocket import (
     NEED_DATA,
     BytesMessage,
@@ -44,9 +45,6 @@ __all__ = ["CLOSE_TIMEOUT_S", "MAX_SEND_BUFFER_BYTES", "WebSocket", "WebSocketCl
 
 _log = logging.getLogger(__name__)
 
-# How long we wait for the peer's Close after sending ours (RFC 6455 §7.1.1 leaves it to
-# us; websockets' close_timeout is 10 s, and a stopping worker has graceful_timeout).
-CLOSE_TIMEOUT_S: Final = 5.0
 # Bytes a socket may hold unsent once the loop reads it (event mode) before ``send`` waits
 # for the peer to read (then drops it: see ``send``). websockets' write_limit is 32 KiB;
 # we allow a whole default-size message.
@@ -104,12 +102,11 @@ class WebSocket:
         self.bytes_sent = 0
         self.started = time.monotonic()
         self._transport = transport
-        self._sock = transport.sock
+        self._io = SocketIO(transport)
         self._context = context
         self._core = core
         self._access_record = access_record
         self._lock = threading.Lock()
-        self._out = bytearray()
         self._inbox: collections.deque[Message] = collections.deque()
         self._is_in_loop = False     # the WSGI call returned: the loop reads the socket
         self._is_finished = False    # no more frames are read; close once output is sent
@@ -118,19 +115,8 @@ class WebSocket:
         self._is_close_notified = False
         self._has_ended = False
         settings = context.websocket
-        self._ping_interval = settings.websocket_ping_interval
-        self._ping_timeout = settings.websocket_ping_timeout
-        self._next_ping_at = self.started + self._ping_interval if self._ping_interval else math.inf
-        self._pong_due = math.inf
-        self._close_due = math.inf
-        if transport.is_tls:
-            import ssl
-            self._flags = 0
-            self._would_block: tuple[type[Exception], ...] = (
-                *WOULD_BLOCK, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-        else:
-            self._flags = socket.MSG_DONTWAIT
-            self._would_block = WOULD_BLOCK
+        self._timers = WebSocketTimers(self.started, settings.websocket_ping_interval,
+                                       settings.websocket_ping_timeout)
 
     def __repr__(self) -> str:
         return f"<WebSocket {self._transport.remote_addr} {self._core.state.value}>"
@@ -165,7 +151,8 @@ class WebSocket:
             else:
                 core.send_bytes(message)  # type: ignore[arg-type]  # bytes-like: checked above
             self._write(core.data_to_send())
-            if not self._out or (self._is_in_loop and len(self._out) <= MAX_SEND_BUFFER_BYTES):
+            out = len(self._io.out)
+            if not out or (self._is_in_loop and out <= MAX_SEND_BUFFER_BYTES):
                 return
         self._wait_for_room(SEND_TIMEOUT_S if timeout is None else timeout)
 
@@ -189,11 +176,11 @@ class WebSocket:
                     raise WebSocketClosed(self.close_code or _ABNORMAL, self.close_reason)
                 if self._is_in_loop:
                     raise RuntimeError("receive() in event mode: messages go to on_message")
-                data = self._recv()
+                data = self._io.recv()
                 if data is not None:
                     self._feed(data)
                     continue
-                wants_write = bool(self._out)
+                wants_write = bool(self._io.out)
                 timer = self.deadline
             now = time.monotonic()
             if timer <= now:
@@ -201,8 +188,9 @@ class WebSocket:
                 continue
             if now >= deadline:
                 return None
-            _wait(self._transport.fileno, select.POLLIN | (select.POLLOUT if wants_write else 0),
-                  min(timer, deadline) - now)
+            wait_for_socket(self._transport.fileno,
+                            select.POLLIN | (select.POLLOUT if wants_write else 0),
+                            min(timer, deadline) - now)
             if wants_write:
                 with self._lock:
                     self._flush()
@@ -233,7 +221,7 @@ class WebSocket:
                 self._core.close(code, reason)
             except LocalProtocolError as exc:
                 raise ValueError(str(exc)) from None
-            self._close_due = time.monotonic() + CLOSE_TIMEOUT_S
+            self._timers.close_sent(time.monotonic())
             self.close_code, self.close_reason = code, reason
             self._write(self._core.data_to_send())
 
@@ -262,9 +250,7 @@ class WebSocket:
             if kind is BytesMessage:
                 return event.data  # type: ignore[union-attr]  # a BytesMessage
             if kind is Pong:
-                self._pong_due = math.inf
-                if self._ping_interval:
-                    self._next_ping_at = time.monotonic() + self._ping_interval
+                self._timers.pong_received(time.monotonic())
             elif kind is CloseReceived:
                 # RFC 6455 §7.1.5: the connection's close code is that of the first Close
                 # received (the peer's echo, if we closed first).
@@ -290,7 +276,7 @@ class WebSocket:
         """Give up on the peer: no close handshake, the transport is closed at once."""
         if self._core.state is _OPEN:
             self._core.close(code, reason)
-            self._out += self._core.data_to_send()  # sent if the socket takes it: no wait
+            self._io.out += self._core.data_to_send()  # sent if the socket takes it: no wait
         self.close_code, self.close_reason = code, reason
         self._is_aborted = True
         self._finish()
@@ -301,43 +287,18 @@ class WebSocket:
         if not data:
             return
         self.bytes_sent += len(data)
-        if self._out:
-            self._out += data
-            self._flush()
-            return
         try:
-            sent = self._sock.send(data, self._flags)
-        except self._would_block:
-            sent = 0
+            self._io.write(data)
         except OSError:
             self._lose()
-            return
-        if sent < len(data):
-            self._out += data[sent:]
 
     def _flush(self) -> bool:
         """Send buffered output without blocking; True when none is left."""
-        out = self._out
-        while out:
-            try:
-                sent = self._sock.send(out, self._flags)
-            except self._would_block:
-                return False
-            except OSError:
-                self._lose()
-                return True
-            del out[:sent]
-        return True
-
-    def _recv(self) -> bytes | None:
-        """What the socket holds (b"": closed), or None when it is empty."""
         try:
-            data = self._sock.recv(RECV_BYTES, self._flags)
-        except self._would_block:
-            return None
+            return self._io.flush()
         except OSError:
-            return b""
-        return data
+            self._lose()
+            return True
 
     def _feed(self, data: bytes) -> None:
         self.bytes_received += len(data)
@@ -345,7 +306,7 @@ class WebSocket:
 
     def _lose(self) -> None:
         """The socket failed (reset, broken pipe): nothing more can be sent or read."""
-        self._out.clear()
+        self._io.out.clear()
         self._is_aborted = True
         if self.close_code is None:
             self.close_code = _ABNORMAL
@@ -365,7 +326,7 @@ class WebSocket:
                 if self._is_aborted or self._has_ended:
                     # Dropped, the socket failed, or the connection closed: not all was sent.
                     raise WebSocketClosed(self.close_code or _ABNORMAL, self.close_reason)
-                out = len(self._out)
+                out = len(self._io.out)
                 if not out or (self._is_in_loop and out <= MAX_SEND_BUFFER_BYTES):
                     return
                 remaining = deadline - time.monotonic()
@@ -373,30 +334,30 @@ class WebSocket:
                     self._abort(_POLICY, "the peer does not read")
                     self._context.resume_reading(self._transport.fileno)
                     raise WebSocketClosed(_POLICY, self.close_reason)
-            _wait(self._transport.fileno, select.POLLOUT, min(remaining, ROOM_POLL_MAX_S))
+            wait_for_socket(self._transport.fileno, select.POLLOUT,
+                            min(remaining, ROOM_POLL_MAX_S))
             with self._lock:
                 self._flush()
 
     @property
     def deadline(self) -> float:
         """When ``on_timer`` is due: the next ping, the pong's, or the peer's Close."""
-        return min(self._next_ping_at, self._pong_due, self._close_due)
+        return self._timers.deadline
 
     def on_timer(self, now: float) -> None:
         """Send a ping when one is due; give up on a peer whose pong or Close is late."""
         with self._lock:
             if self._is_finished:
                 return
-            if now >= self._close_due:
+            due = self._timers.due(now)
+            if due is Due.CLOSE_LATE:
                 self._abort(_ABNORMAL, "")  # RFC 6455 §7.1.5: no Close received
-            elif now >= self._pong_due:
+            elif due is Due.PONG_LATE:
                 self._abort(_INTERNAL_ERROR, "no pong")
-            elif now >= self._next_ping_at:
-                self._next_ping_at = math.inf
-                if self._core.state is _OPEN:
-                    self._core.send_ping(_PING_PAYLOAD)
-                    self._pong_due = now + self._ping_timeout
-                    self._write(self._core.data_to_send())
+            elif due is Due.PING and self._core.state is _OPEN:
+                self._core.send_ping(_PING_PAYLOAD)
+                self._timers.ping_sent(now)
+                self._write(self._core.data_to_send())
 
     # -- the loop's side (the protocol calls these) -----------------------------------------
     @property
@@ -415,7 +376,7 @@ class WebSocket:
             if self.on_message is None and self.on_close is None and not self._is_finished \
                     and self._core.state is _OPEN:
                 self._core.close(1000, "")
-                self._close_due = time.monotonic() + CLOSE_TIMEOUT_S
+                self._timers.close_sent(time.monotonic())
                 self.close_code = 1000
                 self._write(self._core.data_to_send())
             if self._inbox or (self._is_finished and self.on_close is not None):
@@ -443,7 +404,7 @@ class WebSocket:
                     continue
                 if self._is_finished:
                     break
-                data = self._recv()
+                data = self._io.recv()
                 if data is None:
                     transport.read_pending = False
                     self._flush()
@@ -504,7 +465,7 @@ class WebSocket:
             with self._lock:
                 if self._core.state is _OPEN and not self._is_finished:
                     self._core.close(_INTERNAL_ERROR, "")
-                    self._close_due = time.monotonic() + CLOSE_TIMEOUT_S
+                    self._timers.close_sent(time.monotonic())
                     self.close_code = _INTERNAL_ERROR
                     self._write(self._core.data_to_send())
         finally:
@@ -530,10 +491,3 @@ class WebSocket:
         context.websockets.discard(self)
         if context.access_log is not None and self._access_record is not None:
             context.access_log.log_websocket(self._access_record(self))
-
-
-def _wait(fileno: int, events: int, timeout_s: float) -> None:
-    """Wait until the socket has one of ``events`` (``select.POLL*``) or time runs out."""
-    poller = select.poll()
-    poller.register(fileno, events)
-    poller.poll(None if timeout_s == math.inf else max(0.0, timeout_s) * 1000)
