@@ -62,11 +62,10 @@ from wsgiserve.server.worker.states import (
     READING_HEAD,
     SWITCH,
     SWITCHED,
-    TRANSITIONS,
+    StateMachine,
     WAIT_READABLE,
     WAIT_WRITABLE,
     WRITING,
-    ConnState,
     Outcome,
 )
 from wsgiserve.server.worker.transport import Transport
@@ -86,7 +85,7 @@ PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _EMPTY_INPUT: Final = EmptyInput()  # stateless: one for every bodiless request
 
 
-class Http1:
+class Http1(StateMachine):
     """HTTP/1.1 requests on one connection, one exchange at a time."""
 
     __slots__ = ("transport", "context", "parser", "state", "deadline", "idle_since",
@@ -118,11 +117,6 @@ class Http1:
         self._held = b""  # the start of what may be an HTTP/2 preface
         self._is_shedding = False  # shed(): answer the next request 503, do not serve it
         self._upgrade_http2 = upgrade_http2
-
-    def set_state(self, new: ConnState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
-        self.state = new
 
     @property
     def is_idle(self) -> bool:

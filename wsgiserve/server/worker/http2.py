@@ -37,10 +37,9 @@ from wsgiserve.server.worker.states import (
     CLOSING,
     IDLE,
     IN_APP,
-    TRANSITIONS,
+    StateMachine,
     WAIT_READABLE,
     WAIT_WRITABLE,
-    ConnState,
     Outcome,
 )
 from wsgiserve.server.worker.stream import SERVER_FIELD, Http2Stream, StreamGone
@@ -69,7 +68,7 @@ def http2_limits(max_concurrent_streams: int, initial_window_size: int, max_fram
         max_header_block_bytes=max_header_list_size)
 
 
-class Http2(Http2Output):
+class Http2(Http2Output, StateMachine):
     """An HTTP/2 connection (server role), its streams and their shared output.
 
     The loop's thread reads: it feeds the core, hands request bodies to their streams
@@ -125,11 +124,6 @@ class Http2(Http2Output):
         self._is_peer_done = False  # the client sent GOAWAY
         self._is_write_shut = False  # our FIN went
         self._is_shedding = False  # shed(): new streams get 503 (load shedding)
-
-    def set_state(self, new: ConnState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
-        self.state = new
 
     @property
     def is_idle(self) -> bool:

@@ -40,10 +40,9 @@ from wsgiserve.server.worker.states import (
     READING_PROXY_HEADER,
     SWITCH,
     SWITCHED,
-    TRANSITIONS,
+    StateMachine,
     WAIT_READABLE,
     WAIT_WRITABLE,
-    ConnState,
     Outcome,
 )
 from wsgiserve.server.worker.transport import HandshakeStep, Transport
@@ -90,7 +89,7 @@ def preamble_settings(tls_settings: TLS, proxy: Proxy, proxy_protocol: bool,
         proxy_allowed=AddressMatcher(proxy.proxy_allow_ips) if proxy_protocol else None)
 
 
-class Preamble:
+class Preamble(StateMachine):
     """Reads a PROXY header and/or completes a TLS handshake, then hands over to HTTP."""
 
     __slots__ = ("transport", "context", "state", "deadline", "idle_since", "next_protocol",
@@ -115,11 +114,6 @@ class Preamble:
             self.state = HANDSHAKING
         timeout_s = context.header_timeout_s or DEFAULT_PREAMBLE_TIMEOUT_S
         self.deadline = time.monotonic() + timeout_s
-
-    def set_state(self, new: ConnState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
-        self.state = new
 
     @property
     def is_idle(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-__all__ = ["TRANSITIONS", "ConnState", "Outcome"]  # and the members, as module names below
+__all__ = ["TRANSITIONS", "ConnState", "Outcome", "StateMachine"]  # and the members, as module names below
 
 
 class ConnState(Enum):
@@ -68,3 +68,17 @@ TRANSITIONS: Final[dict[ConnState, frozenset[ConnState]]] = {
     _C.READING_PROXY_HEADER: frozenset({_C.HANDSHAKING}) | _ANY_END,
     _C.HANDSHAKING: _ANY_END,
 }
+
+
+class StateMachine:
+    """What every protocol on a connection has: its ``state``, changed only along
+    ``TRANSITIONS`` (a protocol class declares the ``state`` slot itself)."""
+
+    __slots__ = ()
+    state: ConnState
+
+    def set_state(self, new: ConnState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
+        # The subclass's slot (no slot here: Http2 has another base with slots of its own).
+        self.state = new  # type: ignore[misc]

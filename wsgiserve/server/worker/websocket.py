@@ -20,10 +20,9 @@ from wsgiserve.server.worker.states import (
     CLOSED,
     CLOSING,
     IN_APP,
-    TRANSITIONS,
+    StateMachine,
     WAIT_READABLE,
     WAIT_WRITABLE,
-    ConnState,
     Outcome,
 )
 from wsgiserve.server.worker.protocol import Protocol
@@ -33,7 +32,7 @@ from wsgiserve.server.worker.websocket_api import WebSocket
 __all__ = ["WebSocketProtocol"]
 
 
-class WebSocketProtocol:
+class WebSocketProtocol(StateMachine):
     """A connection whose WSGI call accepted a WebSocket (blocking style: after it
     returned, to finish the close; event mode: for the socket's whole life)."""
 
@@ -52,11 +51,6 @@ class WebSocketProtocol:
         self._linger_until = 0.0
         self._is_stop_sent = False
         websocket.start_loop()
-
-    def _set_state(self, new: ConnState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise AssertionError(f"connection transition {self.state} -> {new} not in table")
-        self.state = new
 
     @property
     def deadline(self) -> float:
@@ -121,7 +115,7 @@ class WebSocketProtocol:
             return CLOSE
         if not flushed:
             return WAIT_WRITABLE  # on_writable comes back here once the socket takes it
-        self._set_state(CLOSING)
+        self.set_state(CLOSING)
         if not self.transport.shutdown_write():
             return CLOSE
         self._linger_until = time.monotonic() + LINGER_S
