@@ -14,6 +14,7 @@ socket too, and switches it on first use.
 """
 from __future__ import annotations
 
+import math
 import os
 import select
 import socket
@@ -25,7 +26,7 @@ from wsgiserve.server.worker.context import WOULD_BLOCK
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["RECV_BYTES", "HandshakeStep", "Transport"]
+__all__ = ["RECV_BYTES", "HandshakeStep", "Transport", "wait_for_socket"]
 
 # One recv takes up to this much (a request head, or a piece of body, in one call).
 RECV_BYTES: Final = 65536
@@ -180,7 +181,7 @@ class Transport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("timed out writing to the client")
-            _wait(self.fileno, select.POLLOUT, remaining)
+            wait_for_socket(self.fileno, select.POLLOUT, remaining)
 
     def recv_blocking(self, timeout_s: float) -> bytes:
         """The next bytes from the peer (``b""``: it closed), waiting up to ``timeout_s``.
@@ -199,7 +200,7 @@ class Transport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("timed out reading the request body")
-            _wait(self.fileno, select.POLLIN, remaining)
+            wait_for_socket(self.fileno, select.POLLIN, remaining)
 
     def has_input(self) -> bool:
         """Whether the peer's bytes wait unread (in the socket, or decrypted in TLS's
@@ -292,7 +293,9 @@ class Transport:
         socket.socket.send(self.sock, data)
 
 
-def _wait(fileno: int, events: int, timeout_s: float) -> None:
+def wait_for_socket(fileno: int, events: int, timeout_s: float) -> None:
+    """Wait until the socket has one of ``events`` (``select.POLL*``) or time runs out
+    (``math.inf``: no limit)."""
     poller = select.poll()
     poller.register(fileno, events)
-    poller.poll(max(0.0, timeout_s) * 1000)
+    poller.poll(None if timeout_s == math.inf else max(0.0, timeout_s) * 1000)

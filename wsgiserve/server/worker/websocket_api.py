@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from wsgiserve.server.worker.context import ServerContext
-from wsgiserve.server.worker.transport import Transport
-from wsgiserve.server.worker.websocket_io import SocketIO, wait_for_socket
+from wsgiserve.server.worker.transport import Transport, wait_for_socket
+from wsgiserve.server.worker.websocket_io import SocketIO
 from wsgiserve.server.worker.websocket_timers import CLOSE_TIMEOUT_S, Due, WebSocketTimers
 from wsgiserve.websocket import (
     NEED_DATA,

@@ -3,18 +3,16 @@
 ``write`` sends after what is buffered and keeps what the socket does not take (the send
 buffer, ``out``), ``flush`` sends that as the socket takes more, ``recv`` reads what the
 socket holds. The WebSocket calls them with its lock held and decides what a failed socket
-means; ``wait_for_socket`` is how its blocking calls wait, outside the lock.
+means; its blocking calls wait outside the lock (``transport.wait_for_socket``).
 """
 from __future__ import annotations
 
-import math
-import select
 import socket
 
 from wsgiserve.server.worker.context import WOULD_BLOCK
 from wsgiserve.server.worker.transport import RECV_BYTES, Transport
 
-__all__ = ["SocketIO", "wait_for_socket"]
+__all__ = ["SocketIO"]
 
 
 class SocketIO:
@@ -81,10 +79,3 @@ class SocketIO:
         except OSError:
             return b""
         return data
-
-
-def wait_for_socket(fileno: int, events: int, timeout_s: float) -> None:
-    """Wait until the socket has one of ``events`` (``select.POLL*``) or time runs out."""
-    poller = select.poll()
-    poller.register(fileno, events)
-    poller.poll(None if timeout_s == math.inf else max(0.0, timeout_s) * 1000)
