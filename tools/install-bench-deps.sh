@@ -6,16 +6,6 @@
 # pins greenlet<0.5, which does not build on Python 3.11, and runs on the bench extra's greenlet.
 set -eu
 cd "$(dirname "$0")/.."
-APT_PACKAGES="wrk strace libev-dev gcc"
-missing=""
-for pkg in $APT_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
-done
-if [ -n "$missing" ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
-fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+./tools/apt-install.sh wrk strace libev-dev gcc
+python3 -m pip install -q --disable-pip-version-check -c tools/test-constraints.txt -e '.[test,bench]'
 python3 -m pip install -q --disable-pip-version-check --no-deps meinheld==1.0.2
