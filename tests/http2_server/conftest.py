@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from h2client import H2Connection
 from h2servers import Certificates, start_server
 from serving import Server
 
@@ -19,6 +20,13 @@ def server(tmp_path_factory: pytest.TempPathFactory,
     started = start_server(tmp_path_factory.mktemp("h2server"), *args)
     yield started
     started.stop()
+
+
+@pytest.fixture
+def conn(server: Server) -> Iterator[H2Connection]:
+    """A connection to the module's server, its SETTINGS exchanged."""
+    with H2Connection(server.port) as connection:
+        yield connection.handshake()
 
 
 @pytest.fixture(autouse=True)

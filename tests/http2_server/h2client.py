@@ -65,6 +65,15 @@ def request_fields(path: str = "/hello", method: str = "GET", *,
     return fields + [(_b(name), _b(value)) for name, value in extra]
 
 
+# The commonest request of the tests.
+GET_HELLO: Final = request_fields("/hello")
+
+
+def open_stream(conn: H2Connection, stream_id: int = 1) -> None:
+    """A POST whose body has not come: the stream stays open (its app waits to read)."""
+    conn.send_headers(stream_id, request_fields("/echo", "POST"), end_stream=False)
+
+
 def hpack_integer(value: int, prefix_bits: int, flags: int = 0) -> bytes:
     """RFC 7541 §5.1, written here (not by the package) so any value can be sent."""
     limit = (1 << prefix_bits) - 1

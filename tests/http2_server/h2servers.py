@@ -1,11 +1,16 @@
 """Starting the HTTP/2 test servers: ``python -m wsgiserve`` on 127.0.0.1:0 serving
-``h2_apps`` (see ``serving.Server``), and trustme certificates for the TLS ones."""
+``h2_apps`` (see ``serving.Server``), trustme certificates for the TLS ones, and the
+command-line clients that talk to them (curl)."""
 from __future__ import annotations
 
 import re
+import shutil
 import ssl
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
@@ -24,6 +29,19 @@ def wait_for_line(server: Server, text: str, timeout_s: float = 10.0) -> None:
     """Wait until ``text`` is in the server's log: an access log line is written after
     its response went, so a client may read the response first."""
     wait_for_log(server.log, server.process, re.escape(text), timeout_s)
+
+
+def tool(name: str) -> str:
+    """The path of an installed client program; the test is skipped without it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install curl nghttp2-client)")
+    return path
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([tool("curl"), "--silent", "--show-error", "--max-time", "20",
+                           *args], capture_output=True, timeout=30, check=False)
 
 
 class Certificates:

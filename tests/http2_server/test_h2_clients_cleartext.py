@@ -7,29 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from h2servers import wait_for_line
+from h2servers import curl, tool, wait_for_line
 from serving import Server
 
 pytestmark = pytest.mark.timeout(120)
 
 SERVER_ARGS = ("--threads", "4")
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (apt-get install curl nghttp2-client)")
-    return path
-
-
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([tool("curl"), "--silent", "--show-error", "--max-time", "20",
-                           *args], capture_output=True, timeout=30, check=False)
 
 
 def nghttp(*args: str) -> str:

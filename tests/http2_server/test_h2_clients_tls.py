@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from browser import Browser
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from h2client import PREFACE, PROTOCOL_ERROR, H2Connection, frame
-from h2servers import Certificates, start_server, wait_for_line
+from h2servers import Certificates, curl, start_server, tool, wait_for_line
 from processes import REPO_ROOT
 from serving import Server
 
@@ -32,18 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory,
     started = start_server(tmp_path_factory.mktemp("h2tls"), *certificates.server_args())
     yield started
     started.stop()
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (apt-get install curl nghttp2-client)")
-    return path
-
-
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([tool("curl"), "--silent", "--show-error", "--max-time", "20",
-                           *args], capture_output=True, timeout=30, check=False)
 
 
 def url(server: Server, path: str = "/hello") -> str:

@@ -36,24 +36,14 @@ from h2client import (
     goaway_payload,
     request_fields,
     settings_payload,
+    GET_HELLO,
+    open_stream,
 )
 from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVER_ARGS = ("--threads", "4")
-GET_HELLO = request_fields("/hello")
-
-
-@pytest.fixture
-def conn(server: Server) -> Iterator[H2Connection]:
-    with H2Connection(server.port) as connection:
-        yield connection.handshake()
-
-
-def open_stream(conn: H2Connection, stream_id: int = 1) -> None:
-    """A POST whose body has not come: the stream stays open (its app waits to read)."""
-    conn.send_headers(stream_id, request_fields("/echo", "POST"), end_stream=False)
 
 
 def handshake(server: Server, settings: dict[int, int], *,

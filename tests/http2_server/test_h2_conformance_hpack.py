@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 
 import hpack
 import pytest
@@ -42,12 +41,6 @@ def path(value: bytes) -> bytes:
 
 def request_block(target: bytes = b"/echo", *fields: bytes) -> bytes:
     return GET + path(target) + AUTHORITY + b"".join(fields)
-
-
-@pytest.fixture
-def conn(server: Server) -> Iterator[H2Connection]:
-    with H2Connection(server.port) as connection:
-        yield connection.handshake()
 
 
 def send_block(conn: H2Connection, block: bytes, stream_id: int | None = None) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 
 import pytest
 from h2client import (
@@ -21,21 +20,14 @@ from h2client import (
     H2Connection,
     goaway_payload,
     request_fields,
+    GET_HELLO,
 )
-from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVER_ARGS = ("--threads", "4")
-GET_HELLO = request_fields("/hello")
 PSEUDO = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"127.0.0.1"),
           (b":path", b"/hello")]
-
-
-@pytest.fixture
-def conn(server: Server) -> Iterator[H2Connection]:
-    with H2Connection(server.port) as connection:
-        yield connection.handshake()
 
 
 def post_open(conn: H2Connection, stream_id: int = 1, path: str = "/echo") -> None:

@@ -6,7 +6,6 @@ server's answer on the wire (GOAWAY and its code, RST_STREAM and its code, the c
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 
 import pytest
 from h2client import (
@@ -35,6 +34,8 @@ from h2client import (
     frame,
     literal,
     request_fields,
+    GET_HELLO,
+    open_stream,
 )
 from serving import Server
 
@@ -44,18 +45,6 @@ pytestmark = pytest.mark.timeout(60)
 # and the reset test needs a thread free to read its RST_STREAM while its app sleeps
 # (with every serving thread in the app, nobody reads: see docs/http2.md).
 SERVER_ARGS = ("--threads", "8")
-GET_HELLO = request_fields("/hello")
-
-
-@pytest.fixture
-def conn(server: Server) -> Iterator[H2Connection]:
-    with H2Connection(server.port) as connection:
-        yield connection.handshake()
-
-
-def open_stream(conn: H2Connection, stream_id: int = 1) -> None:
-    """A POST whose body has not come: the stream stays open (its app waits to read)."""
-    conn.send_headers(stream_id, request_fields("/echo", "POST"), end_stream=False)
 
 
 # -- §3.4 HTTP/2 connection preface --------------------------------------------------------

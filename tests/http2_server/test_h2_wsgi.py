@@ -7,7 +7,6 @@ hints and the access log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,6 @@ from serving import Server
 pytestmark = pytest.mark.timeout(60)
 
 SERVER_ARGS = ("--threads", "4")
-
-
-@pytest.fixture
-def conn(server: Server) -> Iterator[H2Connection]:
-    with H2Connection(server.port) as connection:
-        yield connection.handshake()
 
 
 def environ_of(conn: H2Connection, path: str = "/environ-h2", method: str = "GET", *,
